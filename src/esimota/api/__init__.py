@@ -1,0 +1,1 @@
+"""esimota.api: see DESIGN §1."""

@@ -1,0 +1,1 @@
+"""esimota.api.callbacks: see DESIGN §1."""

@@ -1,0 +1,1 @@
+"""esimota.api.grpc: see DESIGN §1."""

@@ -1,0 +1,1 @@
+"""esimota.api.http: see DESIGN §1."""

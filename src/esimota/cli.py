@@ -1,0 +1,3 @@
+"""The `esimota` command."""
+def main():
+    print("esimota")

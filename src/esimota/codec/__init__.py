@@ -1,0 +1,1 @@
+"""esimota.codec: see DESIGN §1."""

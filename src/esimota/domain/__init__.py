@@ -1,0 +1,1 @@
+"""esimota.domain: see DESIGN §1."""

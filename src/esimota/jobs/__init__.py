@@ -1,0 +1,1 @@
+"""esimota.jobs: see DESIGN §1."""

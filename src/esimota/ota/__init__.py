@@ -1,0 +1,1 @@
+"""esimota.ota: see DESIGN §1."""

@@ -1,0 +1,1 @@
+"""esimota.service: see DESIGN §1."""

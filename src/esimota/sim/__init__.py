@@ -1,0 +1,1 @@
+"""esimota.sim: see DESIGN §1."""

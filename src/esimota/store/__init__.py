@@ -1,0 +1,1 @@
+"""esimota.store: see DESIGN §1."""

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules, built from proto/esimota/v1 at install time (never committed)."""
