@@ -1,0 +1,78 @@
+"""Configuration from the environment and flags; everything on disk lives under ESIMOTA_HOME (DESIGN §7)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def home() -> Path:
+    """ESIMOTA_HOME (default ./.data), created on first use with mode 0700."""
+    path = Path(os.environ.get("ESIMOTA_HOME", ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _write_secret(path: Path, data: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+
+
+def master_key(base: Path | None = None) -> bytes:
+    """The at-rest master key (32 bytes): ESIMOTA_MASTER_KEY (64 hex digits) or HOME/master.key.
+
+    Generated on first start with mode 0600; production passes its own.
+    """
+    env = os.environ.get("ESIMOTA_MASTER_KEY")
+    if env:
+        try:
+            key = bytes.fromhex(env.strip())
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError("ESIMOTA_MASTER_KEY must be 64 hex digits (32 bytes)")
+        return key
+    path = (base or home()) / "master.key"
+    if not path.exists():
+        try:
+            _write_secret(path, secrets.token_hex(32) + "\n")
+        except FileExistsError:  # another worker created it first
+            pass
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != 32:
+        raise ConfigError(f"{path} does not hold a 32-byte hex key")
+    return key
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+
+
+@dataclass
+class Settings:
+    """What `esimota serve` runs with; flags override the environment."""
+
+    host: str = field(default_factory=lambda: os.environ.get("ESIMOTA_HOST", "127.0.0.1"))
+    http_port: int = field(default_factory=lambda: _int_env("ESIMOTA_HTTP_PORT", 8080))
+    grpc_port: int = field(default_factory=lambda: _int_env("ESIMOTA_GRPC_PORT", 50051))
+    bip_port: int = field(default_factory=lambda: _int_env("ESIMOTA_BIP_PORT", 7700))
+    bip_host: str = field(default_factory=lambda: os.environ.get("ESIMOTA_BIP_HOST", "0.0.0.0"))
+    workers: int = field(default_factory=lambda: _int_env("ESIMOTA_WORKERS", 1))
+    tls: bool = field(default_factory=lambda: os.environ.get("ESIMOTA_NO_TLS", "") != "1")
+    database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
+    db_pool_size: int = field(default_factory=lambda: _int_env("ESIMOTA_DB_POOL", 10))
+    # a proxy header trusted for the caller's address (e.g. X-Forwarded-For), off by default
+    trusted_proxy_header: str | None = field(
+        default_factory=lambda: os.environ.get("ESIMOTA_TRUSTED_PROXY_HEADER") or None)
+    shutdown_grace: float = 8.0

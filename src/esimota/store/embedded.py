@@ -1,0 +1,212 @@
+"""The project-local PostgreSQL cluster under ESIMOTA_HOME, from the machine's PostgreSQL binaries (DESIGN §7)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+PG_USER = "esimota"  # the database role; the OS user is _os_user()
+PG_DB = "esimota"
+_INSTALL_HINT = ("PostgreSQL server binaries (initdb, pg_ctl) not found: install them with "
+                 "`apt-get install -y postgresql` (Debian package postgresql) or put them on PATH")
+
+
+def find_bindir() -> Path:
+    """initdb and pg_ctl: on PATH, via pg_config --bindir, or under /usr/lib/postgresql/*/bin."""
+    candidates: list[Path] = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(os.path.realpath(initdb)).parent)
+    if shutil.which("pg_config"):
+        try:
+            out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+            candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+                      reverse=True)
+    candidates += [Path(p) for p in versions]
+    for cand in candidates:
+        if (cand / "initdb").exists() and (cand / "pg_ctl").exists() and (cand / "postgres").exists():
+            return cand
+    raise ConfigError(_INSTALL_HINT)
+
+
+def _os_user() -> pwd.struct_passwd | None:
+    """The unprivileged system user the cluster runs as when we are root (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "esimota"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "esimota"],
+                   check=True, capture_output=True)
+    return pwd.getpwnam("esimota")
+
+
+def _make_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    """Give the cluster's user search (x) permission on the ancestors of its data directory."""
+    for parent in reversed(path.parents):
+        st = parent.stat()
+        if st.st_uid == user.pw_uid or st.st_mode & stat.S_IXOTH:
+            continue
+        os.chmod(parent, st.st_mode | stat.S_IXOTH)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    """One embedded cluster: HOME/pg (data), HOME/pg.port, HOME/pg.password (0600), HOME/pg.log."""
+
+    home: Path
+
+    @property
+    def datadir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def logfile(self) -> Path:
+        return self.home / "pg.log"
+
+    def _run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        user = _os_user()
+        if user is not None:
+            kw.setdefault("user", user.pw_uid)
+            kw.setdefault("group", user.pw_gid)
+            kw.setdefault("extra_groups", [])
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("cwd", "/")
+        return subprocess.run(argv, **kw)
+
+    def password(self) -> str:
+        return (self.home / "pg.password").read_text().strip()
+
+    def port(self) -> int:
+        return int((self.home / "pg.port").read_text().strip())
+
+    def url(self, dbname: str = PG_DB) -> str:
+        return f"postgresql://{PG_USER}:{self.password()}@127.0.0.1:{self.port()}/{dbname}"
+
+    def initialised(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        bindir = find_bindir()
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        user = _os_user()
+        pwfile = self.home / "pg.password"
+        if not pwfile.exists():
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        self.datadir.mkdir(mode=0o700, exist_ok=True)
+        tmp_pw = self.home / "pg.pwinit"
+        tmp_pw.write_text(self.password() + "\n")
+        if user is not None:
+            _make_reachable(self.datadir, user)
+            os.chown(self.datadir, user.pw_uid, user.pw_gid)
+            os.chown(tmp_pw, user.pw_uid, user.pw_gid)
+            os.chmod(self.home, 0o711)
+        os.chmod(tmp_pw, 0o600)
+        try:
+            res = self._run([str(bindir / "initdb"), "-D", str(self.datadir), "-U", PG_USER,
+                             "--pwfile", str(tmp_pw), "--auth=scram-sha-256", "-E", "UTF8",
+                             "--locale=C.UTF-8", "--no-sync"])
+        finally:
+            tmp_pw.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise ConfigError(f"initdb failed: {res.stderr.strip() or res.stdout.strip()}")
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.write("\n# esimota embedded cluster\nlisten_addresses = '127.0.0.1'\n"
+                       "unix_socket_directories = ''\nmax_connections = 300\n"
+                       "shared_buffers = 256MB\nsynchronous_commit = on\nfsync = on\n"
+                       "log_min_messages = warning\n")
+
+    def running(self) -> bool:
+        if not self.initialised():
+            return False
+        res = self._run([str(find_bindir() / "pg_ctl"), "status", "-D", str(self.datadir)])
+        return res.returncode == 0
+
+    def start(self) -> str:
+        """Start the cluster unless it runs already; returns the connection URL."""
+        if not self.initialised():
+            self.init()
+        if self.running():
+            self._ensure_database(self.port())
+            return self.url()
+        port = _free_port()
+        (self.home / "pg.port").write_text(f"{port}\n")
+        user = _os_user()
+        if not self.logfile.exists():
+            self.logfile.touch(mode=0o600)
+        if user is not None:
+            os.chown(self.logfile, user.pw_uid, user.pw_gid)
+        res = self._run([str(find_bindir() / "pg_ctl"), "start", "-D", str(self.datadir), "-w",
+                         "-t", "60", "-l", str(self.logfile), "-o", f"-p {port}"])
+        if res.returncode != 0:
+            tail = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
+            raise ConfigError(f"PostgreSQL did not start: {res.stderr.strip()} {tail.strip()}")
+        self._wait_ready(port)
+        self._ensure_database(port)
+        return self.url()
+
+    def _ensure_database(self, port: int) -> None:
+        """Create the platform's database on the first start (initdb makes only `postgres`)."""
+        marker = self.home / "pg.dbcreated"
+        if marker.exists():
+            return
+        env = dict(os.environ, PGPASSWORD=self.password(), PGCONNECT_TIMEOUT="10")
+        res = subprocess.run([str(find_bindir() / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                              "-U", PG_USER, PG_DB], capture_output=True, text=True, env=env)
+        if res.returncode != 0 and "already exists" not in res.stderr:
+            raise ConfigError(f"createdb failed: {res.stderr.strip()}")
+        marker.touch(mode=0o600)
+
+    def _wait_ready(self, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise ConfigError(f"PostgreSQL did not accept connections on 127.0.0.1:{port}")
+
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the cluster if it runs; True if it was running."""
+        if not self.running():
+            return False
+        res = self._run([str(find_bindir() / "pg_ctl"), "stop", "-D", str(self.datadir),
+                         "-m", mode, "-w", "-t", "60"])
+        if res.returncode != 0:
+            raise ConfigError(f"pg_ctl stop failed: {res.stderr.strip()}")
+        return True
+
+
+def database_url(home: Path) -> str:
+    """DATABASE_URL if set, else the embedded cluster's URL (starting it if needed)."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return Cluster(home).start()

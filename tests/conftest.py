@@ -1,0 +1,74 @@
+"""Shared fixtures: the embedded PostgreSQL (or DATABASE_URL), a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from esimota.store import migrate as migrations
+from esimota.store.embedded import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_db(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """A server URL tests may create databases on: DATABASE_URL, else the embedded cluster."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data")).resolve()
+    return Cluster(home).start()
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_server_url: str):
+    """One migrated template database per test session; dropped at the end."""
+    name = f"esimota_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await migrations.migrate_url(_with_db(pg_server_url, name))
+    yield name
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_server_url: str, template_db: str):
+    """A fresh, migrated database of this test's own, dropped afterwards."""
+    name = f"esimota_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield _with_db(pg_server_url, name)
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(db_url: str):
+    """An asyncpg pool on the test's own database."""
+    p = await asyncpg.create_pool(db_url, min_size=1, max_size=10)
+    yield p
+    await p.close()

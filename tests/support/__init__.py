@@ -1,0 +1,1 @@
+"""Test helpers: fixtures' building blocks and a TCP fault-injection proxy (STYLE 11)."""
