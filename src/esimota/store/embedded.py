@@ -23,7 +23,12 @@ _INSTALL_HINT = ("PostgreSQL server binaries (initdb, pg_ctl) not found: install
 
 
 def find_bindir() -> Path:
-    """initdb and pg_ctl: on PATH, via pg_config --bindir, or under /usr/lib/postgresql/*/bin."""
+    """initdb and pg_ctl: ESIMOTA_PG_BINDIR, on PATH, via pg_config --bindir, or /usr/lib/postgresql/*/bin."""
+    override = os.environ.get("ESIMOTA_PG_BINDIR")
+    if override:
+        if all((Path(override) / b).exists() for b in ("initdb", "pg_ctl", "postgres")):
+            return Path(override)
+        raise ConfigError(_INSTALL_HINT + f" (ESIMOTA_PG_BINDIR={override} lacks them)")
     candidates: list[Path] = []
     initdb = shutil.which("initdb")
     if initdb:

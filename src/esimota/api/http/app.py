@@ -1,0 +1,64 @@
+"""The HTTP bridge's application: /healthz, /metrics, and the routes later built from the proto (§7)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ... import metrics
+
+Registrar = Callable[[web.Application], None]
+#: Route registrars added by the API layer (routes generated from google.api.http annotations).
+REGISTRARS: list[Registrar] = []
+
+
+@web.middleware
+async def _measure(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    start = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    code = 500
+    try:
+        resp = await handler(request)
+        code = resp.status
+        return resp
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        metrics.HTTP_REQUESTS.labels(route, str(code)).inc()
+        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 otherwise (the platform keeps running and recovers)."""
+    pool = request.app.get("pool")
+    db = "absent"
+    if pool is not None:
+        try:
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2)
+            db = "up"
+        except Exception:  # any failure of the database means "not ready", never a 500
+            db = "down"
+    ok = db != "down"
+    status = 200 if ok else 503
+    return web.json_response({"code": status, "message": "ok" if ok else "database unavailable",
+                              "database": db}, status=status)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body, ctype = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": ctype})
+
+
+def create_app(pool=None, *, client_max_size: int = 64 * 1024) -> web.Application:
+    """The bridge: bounded bodies (64 KiB), health and metrics, plus every registered route set."""
+    app = web.Application(middlewares=[_measure], client_max_size=client_max_size)
+    app["pool"] = pool
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    for register in REGISTRARS:
+        register(app)
+    return app

@@ -1,0 +1,183 @@
+"""`esimota serve`: the HTTPS bridge, gRPC, the BIP endpoint and background jobs in one or more workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from . import config, log as eslog, runtime
+from .api.grpc import server as grpc_server
+from .api.http import app as http_app
+from .ota import endpoint
+from .store import embedded, migrate
+
+logger = logging.getLogger("esimota.server")
+
+#: Background jobs: coroutine factories fn(platform) started by worker 0 (callback dispatcher, watchdog…).
+JOBS: list = []
+#: Hooks run once per worker after the pool is open: fn(platform) -> awaitable (wire servicers, mux…).
+STARTUP_HOOKS: list = []
+
+
+@dataclass
+class Platform:
+    """What one worker holds: settings, the pool, and the three listeners."""
+
+    settings: config.Settings
+    worker_id: int = 0
+    pool: object = None
+    tls_paths: tuple[Path, Path] | None = None
+    http_runner: web.AppRunner | None = None
+    grpc: grpc.aio.Server | None = None
+    bip: asyncio.AbstractServer | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+def _settings_from(args: argparse.Namespace) -> config.Settings:
+    s = config.Settings()
+    for name in ("host", "http_port", "grpc_port", "bip_port", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(s, name, value)
+    if getattr(args, "no_tls", False):
+        s.tls = False
+    return s
+
+
+async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platform:
+    """Open the pool and start the three listeners of this worker."""
+    p = Platform(settings=settings, worker_id=worker_id)
+    p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
+                                     run_migrations=False)
+    for hook in STARTUP_HOOKS:
+        await hook(p)
+    ssl_ctx, creds = None, None
+    if settings.tls:
+        from . import tls
+
+        p.tls_paths = tls.ensure_certificate(config.home())
+        ssl_ctx = tls.server_context(*p.tls_paths)
+        creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
+    app = http_app.create_app(p.pool)
+    app["platform"] = p
+    p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await p.http_runner.setup()
+    site = web.TCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,
+                       reuse_port=True, backlog=1024)
+    await site.start()
+    p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
+        f"{settings.host}:{settings.grpc_port}", credentials=creds, context=p)
+    await p.grpc.start()
+    p.bip = await endpoint.start(settings.bip_host, settings.bip_port)
+    p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
+    if worker_id == 0:
+        p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
+    return p
+
+
+async def stop_worker(p: Platform, grace: float = 8.0) -> None:
+    """Drain: stop accepting, let calls in flight finish within `grace`, close the pool."""
+    if p.bip is not None:
+        p.bip.close()
+    for t in p.tasks:
+        t.cancel()
+    stops = []
+    if p.grpc is not None:
+        stops.append(p.grpc.stop(grace))
+    if p.http_runner is not None:
+        stops.append(p.http_runner.cleanup())
+    await asyncio.wait_for(asyncio.gather(*stops, *p.tasks, return_exceptions=True), timeout=grace + 1)
+    if p.pool is not None:
+        await asyncio.wait_for(p.pool.close(), timeout=2)
+
+
+async def _run_worker(settings: config.Settings, worker_id: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    p = await start_worker(settings, worker_id)
+    scheme = "https" if settings.tls else "http"
+    logger.info("worker ready", extra={"worker": worker_id, "http": f"{scheme}://{settings.host}:{p.ports['http']}",
+                                       "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
+                                       "tls": settings.tls})
+    await stop.wait()
+    logger.info("draining", extra={"worker": worker_id})
+    try:
+        await stop_worker(p, settings.shutdown_grace)
+    except asyncio.TimeoutError:
+        logger.warning("drain timed out; stopping anyway", extra={"worker": worker_id})
+
+
+def _prepare(settings: config.Settings) -> bool:
+    """Database up and migrated before any worker starts; True if this call started the embedded one."""
+    started = False
+    if not settings.database_url:
+        cluster = embedded.Cluster(config.home())
+        started = not cluster.running()
+        settings.database_url = cluster.start()
+    asyncio.run(migrate.migrate_url(settings.database_url))
+    config.master_key()  # generated on first start, mode 0600
+    if settings.tls:
+        from . import tls
+
+        tls.ensure_certificate(config.home())
+    return started
+
+
+def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
+    """N worker processes sharing the ports (SO_REUSEPORT); signals are passed on; waits for all."""
+    metrics_dir = config.home() / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700)
+    env = dict(os.environ, DATABASE_URL=settings.database_url or "", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    argv = [sys.executable, "-m", "esimota.cli", "serve", "--host", settings.host,
+            "--http-port", str(settings.http_port), "--grpc-port", str(settings.grpc_port),
+            "--bip-port", str(settings.bip_port), "--workers", "1"] + (["--no-tls"] if not settings.tls else [])
+    procs = [subprocess.Popen(argv, env=dict(env, ESIMOTA_WORKER_ID=str(i))) for i in range(settings.workers)]
+
+    def forward(signum, _frame):
+        for pr in procs:
+            if pr.poll() is None:
+                pr.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [pr.wait() for pr in procs]
+    return max(codes) if codes else 0
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    eslog.setup()
+    settings = _settings_from(args)
+    worker_id = int(os.environ.get("ESIMOTA_WORKER_ID", "-1"))
+    if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
+        asyncio.run(_run_worker(settings, worker_id))
+        return 0
+    started_db = _prepare(settings)
+    t0 = time.monotonic()
+    try:
+        if settings.workers <= 1:
+            asyncio.run(_run_worker(settings, 0))
+            code = 0
+        else:
+            code = _spawn_workers(settings, args)
+    finally:
+        if started_db:  # stop what this command started (make run: Ctrl-C stops the database too)
+            embedded.Cluster(config.home()).stop()
+        logger.info("stopped", extra={"uptime_s": round(time.monotonic() - t0, 1)})
+    return code

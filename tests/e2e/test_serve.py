@@ -1,0 +1,118 @@
+"""`esimota serve`: HTTPS bridge, gRPC health/reflection over TLS, BIP listener, graceful stop (R25, DESIGN §7)."""
+
+import signal
+import socket
+import ssl
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.support.platform import serve
+
+
+@pytest.fixture
+def platform(tmp_path, db_url):
+    s = serve(tmp_path / "home", db_url)
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+def _ssl(cert) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cert))
+    return ctx
+
+
+async def test_https_healthz_and_metrics(platform):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{platform.base_url}/healthz", ssl=_ssl(platform.cert)) as r:
+            assert r.status == 200
+            assert await r.json() == {"code": 200, "message": "ok", "database": "up"}
+        async with http.get(f"{platform.base_url}/metrics", ssl=_ssl(platform.cert)) as r:
+            text = await r.text()
+            assert r.status == 200 and "esimota_http_requests_total" in text
+            assert 'route="/healthz"' in text
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tls_12_minimum(platform):
+    """§9.1.1 / R25: TLS 1.1 is refused, TLS 1.2 accepted."""
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.load_verify_locations(str(platform.cert))
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        old.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    with socket.create_connection(("127.0.0.1", platform.http_port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError):
+            old.wrap_socket(raw, server_hostname="127.0.0.1")
+    new = ssl.create_default_context(cafile=str(platform.cert))
+    new.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", platform.http_port), timeout=5) as raw:
+        with new.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() == "TLSv1.2"
+
+
+async def test_grpc_health_and_reflection_over_tls(platform):
+    creds = grpc.ssl_channel_credentials(platform.cert.read_bytes())
+    async with grpc.aio.secure_channel(f"127.0.0.1:{platform.grpc_port}", creds) as ch:
+        resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def requests():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async for answer in stub.ServerReflectionInfo(requests()):
+            names = {s.name for s in answer.list_services_response.service}
+            assert "grpc.health.v1.Health" in names
+            break
+
+
+async def test_grpc_refuses_plaintext_when_tls_is_on(platform):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.grpc_port}") as ch:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)
+
+
+def test_bip_endpoint_accepts_channels(platform):
+    """The BIP listener answers a frame it cannot use with CLOSE(06) instead of a silent socket."""
+    with socket.create_connection(("127.0.0.1", platform.bip_port), timeout=5) as s:
+        s.sendall(bytes([0x00, 0x02, 0x7F, 0x00]))
+        data = s.recv(16)
+        assert data[:3] == bytes([0x00, 0x02, 0x05]) and data[3] in range(0x00, 0x08)
+
+
+def test_sigterm_drains_and_stops_within_10s(platform):
+    code, seconds = platform.stop(signal.SIGTERM)
+    assert code == 0
+    assert seconds < 10
+    assert any(ln.get("msg") == "draining" for ln in platform.lines)
+
+
+async def test_two_workers_share_the_ports_without_tls(tmp_path, db_url):
+    s = serve(tmp_path / "home", db_url, workers=2, tls=False)
+    try:
+        pids = {ln["pid"] for ln in s.lines if ln.get("msg") == "worker ready"}
+        assert len(pids) == 2
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):
+                async with http.get(f"{s.base_url}/healthz") as r:
+                    assert r.status == 200
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
+            resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        code, seconds = s.stop(signal.SIGINT)
+        assert code == 0 and seconds < 10
+    finally:
+        s.stop(signal.SIGKILL)
+
+
+def test_no_secret_in_the_log(platform):
+    platform.stop(signal.SIGTERM)
+    text = "\n".join(str(ln) for ln in platform.lines)
+    assert (platform.home / "master.key").read_text().strip() not in text

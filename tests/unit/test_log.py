@@ -1,0 +1,41 @@
+"""JSON-lines logging never writes a secret (Ki, OPc, keys, client secrets, tokens, DB passwords)."""
+
+import io
+import json
+import logging
+
+from esimota import log
+
+
+def _emit(*args, **extra) -> dict:
+    buf = io.StringIO()
+    log.setup("DEBUG", stream=buf)
+    logging.getLogger("esimota.test").info(*args, extra=extra)
+    line = buf.getvalue().strip().splitlines()[-1]
+    return json.loads(line)
+
+
+def test_one_json_object_per_line_with_fields():
+    rec = _emit("chip %s imported", "89860000000000000000000000000001", batch="B1")
+    assert rec["msg"] == "chip 89860000000000000000000000000001 imported"
+    assert rec["batch"] == "B1" and rec["level"] == "info" and rec["logger"] == "esimota.test"
+
+
+def test_secret_fields_are_redacted():
+    ki = "000102030405060708090a0b0c0d0e0f"
+    rec = _emit("number loaded", ki=ki, opc=ki, client_secret="s3cr3t", nested={"master_key": ki, "iccid": "8986"})
+    text = json.dumps(rec)
+    assert ki not in text and "s3cr3t" not in text
+    assert rec["ki"] == "***" and rec["nested"]["master_key"] == "***" and rec["nested"]["iccid"] == "8986"
+
+
+def test_secrets_inside_messages_are_redacted():
+    rec = _emit("connect postgresql://esimota:hunter2@127.0.0.1:5432/x with token=abc.def and Bearer xyz123 ki=00ff")
+    assert "hunter2" not in rec["msg"] and "abc.def" not in rec["msg"] and "xyz123" not in rec["msg"]
+    assert "00ff" not in rec["msg"]
+    assert "postgresql://esimota:***@127.0.0.1:5432/x" in rec["msg"]
+
+
+def test_bytes_are_never_dumped():
+    rec = _emit("frame", payload=b"\x01\x02\x03secret")
+    assert rec["payload"] == "<9 bytes>"
