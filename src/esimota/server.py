@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import shutil
@@ -29,6 +30,23 @@ logger = logging.getLogger("esimota.server")
 JOBS: list = []
 #: Hooks run once per worker after the pool is open: fn(platform) -> awaitable (wire servicers, mux…).
 STARTUP_HOOKS: list = []
+#: Modules whose import plugs their parts into the listeners (http_app.REGISTRARS,
+#: grpc_server.REGISTRARS, endpoint.PROTOCOL_FACTORY, JOBS, STARTUP_HOOKS). Absent ones are skipped.
+PLUGINS = ("esimota.api.wiring", "esimota.ota.driver", "esimota.jobs.wiring")
+
+
+def load_plugins() -> list[str]:
+    """Import every plugin module that exists; returns the names loaded."""
+    loaded = []
+    for name in PLUGINS:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        loaded.append(name)
+    return loaded
 
 
 @dataclass
@@ -59,6 +77,7 @@ def _settings_from(args: argparse.Namespace) -> config.Settings:
 
 async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platform:
     """Open the pool and start the three listeners of this worker."""
+    load_plugins()
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
