@@ -25,3 +25,36 @@ def load(compiled: str, pure: str) -> ModuleType:
                          compiled, exc, pure)
     LOADED[compiled] = "pure"
     return importlib.import_module(pure)
+
+
+def load_twin_of_compiled_py(name: str) -> ModuleType:
+    """For a .py module that is also compiled in place (STYLE 3): the extension unless ESIMOTA_PURE=1,
+    else the same source loaded as `<name>_pure`, so both stay importable by name."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    if not PURE:
+        mod = importlib.import_module(name)
+        if isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader):
+            LOADED[name] = "compiled"
+            return mod
+        _log.warning("compiled module %s unavailable; running its source", name)
+        LOADED[name] = "pure"
+        return mod
+    pure_name = name + "_pure"
+    if pure_name in sys.modules:
+        LOADED[name] = "pure"
+        return sys.modules[pure_name]
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec else None
+    if origin is None or not origin.endswith(".py"):
+        base = (origin or "").rsplit("/", 1)[0]
+        origin = f"{base}/{name.rsplit('.', 1)[1]}.py"
+    loader = importlib.machinery.SourceFileLoader(pure_name, origin)
+    pure_spec = importlib.util.spec_from_loader(pure_name, loader)
+    mod = importlib.util.module_from_spec(pure_spec)
+    sys.modules[pure_name] = mod
+    loader.exec_module(mod)
+    LOADED[name] = "pure"
+    return mod
