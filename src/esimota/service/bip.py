@@ -1,0 +1,269 @@
+"""The write over the BIP channel as use cases (DESIGN §5.4): HELLO checks, progress, failures, REPORT.
+
+The driver hands over every event that arrived since the last call; they are made durable in ONE
+transaction (group commit, DESIGN §5.5) and only then is each card answered. Progress is written
+behind in the same batches; state transitions are written before the card hears of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codec import keys as codec_keys
+from ..domain.lifecycle import STATUS_DESC, CardState, Op
+from ..ota import personalise, wire
+from ..ota import _mux as M  # constants only: the facade's class is what the driver runs
+from ..ota.mux import Session
+from ..store import chips as chip_store
+from ..store import crypto
+from ..store import numbers as number_store
+from ..store import tasks as task_store
+from .common import CST
+
+log = logging.getLogger("esimota.bip")
+
+CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
+STUCK_GENERAL = dt.timedelta(minutes=30)
+
+CHIPS_FOR_UPDATE = """
+SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id,
+       b.name AS batch, b.master_key_enc,
+       coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
+       t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.number_id,
+       n.iccid, n.msisdn, n.imsi_enc, n.keys_enc
+FROM chips c
+JOIN chip_batches b ON b.id = c.batch_id
+LEFT JOIN chip_counters cc ON cc.chip_id = c.id
+LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+LEFT JOIN numbers n ON n.id = t.number_id
+WHERE c.eid = ANY($1::text[])
+ORDER BY c.id
+FOR UPDATE OF c"""
+UPSERT_COUNTERS = """
+INSERT INTO chip_counters AS cc (chip_id, card_counter, cntr_reserved)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
+ON CONFLICT (chip_id) DO UPDATE SET card_counter = greatest(cc.card_counter, excluded.card_counter),
+    cntr_reserved = greatest(cc.cntr_reserved, excluded.cntr_reserved), updated_at = now()"""
+START_WRITING = """
+UPDATE chips c SET state = 3, state_changed_at = now() FROM unnest($1::bigint[]) AS u(id)
+WHERE c.id = u.id AND c.state = 2"""
+START_TASKS = """
+UPDATE tasks t SET state = 3, started_at = coalesce(t.started_at, now()), progress_at = now(),
+                   script_total = u.total
+FROM unnest($1::bigint[], $2::int[]) AS u(id, total) WHERE t.id = u.id"""
+EVENTS = """
+INSERT INTO task_events (chip_id, task_id, operation, from_state, to_state, actor, reason)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::smallint[], $6::text[], $7::text[])"""
+ATTEMPTS = """
+INSERT INTO bip_attempts (eid, chip_id, frame_type, close_reason, detail)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[])"""
+FINISH_CHIP = "UPDATE chips SET state = $2, state_changed_at = now(), active_iccid = coalesce($3, active_iccid) WHERE id = $1"
+
+
+@dataclass
+class Batch:
+    """What one group commit writes; filled while the events are judged, written at once."""
+
+    counters: dict = field(default_factory=dict)   # chip_id -> [card_counter, cntr_reserved]
+    start_chips: list = field(default_factory=list)
+    start_tasks: list = field(default_factory=list)  # (task_pk, total)
+    events: list = field(default_factory=list)       # rows of EVENTS
+    attempts: list = field(default_factory=list)     # rows of ATTEMPTS
+    progress: dict = field(default_factory=dict)     # task_pk -> (acked, total, done)
+    traffic: dict = field(default_factory=dict)      # chip_id -> bytes
+    finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
+    replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
+
+
+class ChannelService:
+    """The service side of the BIP endpoint for one worker (called by ota.driver.Driver)."""
+
+    def __init__(self, pool: Any, *, master_cache: int = 256, actor: str = "card") -> None:
+        self.pool = pool
+        self.masters: OrderedDict = OrderedDict()
+        self.master_cache = master_cache
+        self.actor = actor
+        self.chip_of_session: dict = {}  # task_pk -> chip_id, for progress and traffic
+
+    async def handle(self, events: list, driver) -> None:
+        """Judge a group of events, commit what they change in one transaction, then answer the cards."""
+        batch = Batch()
+        cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
+        async with self.pool.acquire() as conn, conn.transaction():
+            if cards:
+                rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev[2]["eid"] for ev in cards}))
+                chips = {r["eid"]: r for r in rows}
+                for ev in cards:
+                    await self._judge_card(conn, ev, chips, batch)
+            for ev in events:
+                self._note_session_event(ev, batch)
+            await self._write(conn, batch)
+        now = time.monotonic()
+        for reply in batch.replies:
+            if reply[0] == "start":
+                driver.mux.start_write(reply[1], reply[2], reply[3], now)
+            else:
+                driver.mux.close(reply[1], reply[2])
+
+    # -- HELLO and REPORT ---------------------------------------------------------------------
+    async def _keys(self, conn, chip) -> tuple[bytes, bytes, bytes]:
+        master = self.masters.get(chip["batch"])
+        if master is None:
+            master = await crypto.decrypt(self.pool, chip["master_key_enc"],
+                                          chip_store.BATCH_AAD + chip["batch"].encode())
+            self.masters[chip["batch"]] = master
+            if len(self.masters) > self.master_cache:
+                self.masters.popitem(last=False)
+        return codec_keys.derive_keys(master, bytes.fromhex(chip["eid"]))
+
+    async def _judge_card(self, conn, ev, chips, batch: Batch) -> None:
+        kind, cid, fields, frame = ev
+        ftype = wire.T_HELLO if kind == M.EV_HELLO else wire.T_REPORT
+        chip = chips.get(fields["eid"])
+        if chip is None:
+            return self._refuse(batch, cid, fields["eid"], None, ftype, M.C_UNKNOWN, "unknown chip")
+        kic, kid, dek = await self._keys(conn, chip)
+        if not wire.verify_mac(kid, frame):
+            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_BAD_MAC, "bad MAC")
+        counters = batch.counters.setdefault(chip["id"], [chip["card_counter"], chip["cntr_reserved"]])
+        if fields["counter"] <= counters[0]:
+            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_REPLAY, "replayed counter")
+        counters[0] = fields["counter"]  # every verified frame advances the card counter (§5.4 step 1)
+        if kind == M.EV_HELLO:
+            await self._on_hello(conn, cid, fields, chip, (kic, kid, dek), counters, batch)
+        else:
+            self._on_report(cid, fields, chip, batch)
+
+    def _refuse(self, batch: Batch, cid, eid, chip_id, ftype, reason, detail) -> None:
+        batch.attempts.append((eid, chip_id, ftype, reason, detail))
+        batch.replies.append(("close", cid, reason))
+
+    async def _on_hello(self, conn, cid, fields, chip, keys, counters, batch: Batch) -> None:
+        state = chip["state"]
+        if state not in (CardState.AWAITING_POWER_ON, CardState.WRITING) or chip["task_pk"] is None:
+            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE,
+                                f"state {state} does not allow a write")
+        if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
+            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_NO_FLOW,
+                                "no test traffic left")
+        imsi, ki, opc = await number_store.decrypt_secrets(self.pool, chip)
+        kic, kid, dek = keys
+        script = personalise.build(personalise.Personalisation(chip["iccid"], imsi, chip["msisdn"], ki, opc), dek)
+        first = counters[1] + 1
+        counters[1] += CNTR_BLOCK
+        session = Session(chip["eid"], chip["task_pk"], kic, kid, first, counters[1] + 1,
+                          script.apdus, script.context, script.expect, chip["script_acked"])
+        self.chip_of_session[chip["task_pk"]] = chip["id"]
+        if state == CardState.AWAITING_POWER_ON:
+            batch.start_chips.append(chip["id"])
+        batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
+        reason = "power-on" if fields["reason"] == 1 else "resume after a drop"
+        batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state, CardState.WRITING,
+                             self.actor, reason))
+        batch.replies.append(("start", cid, session, fields["buffer_size"]))
+
+    def _on_report(self, cid, fields, chip, batch: Batch) -> None:
+        state, result = chip["state"], fields["result"]
+        repeat = (state == CardState.WRITE_SUCCEEDED and result == 0) or \
+                 (state == CardState.WRITE_FAILED and result in (2, 3))
+        if repeat:  # the card did not hear our CLOSE(00): the result is durable already
+            batch.replies.append(("close", cid, M.C_DONE))
+            return
+        if state != CardState.WRITING or chip["task_pk"] is None:
+            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+                                f"REPORT in state {state}")
+        batch.finals.append(lambda conn, c=chip, r=result, d=fields.get("diagnostic"): self._report(conn, c, r, d))
+        batch.replies.append(("close", cid, M.C_DONE))
+
+    async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
+        """REPORT made durable (DESIGN §5.4 step 5): 00 → 4, 01 → stays 3 + exception, 02/03 → 5."""
+        if result == 1:
+            await task_store.open_exception(conn, "write", "general", "number_not_communicating",
+                                            dt.timedelta(hours=24), chip_id=chip["id"], task_id=chip["task_pk"],
+                                            client_id=chip["client_id"], detail=diagnostic)
+            await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, 3, 3,
+                                   self.actor, diagnostic or "REPORT 01")
+            return
+        if result == 0:
+            await self._finish(conn, chip, CardState.WRITE_SUCCEEDED, Op.SUCCEED, "success", diagnostic)
+        else:
+            why = "chip fault" if result == 2 else "data error"
+            await self._finish(conn, chip, CardState.WRITE_FAILED, Op.FAIL, why, diagnostic)
+
+    async def _finish(self, conn, chip, state: CardState, op: Op, result: str, diagnostic) -> None:
+        """A final transition: task, chip, number binding, task event, callback — one transaction."""
+        now = dt.datetime.now(CST)
+        await conn.execute(task_store.FINISH_TASK, chip["task_pk"], int(state), result, diagnostic, now)
+        ok = state == CardState.WRITE_SUCCEEDED
+        await conn.execute(FINISH_CHIP, chip["id"], int(state), chip["iccid"] if ok else None)
+        if ok:
+            await conn.execute(number_store.BIND, chip["number_id"], chip["id"], now)
+        else:
+            await task_store.open_exception(conn, "write", "general", "chip_fault" if "chip" in result else
+                                            "data_error", dt.timedelta(hours=24), chip_id=chip["id"],
+                                            task_id=chip["task_pk"], client_id=chip["client_id"], detail=result)
+        await task_store.event(conn, chip["id"], chip["task_pk"], op.value, CardState.WRITING, int(state),
+                               self.actor, result if not diagnostic else f"{result}: {diagnostic}")
+        await task_store.queue_callback(conn, chip["client_id"], chip["task_pk"], {
+            "eid": chip["eid"], "task_id": chip["task_id"], "card_status": int(state),
+            "write_result": "success" if ok else "failure", "write_time": now.isoformat(timespec="seconds"),
+            "iccid": chip["iccid"], "msisdn": chip["msisdn"], "status_desc": STATUS_DESC[state]})
+
+    # -- events of a running session -----------------------------------------------------------
+    def _note_session_event(self, ev, batch: Batch) -> None:
+        kind, cid, session = ev[0], ev[1], ev[2]
+        if kind in (M.EV_HELLO, M.EV_REPORT) or session is None:
+            if kind == M.EV_PROTOCOL:
+                batch.attempts.append(("", None, 0, M.C_PROTOCOL, str(ev[3])[:200]))
+            return
+        total = len(session.apdus)
+        if kind == M.EV_ACK:
+            acked, _, done = batch.progress.get(session.task_id, (0, total, False))
+            batch.progress[session.task_id] = (max(acked, ev[3]), total, done)
+        elif kind == M.EV_DONE:
+            batch.progress[session.task_id] = (total, total, True)
+        elif kind == M.EV_FAILED:
+            batch.finals.append(lambda conn, s=session, f=ev[3]: self._session_failed(conn, s, f))
+            batch.replies.append(("close", cid, M.C_DONE))
+        if kind in (M.EV_DONE, M.EV_FAILED, M.EV_TIMEOUT, M.EV_GONE, M.EV_PROTOCOL):
+            chip_id = self.chip_of_session.get(session.task_id)
+            if chip_id is not None and session.traffic:
+                batch.traffic[chip_id] = batch.traffic.get(chip_id, 0) + session.traffic
+                session.traffic = 0
+
+    async def _session_failed(self, conn, session, failure: int) -> None:
+        row = await conn.fetchrow(CHIPS_FOR_UPDATE, [session.eid])
+        if row is None or row["state"] != CardState.WRITING:
+            return
+        why = "chip fault" if failure == M.F_CHIP_FAULT else "data error"
+        await self._finish(conn, row, CardState.WRITE_FAILED, Op.FAIL, why, "write script failed")
+
+    # -- the group's one transaction -------------------------------------------------------------
+    async def _write(self, conn, b: Batch) -> None:
+        if b.counters:
+            ids = list(b.counters)
+            await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],
+                               [b.counters[i][1] for i in ids])
+        if b.start_chips:
+            await conn.execute(START_WRITING, b.start_chips)
+        if b.start_tasks:
+            await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks])
+        if b.events:
+            await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
+        if b.attempts:
+            await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
+        if b.progress:
+            ids = list(b.progress)
+            await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],
+                               [b.progress[i][1] for i in ids], [b.progress[i][2] for i in ids],
+                               dt.datetime.now(dt.timezone.utc))
+        if b.traffic:
+            ids = list(b.traffic)
+            await conn.execute(chip_store.CHARGE_FLOW, ids, [b.traffic[i] for i in ids])
+        for final in b.finals:
+            await final(conn)

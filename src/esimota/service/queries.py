@@ -1,0 +1,137 @@
+"""Information queries (§7.2.2.1, §7.2.3, R12, R13): provinces, chip, number, usage, open status, expiring."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import identifiers
+from ..domain.lifecycle import CardState
+from ..domain.lifetimes import ALERT_DAYS
+from ..domain.provinces import PROVINCES
+from ..errors import InvalidArgument, NotFound
+from ..store import chips as chip_store
+from ..store import numbers as number_store
+from ..store.clients import Client
+from .common import CST, check_owner, connection, now, require
+
+MB = 1024 * 1024
+PROVINCES_SQL = "SELECT code, name FROM provinces WHERE writable ORDER BY code"
+CHIP_OF_NUMBER = """
+SELECT c.* FROM chips c WHERE c.id = $1
+UNION ALL
+SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NULL AND t.number_id = $2
+  AND t.state IN (2, 3)
+LIMIT 1"""
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    """§7.2.3.1 fields, plus the temporary number's expiry (R12)."""
+
+    eid: str
+    imei: str | None
+    chip_model: str
+    temp_msisdn: str
+    temp_iccid: str
+    card_status: int
+    status_desc: str
+    remaining_flow: float  # MB
+    network_type: str
+    open_time: dt.date
+    temp_expire_date: dt.date
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    """§7.2.3.2–§7.2.3.5 fields: the API layer picks the ones each route returns."""
+
+    msisdn: str
+    iccid: str
+    eid: str
+    province_code: str
+    province: str
+    card_status: int
+    status_desc: str
+    open_time: dt.datetime | None
+    total_flow: float
+    used_flow: float
+    remaining_flow: float
+    update_time: dt.datetime | None
+    city: str | None
+    location_time: dt.datetime | None
+    temp_expire_date: dt.date | None
+
+
+async def list_provinces(db: Any) -> list[tuple[str, str]]:
+    """§7.2.2.1: (province_code, province_name) of the writable provinces."""
+    return [(r["code"], r["name"]) for r in await db.fetch(PROVINCES_SQL)]
+
+
+def _chip_info(chip: Any) -> ChipInfo:
+    state = CardState(chip["state"])
+    return ChipInfo(chip["eid"], chip["imei"], chip["chip_model"], chip["temp_msisdn"], chip["temp_iccid"],
+                    int(state), state.zh, round(chip["remaining_flow_bytes"] / MB, 3), chip["network_type"],
+                    chip["open_time"], chip["temp_expires_on"])
+
+
+async def get_chip(db: Any, client: Client, eid: str) -> ChipInfo:
+    """§7.2.3.1 chip information."""
+    require(client, "chip")
+    identifiers.validate_eid(eid)
+    chip = await chip_store.get(db, eid)
+    check_owner(client, chip)
+    return _chip_info(chip)
+
+
+async def _number_row(db: Any, client: Client, msisdn: str | None, iccid: str | None) -> tuple[Any, Any]:
+    if msisdn:
+        row = await db.fetchrow(number_store.SELECT_BY_MSISDN, identifiers.validate_msisdn(msisdn))
+    elif iccid:
+        row = await db.fetchrow(number_store.SELECT_BY_ICCID, identifiers.validate_iccid(iccid))
+    else:
+        raise InvalidArgument("msisdn or iccid is required", reason="NUMBER_REQUIRED")
+    chip = await db.fetchrow(CHIP_OF_NUMBER, row["chip_id"], row["id"]) if row is not None else None
+    mine = row is not None and (row["client_id"] == client.id
+                                or (chip is not None and chip["owner_client_id"] == client.id))
+    if not mine:  # another client's numbers do not exist for this caller
+        raise NotFound("unknown number", reason="NUMBER_NOT_FOUND")
+    return row, chip
+
+
+async def get_number(db: Any, client: Client, *, msisdn: str | None = None, iccid: str | None = None) -> NumberInfo:
+    """§7.2.3.2–5 number information, usage, open status and location, for a number of the caller's."""
+    require(client, "number")
+    async with connection(db) as conn:
+        row, chip = await _number_row(conn, client, msisdn, iccid)
+    state = CardState(chip["state"]) if chip is not None else CardState.PENDING_WRITE
+    total, used = float(row["monthly_quota_mb"]), float(row["used_flow_mb"])
+    return NumberInfo(row["msisdn"], row["iccid"], chip["eid"] if chip is not None else "", row["province_code"],
+                      PROVINCES.get(row["province_code"], ""), int(state), state.zh, row["opened_at"],
+                      total, used, max(0.0, total - used), row["usage_updated_at"], row["city"],
+                      row["location_at"], chip["temp_expires_on"] if chip is not None else None)
+
+
+async def open_status(db: Any, client: Client, *, eid: str | None = None,
+                      msisdn: str | None = None) -> NumberInfo | ChipInfo:
+    """§7.2.3.4 by eid (the chip, with its bound number if any) or by msisdn."""
+    require(client, "number")
+    if msisdn or not eid:
+        return await get_number(db, client, msisdn=msisdn)
+    identifiers.validate_eid(eid)
+    chip = await chip_store.get(db, eid)
+    check_owner(client, chip)
+    bound = await db.fetchrow("SELECT msisdn FROM numbers WHERE chip_id = $1", chip["id"])
+    if bound is not None:
+        return await get_number(db, client, msisdn=bound["msisdn"])
+    return _chip_info(chip)
+
+
+async def list_expiring(db: Any, *, client: Client | None = None, within_days: int = ALERT_DAYS,
+                        today: dt.date | None = None, limit: int = 10000) -> list[dict]:
+    """Chips whose temporary number expires within `within_days` (R12: the 30-day alert), or has expired."""
+    today = today or now().astimezone(CST).date()
+    rows = await db.fetch(chip_store.EXPIRING, today + dt.timedelta(days=within_days),
+                          client.id if client else None, limit)
+    return [dict(r, expired=r["temp_expires_on"] <= today) for r in rows]

@@ -1,0 +1,110 @@
+"""Encryption at rest (R14, R25): AES-256-GCM under versioned data keys wrapped by the master key.
+
+A ciphertext is VERSION(4, big-endian) || NONCE(12) || GCM(ciphertext || tag). The associated data
+names the column and the row (e.g. b"numbers.keys|<iccid>"), so a ciphertext moved to another row
+or column does not decrypt. Plaintexts never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .. import config
+from ..errors import ConfigError
+
+_HEADER = 16
+_REFRESH_S = 60.0  # a process picks up a key rotated elsewhere within this time
+
+SELECT_KEYS = "SELECT version, wrapped FROM data_keys ORDER BY version"
+INSERT_KEY = "INSERT INTO data_keys (version, wrapped) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING"
+UPDATE_WRAP = "UPDATE data_keys SET wrapped = $2 WHERE version = $1"
+
+
+def _wrap_aad(version: int) -> bytes:
+    return b"esimota.data_key|%d" % version
+
+
+def wrap(master: bytes, version: int, key: bytes) -> bytes:
+    """A data key wrapped (AES-256-GCM) under the master key."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master).encrypt(nonce, key, _wrap_aad(version))
+
+
+def unwrap(master: bytes, version: int, wrapped: bytes) -> bytes:
+    try:
+        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(version))
+    except InvalidTag:
+        raise ConfigError(f"data key v{version} does not unwrap: wrong at-rest master key") from None
+
+
+class KeyRing:
+    """The unwrapped data keys of one database; new ciphertexts use the newest version."""
+
+    def __init__(self, keys: dict[int, bytes]) -> None:
+        if not keys:
+            raise ConfigError("no data key")
+        self._aead = {v: AESGCM(k) for v, k in keys.items()}
+        self.active = max(keys)
+        self._prefix = self.active.to_bytes(4, "big")
+        self.loaded_at = time.monotonic()
+
+    @property
+    def versions(self) -> list[int]:
+        return sorted(self._aead)
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return self._prefix + nonce + self._aead[self.active].encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        version = int.from_bytes(blob[:4], "big")
+        aead = self._aead.get(version)
+        if aead is None:
+            raise KeyError(version)
+        try:
+            return aead.decrypt(blob[4:_HEADER], blob[_HEADER:], aad)
+        except InvalidTag:
+            raise ConfigError("a stored ciphertext does not verify (tampered or moved)") from None
+
+
+def version_of(blob: bytes) -> int:
+    return int.from_bytes(blob[:4], "big")
+
+
+async def load(db: Any, master: bytes | None = None) -> KeyRing:
+    """Unwrap every data key of the database; the first call on a new database creates version 1."""
+    master = master if master is not None else config.master_key()
+    rows = await db.fetch(SELECT_KEYS)
+    if not rows:
+        await db.execute(INSERT_KEY, 1, wrap(master, 1, AESGCM.generate_key(256)))
+        rows = await db.fetch(SELECT_KEYS)  # another process may have won the insert: use its key
+    return KeyRing({r["version"]: unwrap(master, r["version"], r["wrapped"]) for r in rows})
+
+
+_RINGS: "weakref.WeakKeyDictionary[Any, KeyRing]" = weakref.WeakKeyDictionary()
+
+
+async def keyring(db: Any, *, refresh: bool = False) -> KeyRing:
+    """The cached key ring of a pool or connection, reloaded after _REFRESH_S or on demand."""
+    # a pool's connection proxy cannot be weakly referenced: cache on the connection behind it
+    holder = getattr(db, "_con", None) or db
+    ring = _RINGS.get(holder)
+    if ring is None or refresh or time.monotonic() - ring.loaded_at > _REFRESH_S:
+        ring = await load(db)
+        _RINGS[holder] = ring
+    return ring
+
+
+async def decrypt(db: Any, blob: bytes, aad: bytes) -> bytes:
+    """Decrypt, reloading the ring once if the version is newer than this process knows."""
+    ring = await keyring(db)
+    try:
+        return ring.decrypt(blob, aad)
+    except KeyError:
+        return (await keyring(db, refresh=True)).decrypt(blob, aad)

@@ -1,0 +1,43 @@
+"""Operational numbers: allocation (划拨), reservation for a task, binding to an EID (R5, §5.1.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import crypto
+from .keys import aad
+
+IMSI_AAD = b"numbers.imsi|"
+KEYS_AAD = b"numbers.keys|"
+
+# Auto-allocation (R5): any free number of the province not allocated to another client. SKIP LOCKED
+# lets concurrent applies take different rows instead of queueing on (or double-booking) one.
+PICK_FREE = """
+SELECT * FROM numbers
+WHERE province_code = $1 AND status = 'available' AND (client_id IS NULL OR client_id = $2)
+ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+LOCK_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1 FOR UPDATE"
+SELECT_BY_ID = "SELECT * FROM numbers WHERE id = $1"
+RESERVE = "UPDATE numbers SET status = 'reserved' WHERE id = $1 AND status = 'available'"
+RELEASE = "UPDATE numbers SET status = 'available' WHERE id = $1 AND status = 'reserved'"
+BIND = "UPDATE numbers SET status = 'bound', chip_id = $2, opened_at = $3 WHERE id = $1"
+SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
+SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
+ALLOCATE = """
+UPDATE numbers SET client_id = $1, allocated_at = now()
+WHERE iccid = ANY($2::text[]) AND (client_id IS NULL OR client_id = $1) AND status = 'available'
+RETURNING iccid"""
+ALLOCATION_STATE = "SELECT iccid, client_id, status FROM numbers WHERE iccid = ANY($1::text[])"
+
+
+def encrypt_secrets(ring: crypto.KeyRing, iccid: str, imsi: str, ki: bytes, opc: bytes) -> tuple[bytes, bytes]:
+    """The stored forms of IMSI and Ki‖OPc, bound to the number's ICCID (DESIGN §2: never in clear)."""
+    return (ring.encrypt(imsi.encode(), aad(IMSI_AAD, iccid)),
+            ring.encrypt(ki + opc, aad(KEYS_AAD, iccid)))
+
+
+async def decrypt_secrets(db: Any, row: Any) -> tuple[str, bytes, bytes]:
+    """(IMSI, Ki, OPc) of a number row, for the personalisation script only (DESIGN §5.4)."""
+    imsi = (await crypto.decrypt(db, row["imsi_enc"], aad(IMSI_AAD, row["iccid"]))).decode()
+    keys = await crypto.decrypt(db, row["keys_enc"], aad(KEYS_AAD, row["iccid"]))
+    return imsi, keys[:16], keys[16:]

@@ -1,0 +1,70 @@
+"""Tasks, task events, the callback outbox and exceptions: what a transition writes (R1, R10, R22)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+INSERT_TASK = """
+INSERT INTO tasks (task_id, chip_id, client_id, write_type, province_code, number_id, state)
+VALUES ($1, $2, $3, $4, $5, $6, 2) RETURNING *"""
+OPEN_TASK = "SELECT * FROM tasks WHERE chip_id = $1 AND state IN (2, 3)"
+LATEST_TASK = "SELECT * FROM tasks WHERE chip_id = $1 ORDER BY id DESC LIMIT 1"
+SELECT_TASK = "SELECT * FROM tasks WHERE task_id = $1"
+SET_TASK_STATE = "UPDATE tasks SET state = $2 WHERE id = $1"
+CANCEL_TASK = "UPDATE tasks SET state = 1, cancelled_at = $2, finished_at = $2 WHERE id = $1"
+START_TASK = "UPDATE tasks SET state = 3, started_at = coalesce(started_at, $2), progress_at = $2 WHERE id = $1"
+FINISH_TASK = """
+UPDATE tasks SET state = $2, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
+                 script_done = script_done OR $2 = 4
+WHERE id = $1 RETURNING *"""
+# Progress is written behind in batches (DESIGN §5.5); it only ever moves forward.
+PROGRESS = """
+UPDATE tasks t SET script_acked = greatest(t.script_acked, u.acked), script_total = u.total,
+                   script_done = t.script_done OR u.done, progress_at = $5
+FROM unnest($1::bigint[], $2::int[], $3::int[], $4::bool[]) AS u(id, acked, total, done)
+WHERE t.id = u.id AND t.state = 3"""
+INSERT_EVENT = """
+INSERT INTO task_events (chip_id, task_id, operation, from_state, to_state, actor, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+INSERT_CALLBACK = """
+INSERT INTO callback_outbox (event_id, client_id, task_id, payload) VALUES ($1, $2, $3, $4::jsonb)"""
+# One open exception per (kind, chip): repeated reports refresh nothing (R23). Chip-less kinds (a
+# province without numbers) are kept single by a transaction-scoped advisory lock on the kind.
+OPEN_EXCEPTION = """
+INSERT INTO exceptions (class, severity, kind, chip_id, task_id, client_id, detail, deadline_at)
+SELECT $1, $2, $3, $4, $5, $6, $7, now() + $8::interval
+WHERE $4::bigint IS NOT NULL OR NOT EXISTS (
+    SELECT 1 FROM exceptions WHERE kind = $3 AND chip_id IS NULL AND closed_at IS NULL)
+ON CONFLICT DO NOTHING"""
+LOCK_KIND = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+
+def new_task_id() -> str:
+    """An opaque task id (DESIGN §6)."""
+    return "T" + secrets.token_hex(12)
+
+
+async def event(conn: Any, chip_id: int, task_id: int | None, op: str, from_state: int, to_state: int,
+                actor: str, reason: str | None = None) -> None:
+    """Store one transition: who, when (the column default), from, to, why (§6.1, R1)."""
+    await conn.execute(INSERT_EVENT, chip_id, task_id, op, from_state, to_state, actor, reason)
+
+
+async def queue_callback(conn: Any, client_id: int, task_pk: int, payload: dict) -> str:
+    """Queue the §7.3 callback in the caller's transaction; the dispatcher adds timestamp and sign."""
+    event_id = "E" + secrets.token_hex(12)
+    body = dict(payload, event_id=event_id)
+    await conn.execute(INSERT_CALLBACK, event_id, client_id, task_pk, json.dumps(body, ensure_ascii=False))
+    return event_id
+
+
+async def open_exception(conn: Any, cls: str, severity: str, kind: str, deadline: dt.timedelta, *,
+                         chip_id: int | None = None, task_id: int | None = None,
+                         client_id: int | None = None, detail: str | None = None) -> None:
+    """Record an exception of §8 with its handling deadline (tables 3–6)."""
+    if chip_id is None:
+        await conn.execute(LOCK_KIND, kind)
+    await conn.execute(OPEN_EXCEPTION, cls, severity, kind, chip_id, task_id, client_id, detail, deadline)
