@@ -62,6 +62,10 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5:
 ATTEMPTS = """
 INSERT INTO bip_attempts (eid, chip_id, frame_type, close_reason, detail)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[])"""
+FINISH_TASK = """
+UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
+                 script_done = script_done OR $2::smallint = 4
+WHERE id = $1"""
 FINISH_CHIP = "UPDATE chips SET state = $2, state_changed_at = now(), active_iccid = coalesce($3, active_iccid) WHERE id = $1"
 
 
@@ -198,7 +202,7 @@ class ChannelService:
     async def _finish(self, conn, chip, state: CardState, op: Op, result: str, diagnostic) -> None:
         """A final transition: task, chip, number binding, task event, callback — one transaction."""
         now = dt.datetime.now(CST)
-        await conn.execute(task_store.FINISH_TASK, chip["task_pk"], int(state), result, diagnostic, now)
+        await conn.execute(FINISH_TASK, chip["task_pk"], int(state), result, diagnostic, now)
         ok = state == CardState.WRITE_SUCCEEDED
         await conn.execute(FINISH_CHIP, chip["id"], int(state), chip["iccid"] if ok else None)
         if ok:

@@ -17,8 +17,8 @@ SET_TASK_STATE = "UPDATE tasks SET state = $2 WHERE id = $1"
 CANCEL_TASK = "UPDATE tasks SET state = 1, cancelled_at = $2, finished_at = $2 WHERE id = $1"
 START_TASK = "UPDATE tasks SET state = 3, started_at = coalesce(started_at, $2), progress_at = $2 WHERE id = $1"
 FINISH_TASK = """
-UPDATE tasks SET state = $2, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
-                 script_done = script_done OR $2 = 4
+UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
+                 script_done = script_done OR $2::smallint = 4
 WHERE id = $1 RETURNING *"""
 # Progress is written behind in batches (DESIGN §5.5); it only ever moves forward.
 PROGRESS = """
