@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -87,17 +86,23 @@ async def load(db: Any, master: bytes | None = None) -> KeyRing:
     return KeyRing({r["version"]: unwrap(master, r["version"], r["wrapped"]) for r in rows})
 
 
-_RINGS: "weakref.WeakKeyDictionary[Any, KeyRing]" = weakref.WeakKeyDictionary()
+# Key rings by pool or connection. Pools cannot be weakly referenced (asyncpg's __slots__), so the
+# cache holds the object itself (no id reuse) and forgets the oldest entries beyond a few dozen.
+_RINGS: dict[int, tuple[Any, KeyRing]] = {}
+_MAX_RINGS = 64
 
 
 async def keyring(db: Any, *, refresh: bool = False) -> KeyRing:
     """The cached key ring of a pool or connection, reloaded after _REFRESH_S or on demand."""
-    # a pool's connection proxy cannot be weakly referenced: cache on the connection behind it
-    holder = getattr(db, "_con", None) or db
-    ring = _RINGS.get(holder)
+    holder = getattr(db, "_con", None) or db  # a pool's connection proxy: the connection behind it
+    entry = _RINGS.get(id(holder))
+    ring = entry[1] if entry is not None and entry[0] is holder else None
     if ring is None or refresh or time.monotonic() - ring.loaded_at > _REFRESH_S:
         ring = await load(db)
-        _RINGS[holder] = ring
+        _RINGS.pop(id(holder), None)
+        _RINGS[id(holder)] = (holder, ring)
+        while len(_RINGS) > _MAX_RINGS:
+            _RINGS.pop(next(iter(_RINGS)))
     return ring
 
 
