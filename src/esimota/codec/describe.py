@@ -1,0 +1,177 @@
+"""Recognise and decode any codec input into JSON-ready named fields (the engine of `esimota decode`).
+
+Public API:
+    describe(raw, kind=None, kic=None, kid=None) -> dict     {"kind": ..., fields...}
+    KINDS: the accepted values of `kind`
+"""
+
+from __future__ import annotations
+
+from esimota.codec import apdu, cat, frames, packet, script, sms, tlv
+from esimota.errors import CodecError, SecurityError
+
+
+def _json(value):
+    """bytes -> hex, tuples/named tuples -> lists/dicts, recursively."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {k: _json(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value
+
+
+def _secured(data: bytes) -> dict:
+    """Secured data of a command packet: an expanded script, else compact C-APDUs."""
+    if data[:1] in (b"\xaa", b"\xae"):
+        return {"command_script": _script(data)}
+    return {"compact_apdus": [a.hex() for a in script.parse_compact(data)]}
+
+
+def _script(raw: bytes) -> list:
+    names = {0x22: "c_apdu", 0x81: "immediate_action", 0x82: "error_action"}
+    return [{names[t]: v.hex()} for t, v in script.parse_command_script(raw)]
+
+
+def _response_script(raw: bytes) -> dict:
+    count, rapdus = script.parse_response_script(raw)
+    return {"number_of_executed_c_apdus": count,
+            "r_apdus": [{"data": d.hex(), "sw": f"{sw:04X}"} for d, sw in map(apdu.rapdu_parse, rapdus)]}
+
+
+def _command_packet(raw: bytes, kic, kid) -> dict:
+    if kic is None or kid is None:
+        return {"header": _json(packet.peek_command(raw)), "note": "give --kic and --kid to open it"}
+    pkt = packet.unwrap_command(kic, kid, raw)
+    out = _json(pkt)
+    out.update(_secured(pkt.secured_data))
+    return out
+
+
+def _response_packet(raw: bytes, kic, kid, udh=b"") -> dict:
+    if kic is None or kid is None:
+        return {"rpl": (raw[0] << 8) | raw[1], "rhl": raw[2], "tar": raw[3:6].hex(),
+                "note": "give --kic and --kid to open it"}
+    r = _sms_por(raw, kic, kid, udh) if udh else packet.unwrap_response(kic, kid, raw)
+    out = _json(r)
+    out["status_name"] = packet.STATUS.get(r.status, "unknown")
+    data = r.additional_data
+    if data[:1] in (b"\xab", b"\xaf"):
+        out["response_script"] = _response_script(data)
+    elif len(data) >= 3:
+        count, sw, last = script.parse_compact_response(data)
+        out["compact_response"] = {"number_of_commands": count, "last_sw": f"{sw:04X}", "last_data": last.hex()}
+    return out
+
+
+#: SMS PoRs do not carry their SPI: (SPI second byte, KIc, KID) to try, ciphered+CC first
+_POR_GUESSES = ((0x39, 0x12, 0x1A), (0x39, 0x15, 0x15), (0x09, 0x12, 0x1A), (0x09, 0x15, 0x15),
+                (0x01, 0x12, 0x1A))
+
+
+def _sms_por(raw: bytes, kic, kid, udh: bytes):
+    """Open an SMS-PP PoR (CC over the UDH too) with the first security setting that verifies."""
+    error = None
+    for spi2, kic_byte, kid_byte in _POR_GUESSES:
+        try:
+            return packet.unwrap_response(kic, kid, raw, spi2, kic_byte, kid_byte, udh)
+        except CodecError as exc:  # a CC that fails says more than a layout that does not fit
+            if error is None or (isinstance(exc, SecurityError) and not isinstance(error, SecurityError)):
+                error = exc
+    raise error
+
+
+def _frame(raw: bytes, kic, kid) -> dict:
+    ftype, fields = frames.decode_frame(raw)
+    out = {"type": frames.NAMES[ftype]}
+    if ftype in (frames.HELLO, frames.REPORT):
+        out.update(_json(fields))
+        if kid is not None:
+            frames.verify_frame_mac(kid, raw)
+            out["mac_verified"] = True
+    elif ftype == frames.COMMAND:
+        out["packet"] = _command_packet(fields["packet"], kic, kid)
+    elif ftype == frames.RESPONSE:
+        out["packet"] = _response_packet(fields["packet"], kic, kid)
+    else:
+        out.update(fields)
+    return out
+
+
+def _sms(raw: bytes, kic, kid) -> dict:
+    fields = sms.parse_sms_deliver(raw, strict=False)
+    out = _json({k: v for k, v in fields.items() if k != "user_data"})
+    if fields["udh"][1:2] == b"\x70":
+        out["command_packet"] = _command_packet(fields["user_data"], kic, kid)
+    return out
+
+
+def _ber(raw: bytes) -> list:
+    def node(tag, value):
+        return {"tag": f"{tag:02X}", "value": [node(*c) for c in value] if isinstance(value, list) else value.hex()}
+    return [node(t, v) for t, v in tlv.ber_decode(raw)]
+
+
+def _capdu(raw: bytes) -> dict:
+    cla, ins, p1, p2, data, le, ext = apdu.apdu_parse(raw)
+    return {"cla": cla, "ins": ins, "p1": p1, "p2": p2, "data": data.hex(), "le": le,
+            "extended": ext, "case": apdu.apdu_case(data, le)}
+
+
+DECODERS = {
+    "frame": _frame,
+    "proactive_command": lambda raw, kic, kid: _json(cat.decode_proactive(raw)),
+    "envelope": lambda raw, kic, kid: _json(cat.decode_envelope(raw)),
+    "command_script": lambda raw, kic, kid: {"items": _script(raw)},
+    "response_script": lambda raw, kic, kid: _response_script(raw),
+    "command_packet": _command_packet,
+    "response_packet": lambda raw, kic, kid: _response_packet(raw, kic, kid),
+    "sms_por": lambda raw, kic, kid: _response_packet(raw[3:], kic, kid, raw[:3]),
+    "terminal_response": lambda raw, kic, kid: _json(cat.decode_terminal_response(raw)),
+    "sms_deliver": _sms,
+    "ber_tlv": lambda raw, kic, kid: {"tlvs": _ber(raw)},
+    "c_apdu": lambda raw, kic, kid: _capdu(raw),
+    "r_apdu": lambda raw, kic, kid: _json(dict(zip(("data", "sw"), apdu.rapdu_parse(raw)))),
+}
+KINDS = tuple(DECODERS)
+
+
+def _guesses(raw: bytes) -> list[str]:
+    """Kinds worth trying for these bytes, most specific first."""
+    first = raw[:1]
+    n = len(raw)
+    guesses = []
+    if n >= 3 and (raw[0] << 8 | raw[1]) == n - 2 and raw[2] in (1, 2, 3, 4, 5):
+        guesses.append("frame")
+    guesses += {b"\xd0": ["proactive_command"], b"\xd1": ["envelope"], b"\xd6": ["envelope"],
+                b"\xaa": ["command_script"], b"\xae": ["command_script"],
+                b"\xab": ["response_script"], b"\xaf": ["response_script"]}.get(first, [])
+    if n >= 16 and (raw[0] << 8 | raw[1]) == n - 2 and raw[2] in (13, 21):
+        guesses.append("command_packet")
+    if n >= 13 and (raw[0] << 8 | raw[1]) == n - 2 and raw[2] in (10, 18):
+        guesses.append("response_packet")
+    if raw[:3] == b"\x02\x71\x00":
+        guesses.append("sms_por")
+    if raw[:1] in (b"\x81", b"\x01") and raw[1:2] == b"\x03":
+        guesses.append("terminal_response")
+    if first and raw[0] & 0x43 == 0x40:
+        guesses.append("sms_deliver")
+    return guesses + ["ber_tlv", "c_apdu"]
+
+
+def describe(raw: bytes, kind: str | None = None, kic: bytes | None = None, kid: bytes | None = None) -> dict:
+    """Decode `raw` as `kind`, or as the first kind that decodes it; CodecError if none does."""
+    if kind is not None:
+        return {"kind": kind, **DECODERS[kind](raw, kic, kid)}
+    first_error = None
+    for guess in _guesses(raw):
+        try:
+            return {"kind": guess, **DECODERS[guess](raw, kic, kid)}
+        except SecurityError:
+            raise  # it was that kind, and it does not verify: say so, do not guess on
+        except CodecError as exc:
+            first_error = first_error or exc
+    raise first_error or CodecError("nothing to decode", 0)
