@@ -7,6 +7,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeASCII
 
 from esimota._ext.tlv cimport tlv_ber_length, tlv_ber_tag, tlv_bytes, tlv_clength, tlv_ctag
 
@@ -42,8 +43,43 @@ cdef inline int _need(Py_ssize_t length, Py_ssize_t size, Py_ssize_t voff, int t
     return 0
 
 
+cdef const char* _HEXC = b"0123456789abcdef"
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef str _hex(const unsigned char* p, Py_ssize_t n):
-    return PyBytes_FromStringAndSize(<const char*>p, n).hex()
+    """Lower-case hex text; short values are formatted on the stack."""
+    cdef char[128] out
+    cdef Py_ssize_t i
+    if n > 64:
+        return PyBytes_FromStringAndSize(<const char*>p, n).hex()
+    for i in range(n):
+        out[2 * i] = _HEXC[p[i] >> 4]
+        out[2 * i + 1] = _HEXC[p[i] & 0x0F]
+    return PyUnicode_DecodeASCII(out, 2 * n, NULL)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef str _dotted(const unsigned char* p):
+    """IPv4 dotted-quad text of 4 bytes."""
+    cdef char[16] out
+    cdef int i, k = 0, v
+    for i in range(4):
+        v = p[i]
+        if v >= 100:
+            out[k] = 48 + v // 100
+            k += 1
+        if v >= 10:
+            out[k] = 48 + (v // 10) % 10
+            k += 1
+        out[k] = 48 + v % 10
+        k += 1
+        if i < 3:
+            out[k] = 46
+            k += 1
+    return PyUnicode_DecodeASCII(out, k, NULL)
 
 
 @cython.boundscheck(False)
@@ -153,7 +189,7 @@ cdef object _other_address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff
     if p[0] == 0x21:
         if n != 5:
             raise LengthError("address of the wrong size", voff, tag)
-        return {"type_of_address": "ipv4", "address": f"{p[1]}.{p[2]}.{p[3]}.{p[4]}"}
+        return {"type_of_address": "ipv4", "address": _dotted(p + 1)}
     if p[0] == 0x57:
         if n != 17:
             raise LengthError("address of the wrong size", voff, tag)
@@ -167,7 +203,8 @@ cdef object _other_address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff
 cdef str _apn(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
     """Network access name (TS 102 223 §8.61, TS 23.003 §9.1): labels -> dotted text."""
     cdef Py_ssize_t pos = 0, i, size
-    cdef bytearray out = bytearray()
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n - 1 if n else 0)
+    cdef char* q = out
     while pos < n:
         size = p[pos]
         if size == 0:
@@ -178,10 +215,11 @@ cdef str _apn(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
             if p[i] <= 0x20 or p[i] >= 0x7F or p[i] == 0x2E:
                 raise BadValueError("bad character in APN", voff + i, tag)
         if pos:
-            out.append(0x2E)
-        out += PyBytes_FromStringAndSize(<const char*>p + pos + 1, size)
+            q[pos - 1] = 0x2E  # the length byte of every later label becomes a dot
+        for i in range(pos + 1, pos + 1 + size):
+            q[i - 1] = p[i]
         pos += 1 + size
-    return out.decode("ascii")
+    return PyUnicode_DecodeASCII(q, n - 1 if n else 0, NULL)
 
 
 cdef object _value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
@@ -233,7 +271,7 @@ cdef str _key(int tag, int command, bint* state, dict fields):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out):
+cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out, int* first_tag=NULL):
     """COMPREHENSION-TLVs of buf[pos:end] into `out` (named values); returns the CR names."""
     cdef const unsigned char* p = buf
     cdef Py_ssize_t total = len(buf), vpos, length = 0
@@ -250,6 +288,8 @@ cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out):
             if end == total:
                 raise TruncatedError("value truncated", pos, tag)
             raise LengthError("value past the end of its parent", pos, tag)
+        if first_tag is not NULL and first_tag[0] < 0:
+            first_tag[0] = tag
         name = _key(tag, command, state, out)
         value = _value(p + vpos, length, vpos, tag)
         if tag == 0x01 and command < 0:
@@ -288,9 +328,10 @@ cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) exc
 
 cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
     cdef dict out = {"command": None}
-    cdef list cr = _elements(buf, pos, end, out)
+    cdef int first = -1
+    cdef list cr = _elements(buf, pos, end, out, &first)
     details = out.get("command_details")
-    if details is None or list(out)[1] != "command_details":
+    if details is None or first != 0x01:
         raise BadTagError("command details must come first", pos, 0x01)
     out["command"] = _named(COMMAND_TYPES, details["type_of_command"])
     out["comprehension_required"] = cr
