@@ -11,6 +11,9 @@ from aiohttp import web
 from ... import metrics
 
 Registrar = Callable[[web.Application], None]
+#: Application keys: the worker's asyncpg pool and its Platform (esimota.server.Platform).
+POOL = web.AppKey("pool", object)
+PLATFORM = web.AppKey("platform", object)
 #: Route registrars added by the API layer (routes generated from google.api.http annotations).
 REGISTRARS: list[Registrar] = []
 
@@ -34,7 +37,7 @@ async def _measure(request: web.Request, handler: Callable[[web.Request], Awaita
 
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers, 503 otherwise (the platform keeps running and recovers)."""
-    pool = request.app.get("pool")
+    pool = request.app.get(POOL)
     db = "absent"
     if pool is not None:
         try:
@@ -56,7 +59,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 def create_app(pool=None, *, client_max_size: int = 64 * 1024) -> web.Application:
     """The bridge: bounded bodies (64 KiB), health and metrics, plus every registered route set."""
     app = web.Application(middlewares=[_measure], client_max_size=client_max_size)
-    app["pool"] = pool
+    app[POOL] = pool
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     for register in REGISTRARS:

@@ -1,0 +1,90 @@
+"""The API call log (R27, §9.2.2): every call, written behind in batches, kept ≥ 6 months, then purged."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import logging
+from typing import Any
+
+from ..log import SECRET_KEYS
+
+logger = logging.getLogger("esimota.audit")
+
+COLUMNS = ("at", "client_id", "transport", "route", "params", "code", "reason", "latency_ms", "source_ip")
+FLUSH_S = 0.2
+MAX_PENDING = 50_000  # beyond this (database down for long) the oldest entries are dropped, and counted
+RETENTION_DAYS = 190  # R27: at least 6 months
+PURGE = "DELETE FROM api_calls WHERE id IN (SELECT id FROM api_calls WHERE at < $1 LIMIT 10000)"
+
+
+def clean_params(params: dict[str, Any]) -> str:
+    """The parameters as JSON with every secret (client_secret, token, sign…) left out (R25)."""
+    kept = {k: v for k, v in params.items() if not SECRET_KEYS.search(str(k))}
+    return json.dumps(kept, ensure_ascii=False, default=str)[:4000]
+
+
+def _inet(source_ip: str | None) -> Any:
+    try:
+        return ipaddress.ip_interface(source_ip) if source_ip else None
+    except ValueError:
+        return None
+
+
+class AuditLog:
+    """A per-worker buffer flushed with COPY every FLUSH_S; the hot path only appends a tuple."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.pending: list[tuple] = []
+        self.dropped = 0
+        self._task: asyncio.Task | None = None
+
+    def record(self, *, client_id: str | None, transport: str, route: str, params: dict, code: int,
+               reason: str | None, latency_s: float, source_ip: str | None) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self.pending.pop(0)
+            self.dropped += 1
+        self.pending.append((dt.datetime.now(dt.timezone.utc), client_id, transport, route, clean_params(params),
+                             code, reason, round(latency_s * 1000, 3), _inet(source_ip)))
+
+    async def flush(self) -> int:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return 0
+        try:
+            await self.pool.copy_records_to_table("api_calls", records=batch, columns=COLUMNS)
+        except Exception as exc:  # keep them for the next flush; the database may come back
+            self.pending = batch + self.pending
+            logger.warning("call log flush failed", extra={"error": type(exc).__name__, "pending": len(self.pending)})
+            return 0
+        return len(batch)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self.flush()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+
+async def purge(db: Any, *, days: int = RETENTION_DAYS, now: dt.datetime | None = None) -> int:
+    """Delete call-log rows older than `days` (R26 retention then deletion), in small batches."""
+    cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=days)
+    total = 0
+    while True:
+        done = int((await db.execute(PURGE, cutoff)).split()[-1])
+        total += done
+        if done < 10000:
+            return total

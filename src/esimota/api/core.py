@@ -1,0 +1,122 @@
+"""What every call goes through, on both transports: token, whitelist, permission, limit, handler, call log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from .. import config
+from ..errors import PermissionDenied, Unauthenticated
+from ..service import auth
+from . import status
+from .audit import AuditLog
+from .handlers import HANDLERS, Call
+from .limits import Quota, RateLimiter
+from .registry import Method
+
+logger = logging.getLogger("esimota.api")
+TOKEN_CALLS_PER_IP = 120  # GetToken a minute from one address (guessing secrets is slow)
+
+
+class Failed(Exception):
+    """A call that ended with an error: its mapped outcome and the caller's quota, if known."""
+
+    def __init__(self, outcome: status.Outcome, quota: Quota | None) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+        self.quota = quota
+
+
+@dataclass
+class Authorised:
+    call: Call
+    quota: Quota | None
+    client_id: str | None
+
+
+class Api:
+    """One per worker, shared by the HTTP bridge and the gRPC servicers (they cannot behave differently)."""
+
+    def __init__(self, pool: Any, settings: config.Settings | None = None,
+                 signer: auth.TokenSigner | None = None) -> None:
+        self.pool = pool
+        self.settings = settings or config.Settings()
+        self.signer = signer or auth.signer_from_config()
+        self.clients = auth.ClientCache(pool)
+        self.limiter = RateLimiter()
+        self.audit = AuditLog(pool)
+
+    async def start(self) -> None:
+        try:
+            await self.clients.reload()
+        except Exception as exc:  # the database may still be starting: the refresher retries
+            logger.warning("client cache not loaded yet", extra={"error": type(exc).__name__})
+        self.clients.start()
+        self.audit.start()
+
+    async def stop(self) -> None:
+        await self.clients.stop()
+        await self.audit.stop()
+
+    async def authorise(self, method: Method, token: str | None, source_ip: str) -> Authorised:
+        """§7.1.2: a valid token (or the admin token), the whitelist, the permission, then the limit."""
+        if method.permission == "public":
+            quota = self.limiter.hit(("ip", source_ip), TOKEN_CALLS_PER_IP)
+            return Authorised(Call(self.pool, self.signer, None, source_ip, "public"), quota, None)
+        if method.permission == "admin":
+            if not self.signer.is_admin(token):
+                raise Unauthenticated("an admin token is required", reason="ADMIN_TOKEN_REQUIRED")
+            return Authorised(Call(self.pool, self.signer, None, source_ip, "admin-api"), None, "admin")
+        if not token:
+            raise Unauthenticated("token is required (query token= or Authorization: Bearer)",
+                                  reason="TOKEN_REQUIRED")
+        entry = await self.clients.resolve(*self.signer.verify(token))
+        client = entry.client
+        auth.check_ip(entry, source_ip)
+        if method.permission not in client.permissions:
+            raise PermissionDenied(f"the client has no {method.permission} permission", reason="NO_PERMISSION")
+        quota = self.limiter.hit(client.id, client.rate_limit_per_min)
+        return Authorised(Call(self.pool, self.signer, client, source_ip, f"client:{client.client_id}"),
+                          quota, client.client_id)
+
+    def log_call(self, method: Method, transport: str, params: dict, who: str | None, code: int,
+             reason: str | None, t0: float, source_ip: str) -> None:
+        self.audit.record(client_id=who, transport=transport, route=method.path, params=params, code=code,
+                          reason=reason, latency_s=time.perf_counter() - t0, source_ip=source_ip)
+
+    async def unary(self, method: Method, request: Any, *, token: str | None, source_ip: str,
+                    transport: str, params: dict) -> tuple[Any, Quota | None]:
+        """Run one unary call; raises Failed (already mapped) on any error. Every call is logged (R27)."""
+        t0, who, quota, code, reason = time.perf_counter(), None, None, 200, None
+        try:
+            granted = await self.authorise(method, token, source_ip)
+            who, quota = granted.client_id, granted.quota
+            return await HANDLERS[method.name](granted.call, request), quota
+        except Exception as exc:
+            o = status.outcome(exc)
+            code, reason = o.http, o.reason
+            raise Failed(o, quota or getattr(exc, "quota", None)) from None
+        finally:
+            self.log_call(method, transport, params, who, code, reason, t0, source_ip)
+
+    async def stream(self, method: Method, request: Any, *, token: str | None, source_ip: str,
+                     params: dict) -> AsyncIterator[Any]:
+        """A streaming call (gRPC only): authorised once, logged once when it ends."""
+        t0, who, code, reason = time.perf_counter(), None, 200, None
+        try:
+            granted = await self.authorise(method, token, source_ip)
+            who = granted.client_id
+            result = HANDLERS[method.name](granted.call, request)
+            if method.server_streaming:
+                async for item in result:
+                    yield item
+            else:
+                yield await result
+        except Exception as exc:
+            o = status.outcome(exc)
+            code, reason = o.http, o.reason
+            raise Failed(o, getattr(exc, "quota", None)) from None
+        finally:
+            self.log_call(method, "grpc", params, who, code, reason, t0, source_ip)

@@ -1,0 +1,99 @@
+"""gRPC servicers generated from the same descriptors as the bridge: every rpc goes through core.Api."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import grpc
+
+from .. import messages
+from ..core import Api, Failed
+from ..registry import METHODS, Method, services
+
+
+def peer_ip(context: grpc.aio.ServicerContext, header: str | None) -> str:
+    """The caller's address: the trusted proxy header (metadata) if configured, else the peer."""
+    if header:
+        for key, value in context.invocation_metadata() or ():
+            if key == header.lower() and value:
+                return value.split(",")[-1].strip()
+    peer = unquote(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return rest.rpartition(":")[0] if kind == "ipv4" else rest
+
+
+def bearer(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return None
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Failed) -> None:
+    """The mapped gRPC code; the reason code (and Retry-After) travel as trailing metadata."""
+    o = exc.outcome
+    meta = [("esimota-reason", o.reason), ("esimota-http-status", str(o.http))]
+    if o.retry_after is not None:
+        meta.append(("retry-after", str(max(1, int(o.retry_after + 0.999)))))
+    await context.abort(o.grpc, o.message, trailing_metadata=tuple(meta))
+
+
+def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
+    def api_of() -> Api:
+        return platform.api
+
+    def where(context) -> dict:
+        api = api_of()
+        return {"token": bearer(context), "source_ip": peer_ip(context, api.settings.trusted_proxy_header)}
+
+    async def unary(request, context):
+        try:
+            resp, quota = await api_of().unary(method, request, transport="grpc",
+                                               params=messages.to_dict(request), **where(context))
+        except Failed as exc:
+            await _abort(context, exc)
+        if quota is not None:
+            context.set_trailing_metadata(tuple((k.lower(), v) for k, v in quota.headers().items()))
+        return resp
+
+    async def server_stream(request, context):
+        try:
+            async for item in api_of().stream(method, request, params=messages.to_dict(request), **where(context)):
+                yield item
+        except Failed as exc:
+            await _abort(context, exc)
+
+    async def client_stream(requests, context):
+        results = api_of().stream(method, requests, params={}, **where(context))
+        try:
+            return await results.__anext__()
+        except Failed as exc:
+            await _abort(context, exc)
+        finally:
+            await results.aclose()
+
+    async def bidi(requests, context):
+        try:
+            async for item in api_of().stream(method, requests, params={}, **where(context)):
+                yield item
+        except Failed as exc:
+            await _abort(context, exc)
+
+    kinds = {(False, False): (grpc.unary_unary_rpc_method_handler, unary),
+             (False, True): (grpc.unary_stream_rpc_method_handler, server_stream),
+             (True, False): (grpc.stream_unary_rpc_method_handler, client_stream),
+             (True, True): (grpc.stream_stream_rpc_method_handler, bidi)}
+    make, fn = kinds[(method.client_streaming, method.server_streaming)]
+    return make(fn, request_deserializer=method.input.FromString, response_serializer=method.output.SerializeToString)
+
+
+def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+    """Add a generic handler per service; `platform.api` (set by the startup hook) serves the calls."""
+    names = services()
+    for name in names:
+        table = {m.name: _handler(m, platform) for m in METHODS if m.service == name}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, table),))
+    return names

@@ -1,0 +1,114 @@
+"""The HTTP bridge of §7 built at start-up from the google.api.http annotations (DESIGN §6): GET and POST."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from ...errors import InvalidArgument
+from .. import messages, status
+from ..core import Api, Failed
+from ..registry import METHODS, Method
+from . import app as http_app
+
+logger = logging.getLogger("esimota.api.http")
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def source_ip(request: web.Request, header: str | None) -> str:
+    """The caller's address: the peer, or the last hop of the trusted proxy header when one is configured."""
+    if header:
+        value = request.headers.get(header)
+        if value:
+            return value.split(",")[-1].strip()
+    return request.remote or ""
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else None
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Query parameters, and for POST a JSON object or form body on top (§7.1.1: UTF-8)."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method != "POST" or not request.body_exists:
+        return params
+    if request.content_type == "application/x-www-form-urlencoded":
+        params.update(await request.post())
+        return params
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("the body is not JSON", reason="BODY_INVALID") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object", reason="BODY_INVALID")
+    params.update(body)
+    return params
+
+
+def _respond(body: dict, code: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_DUMPS(body).encode(), status=code, headers=headers,
+                        content_type="application/json", charset="utf-8")
+
+
+def _failure(exc: Failed) -> web.Response:
+    o, headers = exc.outcome, exc.quota.headers() if exc.quota else {}
+    if o.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(o.retry_after + 0.999)))
+    return _respond(status.error_envelope(o), o.http, headers)
+
+
+def handler_for(method: Method, holder: dict) -> Callable:
+    """The aiohttp handler of one rpc: parameters → request message → Api.unary → JSON envelope."""
+    async def handle(request: web.Request) -> web.Response:
+        api: Api = holder["api"]
+        ip = source_ip(request, api.settings.trusted_proxy_header)
+        params: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        try:
+            params = await _params(request)
+            token = params.pop("token", None) or _bearer(request)
+            msg = messages.from_params(method.input, params)
+        except Exception as exc:  # bad parameters are logged like every other call (R27)
+            o = status.outcome(exc)
+            api.log_call(method, "http", params, None, o.http, o.reason, t0, ip)
+            return _failure(Failed(o, None))
+        try:
+            resp, quota = await api.unary(method, msg, token=token if isinstance(token, str) else None,
+                                          source_ip=ip, transport="http", params=params)
+        except Failed as exc:
+            return _failure(exc)
+        return _respond(status.ok_envelope(messages.to_dict(resp)), 200, quota.headers() if quota else None)
+    handle.__name__ = method.name
+    return handle
+
+
+def register(app: web.Application) -> None:
+    """Add every annotated route; the Api comes from the worker (STARTUP hook) or is made from the pool."""
+    holder: dict[str, Any] = {}
+    for method in METHODS:
+        for verb, path in method.routes:
+            app.router.add_route(verb, path, handler_for(method, holder))
+    from . import openapi
+
+    app.router.add_get("/openapi.json", openapi.handler)
+
+    async def on_startup(app: web.Application) -> None:
+        platform = app.get(http_app.PLATFORM)
+        api = getattr(platform, "api", None)
+        if api is None:  # an app built on its own (tests, tools): its own Api on the app's pool
+            api = Api(app[http_app.POOL], getattr(platform, "settings", None))
+            await api.start()
+        holder["api"] = api
+
+    async def on_cleanup(app: web.Application) -> None:  # flush the call log when the worker drains
+        if "api" in holder:
+            await holder["api"].stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)

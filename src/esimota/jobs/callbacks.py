@@ -1,0 +1,117 @@
+"""The §7.3 callback dispatcher (R10, R27): signs, POSTs, retries ≥ 24 h, records every attempt; at-least-once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from ..service import callbacks
+from ..store import clients as client_store
+
+logger = logging.getLogger("esimota.callbacks")
+POLL_S = 1.0
+BATCH = 64
+CONCURRENCY = 32
+TIMEOUT_S = 10.0
+SECRET_TTL_S = 5.0  # a rotated callback secret is used within this
+
+
+def _acknowledged(status: int, text: str) -> bool:
+    """§7.3 d): the partner answers JSON with code 200; anything else is retried."""
+    if status != 200:
+        return False
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and str(body.get("code")) == "200"
+
+
+class Dispatcher:
+    """Claims due outbox rows (SKIP LOCKED, with a lease), delivers them concurrently, records each attempt."""
+
+    def __init__(self, pool: Any, dsn: str | None = None) -> None:
+        self.pool, self.dsn = pool, dsn
+        self.wake = asyncio.Event()
+        self._secrets: dict[str, tuple[float, bytes]] = {}
+        self._sem = asyncio.Semaphore(CONCURRENCY)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def _secret(self, client_id: str) -> bytes:
+        hit = self._secrets.get(client_id)
+        if hit is None or time.monotonic() - hit[0] > SECRET_TTL_S:
+            hit = (time.monotonic(), await client_store.callback_secret(self.pool, client_id))
+            self._secrets[client_id] = hit
+        return hit[1]
+
+    async def _post(self, url: str, body: dict) -> tuple[int | None, bool, str]:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            async with self.session.post(url, data=data, headers={"Content-Type": "application/json"}) as resp:
+                text = await resp.text(errors="replace")
+                return resp.status, _acknowledged(resp.status, text), f"HTTP {resp.status}: {text[:200]}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as exc:
+            return None, False, f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    async def deliver(self, row: Any) -> str:
+        """One attempt: a fresh timestamp and sign over the stored payload (same event_id every time)."""
+        async with self._sem:
+            try:
+                body = callbacks.signed_body(callbacks.payload_of(row), await self._secret(row["client_id"]),
+                                             int(time.time()))
+                code, ok, detail = await self._post(row["callback_url"], body)
+                outcome = await callbacks.record_result(self.pool, row, code, ok, detail)
+            except Exception as exc:  # the lease expires and the row is claimed again: at-least-once
+                logger.warning("callback attempt not recorded", extra={"event_id": row["event_id"],
+                                                                       "error": type(exc).__name__})
+                return "error"
+            logger.info("callback attempt", extra={"event_id": row["event_id"], "outcome": outcome,
+                                                   "http_status": code})
+            return outcome
+
+    async def tick(self) -> int:
+        rows = await self.pool.fetch(callbacks.CLAIM, BATCH, callbacks.LEASE_S)
+        await asyncio.gather(*(self.deliver(r) for r in rows))
+        return len(rows)
+
+    async def _listen(self) -> Any:
+        if not self.dsn:
+            return None
+        try:
+            conn = await asyncpg.connect(self.dsn)
+            await conn.add_listener("esimota_callbacks", lambda *_: self.wake.set())
+            return conn
+        except (OSError, asyncpg.PostgresError) as exc:
+            logger.warning("callback wake-ups unavailable; polling", extra={"error": type(exc).__name__})
+            return None
+
+    async def run(self) -> None:
+        conn = await self._listen()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        try:
+            while True:
+                self.wake.clear()
+                try:
+                    if await self.tick() == BATCH:
+                        continue
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    logger.warning("callback dispatch failed", extra={"error": type(exc).__name__})
+                try:
+                    await asyncio.wait_for(self.wake.wait(), POLL_S)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.session.close()
+            if conn is not None:
+                await conn.close()
+
+
+async def job(platform: Any) -> None:
+    """JOBS entry: runs in worker 0 for the life of the process."""
+    await Dispatcher(platform.pool, platform.settings.database_url).run()

@@ -1,0 +1,24 @@
+"""Retention of the API call log (R26, R27): rows older than 190 days (≥ 6 months) are purged hourly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..api import audit
+
+logger = logging.getLogger("esimota.retention")
+INTERVAL_S = 3600.0
+
+
+async def job(platform: Any) -> None:
+    """JOBS entry: purge, then sleep an hour; a failed purge is retried at the next turn."""
+    while True:
+        try:
+            purged = await audit.purge(platform.pool)
+            if purged:
+                logger.info("call log purged", extra={"rows": purged, "days": audit.RETENTION_DAYS})
+        except Exception as exc:  # the database may be down: try again later
+            logger.warning("call log purge failed", extra={"error": type(exc).__name__})
+        await asyncio.sleep(INTERVAL_S)

@@ -1,0 +1,167 @@
+"""Tokens of §7.2.1 (R17): HMAC-signed, 24 h, checked without a database round trip; clients cached ≤ 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .. import config
+from ..errors import InvalidArgument, PermissionDenied, Unauthenticated
+from ..store import clients as client_store
+from ..store.clients import Client
+
+logger = logging.getLogger("esimota.auth")
+
+TOKEN_TTL = 86400  # §7.1.2, §7.2.1: expire_time 86 400 s
+REFRESH_S = 2.0    # revocation (secret rotation, disable, whitelist) reaches every process within this
+CLIENT_COLUMNS = """
+SELECT id, client_id, name, phone, ip_whitelist, permissions, callback_url, rate_limit_per_min, disabled_at,
+       secret_rotated_at, secret_hash FROM clients"""
+
+
+def derive_key(master: bytes, label: bytes) -> bytes:
+    """A purpose key from the at-rest master key (HKDF-SHA256): every process derives the same one."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"esimota " + label).derive(master)
+
+
+def generation(row: Any) -> int:
+    """The client's secret generation: microseconds of its last rotation (rotation revokes tokens)."""
+    return int(row["secret_rotated_at"].timestamp() * 1_000_000)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class TokenSigner:
+    """`v1.<client_id>.<generation>.<expiry>.<mac>`, mac = HMAC-SHA256 truncated to 128 bits."""
+
+    def __init__(self, master: bytes) -> None:
+        self._key = derive_key(master, b"api token v1")
+        self.admin_token = "adm." + _b64(hmac.new(derive_key(master, b"admin token v1"), b"admin",
+                                                  hashlib.sha256).digest())
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:16])
+
+    def issue(self, client_id: str, gen: int, now: float | None = None) -> tuple[str, int]:
+        expiry = int(now if now is not None else time.time()) + TOKEN_TTL
+        body = f"v1.{client_id}.{gen}.{expiry}"
+        return f"{body}.{self._mac(body)}", TOKEN_TTL
+
+    def verify(self, token: str, now: float | None = None) -> tuple[str, int]:
+        """(client_id, generation) of a well-signed, unexpired token; else 401."""
+        parts = token.split(".") if token and len(token) < 256 else []
+        if len(parts) != 5 or parts[0] != "v1":
+            raise Unauthenticated("the token is malformed", reason="TOKEN_INVALID")
+        if not hmac.compare_digest(self._mac(".".join(parts[:4])), parts[4]):
+            raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
+        if int(parts[3]) <= (now if now is not None else time.time()):
+            raise Unauthenticated("the token has expired; get a new one (§7.1.2)", reason="TOKEN_EXPIRED")
+        return parts[1], int(parts[2])
+
+    def is_admin(self, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A client as the hot path needs it: the account, its generation and parsed whitelist."""
+
+    client: Client
+    gen: int
+    networks: tuple
+
+
+def _cached(row: Any) -> Cached:
+    nets = tuple(ipaddress.ip_network(str(n), strict=False) for n in row["ip_whitelist"])
+    return Cached(Client.from_row(row), generation(row), nets)
+
+
+class ClientCache:
+    """Every client, reloaded every REFRESH_S and on demand (an unknown or newer token), at most 4×/s."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.by_id: dict[str, Cached] = {}
+        self.loaded_at = 0.0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+
+    async def reload(self, *, min_age: float = 0.0) -> None:
+        async with self._lock:
+            if time.monotonic() - self.loaded_at < min_age:
+                return
+            rows = await self.pool.fetch(CLIENT_COLUMNS)
+            self.by_id = {r["client_id"]: _cached(r) for r in rows}
+            self.loaded_at = time.monotonic()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.reload()
+            except Exception as exc:  # the database may be down for a while: keep the last view
+                logger.warning("client cache refresh failed", extra={"error": type(exc).__name__})
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def resolve(self, client_id: str, gen: int) -> Cached:
+        """The client of a verified token; a rotated secret or a disabled account is 401 (R17)."""
+        entry = self.by_id.get(client_id)
+        if entry is None or entry.gen < gen:  # created or rotated moments ago on another process
+            await self.reload(min_age=0.25)
+            entry = self.by_id.get(client_id)
+        if entry is None or entry.gen != gen:
+            raise Unauthenticated("the token was revoked (secret rotated); get a new one", reason="TOKEN_REVOKED")
+        if entry.client.disabled:
+            raise Unauthenticated("the client is disabled", reason="CLIENT_DISABLED")
+        return entry
+
+
+def check_ip(entry: Cached, source_ip: str) -> None:
+    """§6.2.1.1 报白: the caller's address must be inside the client's whitelist."""
+    try:
+        ip = ipaddress.ip_address(source_ip)
+    except ValueError:
+        ip = None
+    if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip is None or not any(ip in net for net in entry.networks):
+        raise PermissionDenied("the caller's IP address is not whitelisted", reason="IP_NOT_WHITELISTED")
+
+
+async def get_token(db: Any, signer: TokenSigner, client_id: str, client_secret: str,
+                    source_ip: str) -> tuple[str, int]:
+    """§7.2.1: 400 on a missing parameter, 401 on a wrong id or secret, 403 outside the whitelist."""
+    if not client_id or not client_secret:
+        raise InvalidArgument("client_id and client_secret are required", reason="CREDENTIALS_REQUIRED")
+    row = await db.fetchrow(CLIENT_COLUMNS + " WHERE client_id = $1", client_id)
+    if row is None or not client_store.verify_secret(row["secret_hash"], client_secret) \
+            or row["disabled_at"] is not None:
+        raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
+    check_ip(_cached(row), source_ip)
+    return signer.issue(client_id, generation(row))
+
+
+def signer_from_config() -> TokenSigner:
+    """The worker's signer, keyed by the at-rest master key (the same on every process and machine)."""
+    return TokenSigner(config.master_key())

@@ -1,0 +1,126 @@
+"""§7.3 callbacks (R10, R27): the signature, delivery bookkeeping, exhaustion and admin re-push."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+from typing import Any
+
+from ..errors import NotFound
+from ..store import tasks as task_store
+from .common import connection
+
+# Growing delays between attempts (DESIGN §6: at least 24 h in all; they add up to 25 h 8 min).
+SCHEDULE_S = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 3600, 7200, 7200, 14400, 14400, 14400, 21600)
+LEASE_S = 60  # a claimed callback is not picked again for this long (another dispatcher, a crash)
+
+CLAIM = """
+UPDATE callback_outbox o SET next_attempt_at = now() + make_interval(secs => $2)
+FROM (SELECT id FROM callback_outbox WHERE status = 'pending' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due, clients c
+WHERE o.id = due.id AND c.id = o.client_id
+RETURNING o.id, o.event_id, o.task_id, o.payload, o.attempts, c.client_id, c.callback_url"""
+RECORD_ATTEMPT = "INSERT INTO callback_attempts (outbox_id, http_status, outcome, detail) VALUES ($1, $2, $3, $4)"
+DELIVERED = """
+UPDATE callback_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = now(), last_error = NULL
+WHERE id = $1"""
+RETRY = """
+UPDATE callback_outbox SET attempts = attempts + 1, last_error = $2,
+       next_attempt_at = now() + make_interval(secs => $3)
+WHERE id = $1"""
+EXHAUSTED = "UPDATE callback_outbox SET status = 'exhausted', attempts = attempts + 1, last_error = $2 WHERE id = $1"
+CHIP_OF_TASK = "SELECT chip_id FROM tasks WHERE id = $1"
+REPUSH = """
+UPDATE callback_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL
+WHERE event_id = $1 RETURNING id"""
+LIST = """
+SELECT o.id, o.event_id, t.task_id, o.status, o.attempts, o.next_attempt_at, o.last_error
+FROM callback_outbox o JOIN tasks t ON t.id = o.task_id
+WHERE ($1::text IS NULL OR t.task_id = $1) AND ($2::text IS NULL OR o.event_id = $2) ORDER BY o.id"""
+ATTEMPTS = "SELECT outbox_id, at, http_status, outcome, detail FROM callback_attempts WHERE outbox_id = ANY($1) ORDER BY id"
+
+
+def _text(value: Any) -> str:
+    """Numbers in decimal, strings as they are, null as empty (DESIGN §6)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    """The signed text: `k=v` of every field but `sign`, sorted by key, joined by `&`."""
+    return "&".join(f"{k}={_text(v)}" for k, v in sorted(fields.items()) if k != "sign")
+
+
+def sign(fields: dict[str, Any], secret: bytes | str) -> str:
+    """§7.3, R27: hex HMAC-SHA256 of the canonical text under the client's callback secret (UTF-8)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, canonical(fields).encode(), hashlib.sha256).hexdigest()
+
+
+def verify(body: dict[str, Any], secret: bytes | str) -> bool:
+    return hmac.compare_digest(sign(body, secret), str(body.get("sign", "")))
+
+
+def signed_body(payload: dict[str, Any], secret: bytes | str, timestamp: int) -> dict[str, Any]:
+    """The POSTed JSON: the outbox payload (with its stable event_id), a fresh timestamp, and sign."""
+    body = dict(payload, timestamp=timestamp)
+    body["sign"] = sign(body, secret)
+    return body
+
+
+def delay_after(attempts: int) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones; None once the schedule is spent.
+
+    ESIMOTA_CALLBACK_DELAY_SCALE shrinks the schedule (tests); production keeps the 24 h of DESIGN §6.
+    """
+    if attempts > len(SCHEDULE_S):
+        return None
+    scale = float(os.environ.get("ESIMOTA_CALLBACK_DELAY_SCALE", "1") or 1)
+    return SCHEDULE_S[attempts - 1] * scale
+
+
+async def record_result(db: Any, row: Any, http_status: int | None, ok: bool, detail: str) -> str:
+    """One attempt recorded; the callback delivered, rescheduled or exhausted (→ interface exception)."""
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute(RECORD_ATTEMPT, row["id"], http_status, "delivered" if ok else "failed", detail[:500])
+        if ok:
+            await conn.execute(DELIVERED, row["id"])
+            return "delivered"
+        delay = delay_after(row["attempts"] + 1)
+        if delay is not None:
+            await conn.execute(RETRY, row["id"], detail[:500], delay)
+            return "retry"
+        await conn.execute(EXHAUSTED, row["id"], detail[:500])
+        # §8.2.3 table 5: a callback that cannot be delivered is an interface exception (1 h to handle)
+        await task_store.open_exception(conn, "interface", "general", "CALLBACK_FAILED", dt.timedelta(hours=1),
+                                        chip_id=await conn.fetchval(CHIP_OF_TASK, row["task_id"]),
+                                        task_id=row["task_id"], detail=f"event {row['event_id']}: {detail[:200]}")
+        return "exhausted"
+
+
+async def repush(db: Any, event_id: str) -> None:
+    """Admin re-push (DESIGN §6): the same event_id, a fresh schedule, delivered at least once more."""
+    async with connection(db) as conn:
+        if await conn.fetchval(REPUSH, event_id) is None:
+            raise NotFound("unknown event_id", reason="EVENT_NOT_FOUND")
+
+
+async def list_callbacks(db: Any, *, task_id: str | None = None, event_id: str | None = None) -> list[dict]:
+    """Callbacks of a task or one event, each with every attempt (R27)."""
+    async with connection(db) as conn:
+        rows = [dict(r) for r in await conn.fetch(LIST, task_id or None, event_id or None)]
+        attempts = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
+    for r in rows:
+        r["history"] = [dict(a) for a in attempts if a["outbox_id"] == r["id"]]
+    return rows
+
+
+def payload_of(row: Any) -> dict:
+    value = row["payload"]
+    return json.loads(value) if isinstance(value, str) else dict(value)

@@ -1,0 +1,149 @@
+"""Usage (§7.2.3.3) and location (§7.2.3.5, R21) feeds: ingestion, CSV import and the month's totals."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..domain import identifiers
+from ..errors import DomainError, ImportRejected, InvalidArgument, NotFound
+from ..store.clients import Client
+from . import queries
+from .common import CST, connection
+
+NUMBER_ID = "SELECT id FROM numbers WHERE msisdn = $1 OR iccid = $2"
+INSERT_USAGE = """
+INSERT INTO usage_records (record_id, number_id, month, used_mb, recorded_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::date[], $4::numeric[], $5::timestamptz[])
+ON CONFLICT (record_id) DO NOTHING RETURNING number_id"""
+# numbers.used_flow_mb mirrors the current month's total so every reader sees the same figure.
+REFRESH_TOTALS = """
+UPDATE numbers n SET used_flow_mb = coalesce(u.total, 0), usage_updated_at = u.last
+FROM (SELECT n2.id, sum(r.used_mb) AS total, max(r.recorded_at) AS last
+      FROM numbers n2 LEFT JOIN usage_records r ON r.number_id = n2.id AND r.month = $2
+      WHERE n2.id = ANY($1::bigint[]) GROUP BY n2.id) u
+WHERE n.id = u.id"""
+MONTH_TOTAL = "SELECT coalesce(sum(used_mb), 0) AS used, max(recorded_at) AS last FROM usage_records " \
+              "WHERE number_id = (SELECT id FROM numbers WHERE msisdn = $1) AND month = $2"
+SET_LOCATION = """
+UPDATE numbers SET city = $2, location_at = $3
+WHERE id = $1 AND (location_at IS NULL OR location_at < $3)"""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """§7.2.3.3 response fields (MB)."""
+
+    msisdn: str
+    iccid: str
+    total_flow: float
+    used_flow: float
+    remaining_flow: float
+    update_time: dt.datetime | None
+
+
+def month_of(at: dt.datetime) -> dt.date:
+    """The billing month a record counts for, in China Standard Time."""
+    return at.astimezone(CST).date().replace(day=1)
+
+
+def parse_time(text: str, name: str) -> dt.datetime:
+    """ISO 8601; a time without an offset is taken as +08:00."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        raise InvalidArgument(f"{name} must be an ISO 8601 time", reason="TIME_INVALID") from None
+    return value if value.tzinfo else value.replace(tzinfo=CST)
+
+
+async def _number_id(conn: Any, msisdn: str, iccid: str) -> int:
+    if msisdn:
+        msisdn = identifiers.validate_msisdn(msisdn)
+    elif iccid:
+        iccid = identifiers.validate_iccid(iccid)
+    else:
+        raise InvalidArgument("msisdn or iccid is required", reason="NUMBER_REQUIRED")
+    number_id = await conn.fetchval(NUMBER_ID, msisdn or None, iccid or None)
+    if number_id is None:
+        raise NotFound("unknown number", reason="NUMBER_NOT_FOUND")
+    return number_id
+
+
+async def ingest_usage(db: Any, records: Iterable[tuple[str, str, str, float, str]]) -> tuple[int, list]:
+    """(record_id, msisdn, iccid, used_mb, recorded_at) rows → (stored, [(index, error)]); duplicates add nothing."""
+    rows, rejected = [], []
+    async with connection(db) as conn:
+        for i, (record_id, msisdn, iccid, used_mb, recorded_at) in enumerate(records):
+            try:
+                if not record_id or len(record_id) > 128 or not used_mb >= 0:
+                    raise InvalidArgument("record_id and a non-negative used_mb are required", reason="RECORD_INVALID")
+                at = parse_time(recorded_at, "recorded_at")
+                rows.append((record_id, await _number_id(conn, msisdn, iccid), month_of(at), used_mb, at))
+            except DomainError as exc:
+                rejected.append((i, exc))
+        if not rows:
+            return 0, rejected
+        async with conn.transaction():
+            stored = await conn.fetch(INSERT_USAGE, *[list(col) for col in zip(*rows)])
+            for month in {r[2] for r in rows}:
+                await conn.execute(REFRESH_TOTALS, list({r[1] for r in rows if r[2] == month}), month)
+    return len(stored), rejected
+
+
+async def ingest_locations(db: Any, records: Iterable[tuple[str, str, str, str]]) -> tuple[int, list]:
+    """(msisdn, iccid, city, location_time) rows: a location older than the stored one changes nothing (R21)."""
+    stored, rejected = 0, []
+    async with connection(db) as conn:
+        for i, (msisdn, iccid, city, location_time) in enumerate(records):
+            try:
+                if not city.strip() or len(city) > 64:
+                    raise InvalidArgument("city is required (at most 64 characters)", reason="CITY_INVALID")
+                at = parse_time(location_time, "location_time")
+                done = await conn.execute(SET_LOCATION, await _number_id(conn, msisdn, iccid), city.strip(), at)
+                stored += done.endswith(" 1")
+            except DomainError as exc:
+                rejected.append((i, exc))
+    return stored, rejected
+
+
+async def month_usage(db: Any, client: Client, *, msisdn: str | None = None, iccid: str | None = None,
+                      at: dt.datetime | None = None) -> Usage:
+    """§7.2.3.3: this month's plan, use and rest of one of the caller's numbers."""
+    info = await queries.get_number(db, client, msisdn=msisdn, iccid=iccid)
+    row = await db.fetchrow(MONTH_TOTAL, info.msisdn, month_of(at or dt.datetime.now(CST)))
+    used = float(row["used"])
+    return Usage(info.msisdn, info.iccid, info.total_flow, used, max(0.0, round(info.total_flow - used, 3)),
+                 row["last"])
+
+
+def read_usage_csv(text: str, source: str = "usage.csv") -> list[tuple[str, str, str, float, str]]:
+    """Columns record_id,msisdn,iccid,used_mb,recorded_at; any bad row rejects the file (DESIGN §7)."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"record_id", "used_mb", "recorded_at"} - set(reader.fieldnames or [])
+    if missing:
+        raise ImportRejected([(1, "HEADER_INVALID", f"missing columns: {', '.join(sorted(missing))}")], source=source)
+    rows, problems = [], []
+    for line, rec in enumerate(reader, start=2):
+        try:
+            used = float(rec.get("used_mb") or "")
+        except ValueError:
+            problems.append((line, "RECORD_INVALID", "used_mb is not a number"))
+            continue
+        rows.append(((rec.get("record_id") or "").strip(), (rec.get("msisdn") or "").strip(),
+                     (rec.get("iccid") or "").strip(), used, rec.get("recorded_at") or ""))
+    if problems:
+        raise ImportRejected(problems, source=source)
+    return rows
+
+
+async def import_usage_csv(db: Any, text: str, source: str = "usage.csv") -> int:
+    """`usage import FILE.csv`: all rows or nothing; importing the same file again adds nothing."""
+    rows = read_usage_csv(text, source)
+    async with connection(db) as conn, conn.transaction():
+        stored, rejected = await ingest_usage(conn, rows)
+        if rejected:
+            raise ImportRejected([(i + 2, e.reason, e.message) for i, e in rejected], source=source)
+    return stored
