@@ -91,7 +91,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
         ssl_ctx = tls.server_context(*p.tls_paths)
         creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
     app = http_app.create_app(p.pool)
-    app["platform"] = p
+    app[http_app.PLATFORM] = p
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
     site = web.TCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,

@@ -1,0 +1,279 @@
+"""Sans-IO multiplexer of BCP/1 channels (DESIGN §5.5): bytes and time in; bytes, closes and events out.
+
+It never touches sockets, clocks or the database. The driver feeds it what the sockets read and the
+time; it answers with frames to write, channels to cut, and events for the service layer (a HELLO or
+REPORT to check, a chunk acknowledged, a script done, a write failed, a timeout, a protocol error).
+The service answers an event by calling `start_write` or `close`. Compiled by Cython with `_mux.pxd`.
+"""
+
+from __future__ import annotations
+
+from . import wire
+from .wheel import TimingWheel
+
+# frame types (DESIGN §5.1)
+T_HELLO, T_COMMAND, T_RESPONSE, T_REPORT, T_CLOSE = 1, 2, 3, 4, 5
+# CLOSE reasons
+C_DONE, C_UNKNOWN, C_BAD_MAC, C_REPLAY, C_STATE, C_NO_FLOW, C_PROTOCOL, C_BUSY = range(8)
+# channel states
+S_FIRST, S_CHECKING, S_WRITING, S_CLOSING = 0, 1, 2, 3
+# events
+EV_HELLO, EV_REPORT, EV_ACK, EV_DONE, EV_FAILED, EV_TIMEOUT, EV_PROTOCOL, EV_GONE = range(8)
+# failure kinds of EV_FAILED
+F_CHIP_FAULT, F_DATA_ERROR = 1, 2
+
+FIRST_FRAME_MAX = 1024  # before HELLO declares the card's buffer
+FRAME_OVERHEAD = 3  # LEN(2) TYPE(1)
+
+
+class Session:
+    """One write on one channel: keys, counters and the script, given by the service after HELLO."""
+
+    __slots__ = ("eid", "task_id", "kic", "kid", "cntr", "cntr_end", "apdus", "context", "expect",
+                 "chunks", "next_chunk", "acked", "retried", "in_flight_cntr", "traffic", "buffer_size",
+                 "started")
+
+    def __init__(self, eid, task_id, kic, kid, cntr, cntr_end, apdus, context, expect, acked=0):
+        self.eid = eid
+        self.task_id = task_id
+        self.kic = kic
+        self.kid = kid
+        self.cntr = cntr
+        self.cntr_end = cntr_end
+        self.apdus = apdus
+        self.context = context
+        self.expect = expect
+        self.chunks = []
+        self.next_chunk = 0
+        self.acked = acked
+        self.retried = False
+        self.in_flight_cntr = -1
+        self.traffic = 0
+        self.buffer_size = 0
+        self.started = 0.0
+
+
+class Channel:
+    __slots__ = ("cid", "buf", "state", "limit", "session", "eid")
+
+    def __init__(self, cid):
+        self.cid = cid
+        self.buf = bytearray()
+        self.state = S_FIRST
+        self.limit = FIRST_FRAME_MAX
+        self.session = None
+        self.eid = None
+
+
+def plan_chunks(session: Session, buffer_size: int) -> list:
+    """Split the script between C-APDUs into (start, end) runs whose COMMAND frame fits the buffer.
+
+    Each chunk is re-preceded by the SELECTs of its file context; a single APDU that cannot fit
+    even alone is a configuration error of the chip model (raised as ValueError).
+    """
+    room = buffer_size - FRAME_OVERHEAD - wire.COMMAND_OVERHEAD
+    chunks = []
+    start, n = 0, len(session.apdus)
+    while start < n:
+        used = wire.script_size(session.context[start])
+        end = start
+        while end < n:
+            add = wire.apdu_tlv_size(session.apdus[end])
+            if used + add > room:
+                break
+            used += add
+            end += 1
+        if end == start:
+            raise ValueError(f"C-APDU {start} does not fit a {buffer_size}-byte buffer")
+        chunks.append((start, end))
+        start = end
+    return chunks
+
+
+class Mux:
+    """All channels of one worker."""
+
+    def __init__(self, first_timeout: float = 30.0, frame_timeout: float = 60.0,
+                 check_timeout: float = 30.0, resolution: float = 0.25):
+        self.channels = {}
+        self.by_eid = {}
+        self.wheel = TimingWheel(resolution)
+        self.first_timeout = first_timeout
+        self.frame_timeout = frame_timeout
+        self.check_timeout = check_timeout
+        self.out = []      # (cid, bytes)
+        self.cuts = []     # cid: close the transport after writing what is queued
+        self.events = []   # (kind, cid, a, b)
+
+    # -- channel life ------------------------------------------------------------------------
+    def open(self, cid, now: float) -> None:
+        self.channels[cid] = Channel(cid)
+        self.wheel.set(cid, now + self.first_timeout)
+
+    def lost(self, cid, now: float) -> None:
+        """The transport is gone (peer closed or reset): forget the channel, tell the service."""
+        ch = self.channels.pop(cid, None)
+        self.wheel.cancel(cid)
+        if ch is None:
+            return
+        if ch.eid is not None and self.by_eid.get(ch.eid) == cid:
+            del self.by_eid[ch.eid]
+        if ch.state != S_CLOSING:
+            self.events.append((EV_GONE, cid, ch.session, None))
+
+    def drain(self):
+        """(frames to write, channels to cut, events) since the last drain."""
+        out, cuts, events = self.out, self.cuts, self.events
+        self.out, self.cuts, self.events = [], [], []
+        return out, cuts, events
+
+    def __len__(self) -> int:
+        return len(self.channels)
+
+    # -- input ------------------------------------------------------------------------------
+    def feed(self, cid, data, now: float) -> None:
+        ch = self.channels.get(cid)
+        if ch is None or ch.state == S_CLOSING:
+            return
+        ch.buf += data
+        while len(ch.buf) >= 2 and ch.state != S_CLOSING:
+            length = (ch.buf[0] << 8) | ch.buf[1]
+            if length == 0 or length + 2 > ch.limit:
+                self._protocol_error(ch, f"frame length {length} outside 1..{ch.limit - 2}")
+                return
+            if len(ch.buf) < length + 2:
+                return
+            frame = bytes(ch.buf[:2 + length])
+            del ch.buf[:2 + length]
+            self._on_frame(ch, frame, now)
+
+    def _on_frame(self, ch: Channel, frame: bytes, now: float) -> None:
+        ftype = frame[2]
+        if ch.session is not None:
+            ch.session.traffic += len(frame)
+        if ch.state == S_FIRST and ftype in (T_HELLO, T_REPORT):
+            try:
+                fields = wire.parse_card_frame(frame)
+            except wire.CodecError as exc:
+                self._protocol_error(ch, str(exc))
+                return
+            ch.state = S_CHECKING
+            ch.eid = fields["eid"]
+            self.wheel.set(ch.cid, now + self.check_timeout)
+            self.events.append((EV_HELLO if ftype == T_HELLO else EV_REPORT, ch.cid, fields, frame))
+        elif ch.state == S_WRITING and ftype == T_RESPONSE:
+            self._on_response(ch, frame, now)
+        elif ftype == T_CLOSE:
+            self._cut(ch)
+            self.events.append((EV_GONE, ch.cid, ch.session, None))
+        else:
+            self._protocol_error(ch, f"frame type 0x{ftype:02X} not expected in state {ch.state}")
+
+    def _on_response(self, ch: Channel, frame: bytes, now: float) -> None:
+        s = ch.session
+        start, end = s.chunks[s.next_chunk]
+        try:
+            rapdus = wire.parse_response(s.kic, s.kid, frame, s.in_flight_cntr)
+        except wire.CodecError as exc:
+            self._protocol_error(ch, str(exc))
+            return
+        skip = len(s.context[start])
+        verdict = wire.judge(rapdus, skip, start, end, s.expect)
+        if verdict == wire.OK:
+            s.acked = max(s.acked, end)
+            s.next_chunk += 1
+            s.retried = False
+            self.events.append((EV_ACK, ch.cid, s, end))
+            if s.next_chunk == len(s.chunks):
+                self.events.append((EV_DONE, ch.cid, s, None))
+                self.close(ch.cid, C_DONE)
+            else:
+                self._send_chunk(ch, now)
+        elif verdict == wire.BAD_SW and not s.retried:
+            s.retried = True  # §5.4 step 3: retried once
+            self._send_chunk(ch, now)
+        else:  # the failure is made durable by the service before the card hears CLOSE
+            kind = F_DATA_ERROR if verdict == wire.MISMATCH else F_CHIP_FAULT
+            ch.state = S_CHECKING
+            self.wheel.set(ch.cid, now + self.check_timeout)
+            self.events.append((EV_FAILED, ch.cid, s, kind))
+
+    # -- decisions of the service -------------------------------------------------------------
+    def start_write(self, cid, session: Session, buffer_size: int, now: float) -> None:
+        """HELLO accepted: plan the chunks for the card's buffer and send the first not acknowledged."""
+        ch = self.channels.get(cid)
+        if ch is None or ch.state != S_CHECKING or ch.session is not None:
+            return
+        old = self.by_eid.get(session.eid)
+        if old is not None and old != cid:  # §5.4.4: the newer channel takes the session over
+            prev = self.channels.get(old)
+            if prev is not None:
+                self._cut(prev)
+        self.by_eid[session.eid] = cid
+        ch.limit = buffer_size
+        session.buffer_size = buffer_size
+        session.chunks = plan_chunks(session, buffer_size)
+        session.next_chunk = _first_unacked(session.chunks, session.acked)
+        session.started = now
+        ch.session = session
+        ch.state = S_WRITING
+        self._send_chunk(ch, now)
+
+    def close(self, cid, reason: int, retry_after: int | None = None) -> None:
+        """Answer CLOSE(reason) and cut the channel once it is written."""
+        ch = self.channels.get(cid)
+        if ch is None or ch.state == S_CLOSING:
+            return
+        body = bytes([T_CLOSE, reason]) + (retry_after.to_bytes(2, "big") if retry_after is not None else b"")
+        self._write(ch, body)
+        self._cut(ch)
+
+    # -- output -----------------------------------------------------------------------------
+    def _send_chunk(self, ch: Channel, now: float) -> None:
+        s = ch.session
+        if s.cntr >= s.cntr_end:
+            self.events.append((EV_FAILED, ch.cid, s, F_CHIP_FAULT))
+            self.close(ch.cid, C_BUSY, 60)
+            return
+        start, end = s.chunks[s.next_chunk]
+        apdus = list(s.context[start]) + list(s.apdus[start:end])
+        s.in_flight_cntr = s.cntr
+        packet = wire.command_packet(s.kic, s.kid, s.cntr, apdus)
+        s.cntr += 1
+        self._write(ch, bytes([T_COMMAND]) + packet)
+        self.wheel.set(ch.cid, now + self.frame_timeout)
+
+    def _write(self, ch: Channel, body: bytes) -> None:
+        frame = len(body).to_bytes(2, "big") + body
+        if ch.session is not None:
+            ch.session.traffic += len(frame)
+        self.out.append((ch.cid, frame))
+
+    def _cut(self, ch: Channel) -> None:
+        ch.state = S_CLOSING
+        self.wheel.cancel(ch.cid)
+        if ch.eid is not None and self.by_eid.get(ch.eid) == ch.cid:
+            del self.by_eid[ch.eid]
+        self.cuts.append(ch.cid)
+
+    def _protocol_error(self, ch: Channel, detail: str) -> None:
+        self.events.append((EV_PROTOCOL, ch.cid, ch.session, detail))
+        self.close(ch.cid, C_PROTOCOL)
+
+    # -- time -------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Expire deadlines: a silent card is cut and the service told (EV_TIMEOUT)."""
+        for cid in self.wheel.expire(now):
+            ch = self.channels.get(cid)
+            if ch is None or ch.state == S_CLOSING:
+                continue
+            self.events.append((EV_TIMEOUT, cid, ch.session, ch.state))
+            self._cut(ch)
+
+
+def _first_unacked(chunks: list, acked: int) -> int:
+    """Resume at the first chunk not fully acknowledged; if all were, send the last again (§5.4.4)."""
+    for i, (_start, end) in enumerate(chunks):
+        if end > acked:
+            return i
+    return len(chunks) - 1

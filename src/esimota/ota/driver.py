@@ -1,0 +1,154 @@
+"""The asyncio driver of the BIP endpoint: sockets ↔ the sans-IO multiplexer ↔ the channel service (§5.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+
+from .. import metrics
+from . import endpoint
+from .mux import Mux
+
+log = logging.getLogger("esimota.bip")
+
+
+class Driver:
+    """One per worker: owns the Mux, the transports, and the loop that hands events to the service."""
+
+    def __init__(self, service, *, tick: float = 0.5, **mux_options) -> None:
+        self.mux = Mux(**mux_options)
+        self.service = service
+        self.transports: dict[int, asyncio.Transport] = {}
+        self.ids = itertools.count(1)
+        self.pending: list = []
+        self.wakeup = asyncio.Event()
+        self.flush_scheduled = False
+        self.tick_interval = tick
+        self.tasks: list[asyncio.Task] = []
+        self.peak = 0
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._events())]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for tr in list(self.transports.values()):
+            tr.abort()
+
+    def protocol(self) -> asyncio.Protocol:
+        return _Channel(self)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what the mux queued, cut what it closed, queue its events for the service."""
+        self.flush_scheduled = False
+        out, cuts, events = self.mux.drain()
+        transports = self.transports
+        for cid, frame in out:
+            tr = transports.get(cid)
+            if tr is not None:
+                tr.write(frame)
+        for cid in cuts:
+            tr = transports.pop(cid, None)
+            if tr is not None:
+                tr.close()
+        if events:
+            self.pending.extend(events)
+            self.wakeup.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self.mux.tick(time.monotonic())
+            self.schedule_flush()
+
+    async def _events(self) -> None:
+        """Group commit: every event that arrived meanwhile goes to the service in one call."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.pending = self.pending, []
+            if not batch:
+                continue
+            try:
+                await self.service.handle(batch, self)
+            except Exception:  # the service failed as a whole (database down): cut those cards
+                log.exception("channel service failed on a batch of %d events", len(batch))
+                for ev in batch:
+                    self.mux.close(ev[1], 7, 30)
+            self.schedule_flush()
+
+
+class _Channel(asyncio.Protocol):
+    __slots__ = ("d", "cid")
+
+    def __init__(self, driver: Driver) -> None:
+        self.d = driver
+        self.cid = 0
+
+    def connection_made(self, transport) -> None:
+        d = self.d
+        self.cid = next(d.ids)
+        d.transports[self.cid] = transport
+        d.mux.open(self.cid, time.monotonic())
+        n = len(d.transports)
+        if n > d.peak:
+            d.peak = n
+        metrics.BIP_CHANNELS.inc()
+
+    def data_received(self, data: bytes) -> None:
+        self.d.mux.feed(self.cid, data, time.monotonic())
+        self.d.schedule_flush()
+
+    def connection_lost(self, exc) -> None:
+        d = self.d
+        d.transports.pop(self.cid, None)
+        d.mux.lost(self.cid, time.monotonic())
+        d.schedule_flush()
+        metrics.BIP_CHANNELS.dec()
+
+
+async def start(host: str, port: int, service, **options) -> tuple[asyncio.AbstractServer, Driver]:
+    driver = Driver(service, **options)
+    driver.start()
+    server = await endpoint.start(host, port, driver.protocol)
+    return server, driver
+
+
+def _env_seconds(name: str, default: float) -> float:
+    import os
+
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+async def _startup(platform) -> None:
+    """Per worker: the channel service on the pool, the driver, and its protocol on the BIP listener."""
+    from ..service.bip import ChannelService
+
+    driver = Driver(ChannelService(platform.pool),
+                    first_timeout=_env_seconds("ESIMOTA_BIP_FIRST_TIMEOUT", 60.0),
+                    frame_timeout=_env_seconds("ESIMOTA_BIP_FRAME_TIMEOUT", 120.0),
+                    check_timeout=_env_seconds("ESIMOTA_BIP_CHECK_TIMEOUT", 30.0))
+    driver.start()
+    endpoint.PROTOCOL_FACTORY = driver.protocol
+    platform.bip_driver = driver
+
+
+def _install() -> None:
+    from .. import server
+
+    if _startup not in server.STARTUP_HOOKS:
+        server.STARTUP_HOOKS.append(_startup)
+
+
+_install()

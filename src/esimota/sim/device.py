@@ -1,0 +1,207 @@
+"""A simulated IoT device: module + seed chip, powering up and being written over BCP/1 (DESIGN §5.4).
+
+The module opens a TCP client channel to the BIP endpoint (OPEN CHANNEL, §5.2.2.2), the chip speaks
+BCP/1 through it: HELLO, COMMAND/RESPONSE, CLOSE; after COMMIT the card refreshes, re-attaches with the
+operational number, checks it can communicate and opens a new channel whose first frame is REPORT.
+Faults are switched on per device to exercise every path of the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from ..ota import wire
+from .card import Applet, CardFiles, MF
+
+# REPORT results (DESIGN §5.1)
+R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
+
+
+@dataclass
+class Faults:
+    """What goes wrong on this device (all off by default)."""
+
+    drop_at_frame: int = 0        # cut the channel after receiving the k-th platform frame (1-based), once
+    bad_mac: bool = False         # HELLO carries a wrong MAC
+    replay_counter: bool = False  # HELLO repeats the last counter
+    chip_fault: bool = False      # every UPDATE answers 6581
+    no_comm: int = 0              # the first k REPORTs say 01 (number cannot communicate)
+    latency: float = 0.0          # seconds added before every frame the device sends
+    corrupt_readback: bool = False  # READ BINARY returns altered data (a data error)
+
+
+@dataclass
+class DeviceSpec:
+    eid: str
+    temp_iccid: str
+    imei: str | None
+    kic: bytes
+    kid: bytes
+    dek: bytes
+    buffer_size: int = 1024
+    alpha_len: int = 0
+    counter: int = 0
+    faults: Faults = field(default_factory=Faults)
+
+
+@dataclass
+class Outcome:
+    """What happened: the final CLOSE reason seen, the REPORT result, timings and counts."""
+
+    eid: str
+    ok: bool = False
+    close_reason: int | None = None
+    report_result: int | None = None
+    seconds: float = 0.0
+    channels: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    error: str = ""
+
+
+class Device:
+    """One device; `await run()` powers it on and returns its Outcome."""
+
+    def __init__(self, spec: DeviceSpec, host: str, port: int, *, source: str | None = None,
+                 frame_timeout: float = 30.0, max_channels: int = 20) -> None:
+        self.spec = spec
+        self.host, self.port, self.source = host, port, source
+        self.frame_timeout = frame_timeout
+        self.max_channels = max_channels
+        self.files = CardFiles(alpha_len=spec.alpha_len)
+        self.applet = Applet(self.files, spec.dek, chip_fault=spec.faults.chip_fault)
+        self.counter = spec.counter
+        self.last_ota_cntr = -1
+        self.dropped = False
+        self.reports = 0
+        self.out = Outcome(spec.eid)
+
+    # -- the whole life -----------------------------------------------------------------------
+    async def run(self) -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            await self._power_on()
+        except (OSError, asyncio.TimeoutError, wire.CodecError) as exc:
+            self.out.error = f"{type(exc).__name__}: {exc}"
+        self.out.seconds = time.perf_counter() - t0
+        return self.out
+
+    async def _power_on(self) -> None:
+        reason = 0x01
+        while self.out.channels < self.max_channels:
+            close = await self._write_channel(reason)
+            if close is None:  # dropped: resume (§5.4.4)
+                reason = 0x02
+                continue
+            self.out.close_reason = close
+            if close != 0 or not self.applet.committed:
+                return
+            await self._refresh_and_report()
+            return
+        self.out.error = "too many channels"
+
+    async def _refresh_and_report(self) -> None:
+        """COMMIT → REFRESH, re-attach with the operational number, check it, REPORT (§6.2.4.1)."""
+        while self.out.channels < self.max_channels:
+            self.reports += 1
+            result = R_NO_COMM if self.reports <= self.spec.faults.no_comm else R_SUCCESS
+            close = await self._report_channel(result)
+            if close is None:
+                continue  # no answer: the same result again, with a new counter
+            self.out.report_result = result
+            self.out.close_reason = close
+            if close == 0 and result == R_SUCCESS:
+                self.out.ok = True
+                return
+            if close != 0 or result != R_NO_COMM:
+                return
+        self.out.error = "too many channels"
+
+    # -- channels ---------------------------------------------------------------------------
+    async def _connect(self):
+        self.out.channels += 1
+        local = (self.source, 0) if self.source else None
+        return await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, local_addr=local), self.frame_timeout)
+
+    def _next_counter(self) -> int:
+        if not self.spec.faults.replay_counter or self.counter == 0:
+            self.counter += 1
+        return self.counter
+
+    async def _send(self, writer, frame: bytes) -> None:
+        if self.spec.faults.latency:
+            await asyncio.sleep(self.spec.faults.latency)
+        writer.write(frame)
+        self.out.frames_out += 1
+        await writer.drain()
+
+    async def _write_channel(self, reason: int) -> int | None:
+        """A channel of the write: HELLO, then answer COMMANDs until CLOSE. None if it dropped."""
+        reader, writer = await self._connect()
+        try:
+            kid = bytes(16) if self.spec.faults.bad_mac else self.spec.kid
+            iccid = wire.ef_iccid_text(self.files.read(MF, 0x2FE2)) or self.spec.temp_iccid
+            await self._send(writer, wire.hello_frame(kid, self.spec.eid, iccid, self.spec.imei,
+                                                      self._next_counter(), self.spec.buffer_size, reason))
+            while True:
+                ftype, body = await self._read_frame(reader)
+                if ftype is None:
+                    return None
+                if self._should_drop():
+                    return None
+                if ftype == wire.T_CLOSE:
+                    return body[0] if body else 0x06
+                if ftype != wire.T_COMMAND:
+                    return 0x06
+                await self._send(writer, self._answer(body))
+        finally:
+            writer.close()
+
+    def _should_drop(self) -> bool:
+        k = self.spec.faults.drop_at_frame
+        if k and not self.dropped and self.out.frames_in >= k:
+            self.dropped = True
+            return True
+        return False
+
+    def _answer(self, packet: bytes) -> bytes:
+        """Unwrap a command packet, run its script on the applet, wrap the response packet."""
+        tar, cntr, apdus = wire.open_command(self.spec.kic, self.spec.kid, packet)
+        if cntr <= self.last_ota_cntr:  # TS 102 225 table 5.2: counter low
+            return wire.response_frame(self.spec.kic, self.spec.kid, tar, cntr, 0x02, [])
+        self.last_ota_cntr = cntr
+        rapdus = []
+        for apdu in apdus:
+            r = self.applet.execute(apdu)
+            if self.spec.faults.corrupt_readback and apdu[1] == 0xB0 and len(r) > 2:
+                r = bytes([r[0] ^ 0xFF]) + r[1:]
+            rapdus.append(r)
+            if r[-2] not in (0x90, 0x91):  # TS 102 226: execution stops at the first error
+                break
+        return wire.response_frame(self.spec.kic, self.spec.kid, tar, cntr, 0x00, rapdus)
+
+    async def _report_channel(self, result: int) -> int | None:
+        reader, writer = await self._connect()
+        try:
+            iccid = wire.ef_iccid_text(self.files.read(MF, 0x2FE2))
+            await self._send(writer, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
+                                                       self._next_counter(), result))
+            ftype, body = await self._read_frame(reader)
+            if ftype != wire.T_CLOSE:
+                return None
+            return body[0] if body else 0x06
+        finally:
+            writer.close()
+
+    async def _read_frame(self, reader) -> tuple[int | None, bytes]:
+        try:
+            head = await asyncio.wait_for(reader.readexactly(2), self.frame_timeout)
+            length = int.from_bytes(head, "big")
+            frame = await asyncio.wait_for(reader.readexactly(length), self.frame_timeout)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            return None, b""
+        self.out.frames_in += 1
+        return frame[0], frame[1:]

@@ -1,0 +1,141 @@
+"""A write end to end over BCP/1 (DESIGN §5.4; R1–R4, R8, R9): apply, power-on, script, REPORT.
+
+Real sockets on 127.0.0.1, the real platform worker, the real PostgreSQL, the simulated device.
+"""
+
+import asyncpg
+import pytest
+
+from esimota.ota import personalise as P
+from esimota.sim import fleetdata
+from esimota.sim.card import ADF, MF
+from esimota.sim.device import Device, Faults
+from tests.support.bip import apply_all, worker
+
+
+@pytest.fixture
+async def platform(db_url):
+    async with worker(db_url) as p:
+        yield p
+
+
+async def _state(pool, eid):
+    return await pool.fetchval("SELECT state FROM chips WHERE eid = $1", eid)
+
+
+async def _events(pool, eid):
+    rows = await pool.fetch("SELECT operation, from_state, to_state FROM task_events e JOIN chips c "
+                            "ON c.id = e.chip_id WHERE c.eid = $1 ORDER BY e.id", eid)
+    return [(r["operation"], r["from_state"], r["to_state"]) for r in rows]
+
+
+async def test_write_end_to_end_card_holds_the_number(pool, platform):
+    fleet = await fleetdata.generate(pool, 1)
+    [applied] = await apply_all(pool, fleet)
+    spec = fleet.devices[0]
+    dev = Device(spec, "127.0.0.1", platform.ports["bip"])
+    out = await dev.run()
+    assert out.ok and out.report_result == 0 and out.close_reason == 0, out
+    row = await pool.fetchrow("SELECT n.msisdn, n.iccid, n.status, t.state, t.task_id, c.active_iccid FROM tasks t "
+                              "JOIN numbers n ON n.id = t.number_id JOIN chips c ON c.id = t.chip_id "
+                              "WHERE c.eid = $1", spec.eid)
+    assert row["state"] == 4 and row["status"] == "bound" and row["task_id"] == applied.task_id
+    assert await _state(pool, spec.eid) == 4 and row["active_iccid"] == row["iccid"]
+    num = next(n for n in fleet.numbers if n["iccid"] == row["iccid"])
+    # the card holds exactly the number's ICCID, IMSI, ACC, MSISDN and keys
+    assert dev.files.read(MF, 0x2FE2) == P.ef_iccid(num["iccid"])
+    assert dev.files.read(ADF, 0x6F07) == P.ef_imsi(num["imsi"])
+    assert dev.files.read(ADF, 0x6F78) == P.ef_acc(num["imsi"])
+    assert dev.files.read(ADF, 0x6F40)[:14] == P.ef_msisdn(num["msisdn"])
+    assert (dev.applet.ki, dev.applet.opc) == (num["ki"], num["opc"])
+    assert await _events(pool, spec.eid) == [("apply", 1, 2), ("power_on", 2, 3), ("succeed", 3, 4)]
+    payload = await pool.fetchval("SELECT payload FROM callback_outbox o JOIN tasks t ON t.id = o.task_id "
+                                  "WHERE t.task_id = $1", applied.task_id)
+    assert '"write_result": "success"' in payload and num["msisdn"] in payload
+    progress = await pool.fetchrow("SELECT script_acked, script_total, script_done FROM tasks WHERE task_id = $1",
+                                   applied.task_id)
+    assert tuple(progress) == (24, 24, True)
+    flow = await pool.fetchval("SELECT remaining_flow_bytes FROM chips WHERE eid = $1", spec.eid)
+    assert flow < 10 * 1024 * 1024  # test traffic was charged (R3)
+
+
+@pytest.mark.parametrize("fault,reason", [("bad_mac", 2), ("unknown", 1), ("no_apply", 4), ("no_flow", 5)])
+async def test_hello_refusals_close_with_their_reason(pool, platform, fault, reason):
+    fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(bad_mac=fault == "bad_mac"))
+    spec = fleet.devices[0]
+    if fault != "no_apply":
+        await apply_all(pool, fleet)
+    if fault == "unknown":
+        spec.eid = fleetdata.make_eid(99_999_999)
+    if fault == "no_flow":
+        await pool.execute("UPDATE chips SET remaining_flow_bytes = 0 WHERE eid = $1", spec.eid)
+    out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+    assert out.close_reason == reason and not out.ok
+    recorded = await pool.fetchval("SELECT close_reason FROM bip_attempts WHERE eid = $1", spec.eid)
+    assert recorded == reason
+    if fault != "unknown":
+        assert await _state(pool, spec.eid) == (1 if fault == "no_apply" else 2)
+
+
+async def test_replayed_counter_is_refused_but_counter_kept(pool, platform):
+    fleet = await fleetdata.generate(pool, 1)
+    await apply_all(pool, fleet)
+    spec = fleet.devices[0]
+    await pool.execute("UPDATE chip_counters SET card_counter = 10 FROM chips c "
+                       "WHERE c.id = chip_counters.chip_id AND c.eid = $1", spec.eid)
+    spec.counter = 4
+    out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+    assert out.close_reason == 3
+    assert await _state(pool, spec.eid) == 2
+
+
+async def test_chip_fault_fails_the_write(pool, platform):
+    fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(chip_fault=True))
+    await apply_all(pool, fleet)
+    spec = fleet.devices[0]
+    out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+    assert not out.ok and out.close_reason == 0 and not out.report_result
+    assert await _state(pool, spec.eid) == 5
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM exceptions")]
+    assert kinds == ["chip_fault"]
+    assert (await _events(pool, spec.eid))[-1] == ("fail", 3, 5)
+
+
+async def test_readback_mismatch_is_a_data_error(pool, platform):
+    fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(corrupt_readback=True))
+    await apply_all(pool, fleet)
+    out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
+    assert not out.ok
+    assert await _state(pool, fleet.devices[0].eid) == 5
+    assert await pool.fetchval("SELECT result FROM tasks") == "data error"
+
+
+async def test_number_not_communicating_stays_writing_then_succeeds(pool, platform):
+    """§6.2.4.1 / R9: REPORT 01 keeps the card in 写卡中 and opens an exception; a later 00 succeeds."""
+    fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(no_comm=1))
+    await apply_all(pool, fleet)
+    spec = fleet.devices[0]
+    out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+    assert out.ok and dev_reports(out) >= 2
+    assert await pool.fetchval("SELECT kind FROM exceptions") == "number_not_communicating"
+    ops = [e[0] for e in await _events(pool, spec.eid)]
+    assert ops == ["apply", "power_on", "not_communicating", "succeed"]
+
+
+def dev_reports(out) -> int:
+    return out.channels - 1
+
+
+async def test_drop_at_every_frame_resumes_and_completes(pool, platform):
+    """§5.4.4: a dropped channel resumes at the first chunk not acknowledged."""
+    n = 8
+    fleet = await fleetdata.generate(pool, n, buffer_size=160,
+                                     faults=lambda i: Faults(drop_at_frame=i + 1))
+    await apply_all(pool, fleet)
+    for spec in fleet.devices:
+        out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+        assert out.ok, (spec.faults.drop_at_frame, out)
+    states = [r["state"] for r in await pool.fetch("SELECT state FROM chips")]
+    assert states == [4] * n
+    bound = await pool.fetchval("SELECT count(DISTINCT chip_id) FROM numbers WHERE status = 'bound'")
+    assert bound == n
