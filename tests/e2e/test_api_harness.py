@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -63,11 +65,34 @@ async def start(tmp_path, monkeypatch, db_url, pool, *, chips: int = 6, env: dic
                    p.api.signer.admin_token)
 
 
+async def stop(r: Running) -> None:
+    """server.stop_worker's steps one by one, each bounded, naming the one that hangs."""
+    p = r.platform
+    p.bip.close()
+    for t in p.tasks:
+        t.cancel()
+    steps = [("jobs", asyncio.gather(*p.tasks, return_exceptions=True)), ("grpc", p.grpc.stop(1.0)),
+             ("http", p.http_runner.cleanup()), ("pool", p.pool.close())]
+    slow = []
+    for name, step in steps:
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(step, 10)
+        except asyncio.TimeoutError:
+            slow.append(name)
+            for t in p.tasks:
+                if not t.done():
+                    t.print_stack()
+        if time.monotonic() - t0 > 2:
+            slow.append(f"{name}: {time.monotonic() - t0:.1f} s")
+    assert not slow, slow
+
+
 @pytest.fixture
 async def running(tmp_path, monkeypatch, db_url, pool):
     r = await start(tmp_path, monkeypatch, db_url, pool)
     yield r
-    await server.stop_worker(r.platform, grace=1.0)
+    await stop(r)
 
 
 async def test_harness_serves_the_bridge_and_grpc_over_tls(running):

@@ -173,7 +173,7 @@ async def get_open_status(call: Call, req: queries_pb2.GetOpenStatusRequest) -> 
 async def get_location(call: Call, req: queries_pb2.NumberRequest) -> queries_pb2.GetLocationResponse:
     n = await _number(call, req)
     msg = queries_pb2.GetLocationResponse(msisdn=n.msisdn, province=n.province)
-    return _opt(msg, city=n.city, location_time=iso(n.location_at))
+    return _opt(msg, city=n.city, location_time=iso(n.location_time))
 
 
 def _summary(received: int, stored: int, rejected: list) -> ingest_pb2.IngestSummary:

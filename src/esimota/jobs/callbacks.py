@@ -91,6 +91,14 @@ class Dispatcher:
             logger.warning("callback wake-ups unavailable; polling", extra={"error": type(exc).__name__})
             return None
 
+    async def _idle(self) -> None:
+        """Until a NOTIFY or POLL_S; asyncio.wait, unlike 3.11's wait_for, never swallows a cancellation."""
+        waiter = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait([waiter], timeout=POLL_S)
+        finally:
+            waiter.cancel()
+
     async def run(self) -> None:
         conn = await self._listen()
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
@@ -102,10 +110,7 @@ class Dispatcher:
                         continue
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     logger.warning("callback dispatch failed", extra={"error": type(exc).__name__})
-                try:
-                    await asyncio.wait_for(self.wake.wait(), POLL_S)
-                except asyncio.TimeoutError:
-                    pass
+                await self._idle()
         finally:
             await self.session.close()
             if conn is not None:
