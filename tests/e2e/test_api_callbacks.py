@@ -1,0 +1,116 @@
+"""§7.3 callbacks (R10, R27) to a real receiver that fails first: retries, signature, exhaustion, re-push."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+from aiohttp import web
+
+from esimota.service import callbacks, channel
+from esimota.v1 import admin_pb2, admin_pb2_grpc
+
+from .test_api_harness import start, stop
+
+FIELDS = {"eid", "task_id", "card_status", "write_result", "write_time", "iccid", "msisdn", "status_desc",
+          "event_id", "timestamp", "sign"}
+
+
+class Receiver:
+    """A partner's endpoint on 127.0.0.1: answers `failures` bad responses, then JSON code 200."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.bodies = failures, []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        n = len(self.bodies)
+        if n <= self.failures:  # a 500, then a 200 whose JSON code is not 200: both are retried
+            return web.json_response({"code": 500, "message": "busy"}, status=500 if n % 2 else 200)
+        return web.json_response({"code": 200, "message": "接收成功"})
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/cb", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/cb"
+
+
+async def _write(r, pool, i: int = 0) -> str:
+    """Apply, power on and report success: the state change queues the callback in its transaction."""
+    from esimota.service import writing
+    from esimota.store import clients
+
+    client = await clients.get(pool, r.fleet.client_id)
+    eid = r.fleet.devices[i].eid
+    await writing.apply_write(pool, client, writing.ApplyRequest(eid, 1, "44"))
+    await channel.begin_write(pool, eid, 1)
+    await channel.record_report(pool, eid, 2, 0)
+    return eid
+
+
+async def _until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, pool):
+    """Two failed attempts then success; every attempt signed, same event_id, all recorded (R10, R27)."""
+    rx = Receiver(failures=2)
+    url = await rx.start()
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01"})
+    try:
+        eid = await _write(r, pool)
+        await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+        assert len(rx.bodies) == 3
+        for body in rx.bodies:
+            assert set(body) == FIELDS and callbacks.verify(body, r.fleet.callback_secret)
+            assert abs(body["timestamp"] - time.time()) < 60
+            assert not callbacks.verify(dict(body, card_status=5), r.fleet.callback_secret)
+        first = rx.bodies[0]
+        assert {b["event_id"] for b in rx.bodies} == {first["event_id"]}
+        assert (first["eid"], first["card_status"], first["write_result"], first["status_desc"]) == \
+            (eid, 4, "success", "写卡成功")
+        attempts = await pool.fetch("SELECT http_status, outcome FROM callback_attempts ORDER BY id")
+        assert [tuple(a) for a in attempts] == [(500, "failed"), (200, "failed"), (200, "delivered")]
+    finally:
+        await stop(r)
+        await rx.runner.cleanup()
+
+
+async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, monkeypatch, db_url, pool):
+    """The schedule (≥ 24 h, shrunk here) runs out → interface exception; admin re-push, same event_id."""
+    rx = Receiver(failures=10_000)
+    url = await rx.start()
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.00005"})
+    try:
+        assert sum(callbacks.SCHEDULE_S) >= 24 * 3600
+        await _write(r, pool)
+        await _until(lambda: pool.fetchval("SELECT status = 'exhausted' FROM callback_outbox"), 40)
+        assert len(rx.bodies) == len(callbacks.SCHEDULE_S) + 1
+        assert await pool.fetchval("SELECT count(*) FROM callback_attempts") == len(rx.bodies)
+        kind = await pool.fetchrow("SELECT class, kind FROM exceptions WHERE kind = 'CALLBACK_FAILED'")
+        assert tuple(kind) == ("interface", "CALLBACK_FAILED")
+        rx.failures = 0
+        event_id = rx.bodies[0]["event_id"]
+        async with r.channel() as ch:
+            admin = admin_pb2_grpc.AdminServiceStub(ch)
+            md = (("authorization", f"Bearer {r.admin_token}"),)
+            info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
+            assert info.status == "pending"
+            await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+            listed = await admin.ListCallbacks(admin_pb2.ListCallbacksRequest(event_id=event_id), metadata=md)
+        assert rx.bodies[-1]["event_id"] == event_id and callbacks.verify(rx.bodies[-1], r.fleet.callback_secret)
+        assert listed.callbacks[0].status == "delivered"
+        assert len(listed.callbacks[0].history) == len(rx.bodies)
+    finally:
+        await stop(r)
+        await rx.runner.cleanup()
