@@ -112,6 +112,9 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
     """Drain: stop accepting, let calls in flight finish within `grace`, close the pool."""
     if p.bip is not None:
         p.bip.close()
+    driver = getattr(p, "bip_driver", None)
+    if driver is not None:
+        await driver.stop()
     for t in p.tasks:
         t.cancel()
     stops = []

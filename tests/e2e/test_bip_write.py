@@ -12,6 +12,8 @@ from esimota.sim.card import ADF, MF
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all, worker
 
+pytestmark = pytest.mark.pure_twin  # the multiplexer runs compiled, and as its twin in the ESIMOTA_PURE=1 leg
+
 
 @pytest.fixture
 async def platform(db_url):
