@@ -219,12 +219,12 @@ class Mux:
         ch.state = S_WRITING
         self._send_chunk(ch, now)
 
-    def close(self, cid, reason: int, retry_after: int | None = None) -> None:
-        """Answer CLOSE(reason) and cut the channel once it is written."""
+    def close(self, cid, reason: int, retry_after: int = 0) -> None:
+        """Answer CLOSE(reason, retry after) and cut the channel once it is written (DESIGN §5.1)."""
         ch = self.channels.get(cid)
         if ch is None or ch.state == S_CLOSING:
             return
-        body = bytes([T_CLOSE, reason]) + (retry_after.to_bytes(2, "big") if retry_after is not None else b"")
+        body = bytes((T_CLOSE, reason, (retry_after >> 8) & 0xFF, retry_after & 0xFF))
         self._write(ch, body)
         self._cut(ch)
 

@@ -35,7 +35,7 @@ class FramingOnlyProtocol(asyncio.Protocol):
         length = int.from_bytes(self.buf[:2], "big")
         if len(self.buf) >= 2 + length or length == 0:
             metrics.BIP_FRAMES.labels(f"0x{self.buf[2]:02x}").inc()
-            self.transport.write(bytes([0x00, 0x02, CLOSE, CLOSE_PROTOCOL_ERROR]))  # type: ignore[attr-defined]
+            self.transport.write(bytes([0x00, 0x04, CLOSE, CLOSE_PROTOCOL_ERROR, 0x00, 0x00]))  # type: ignore[attr-defined]
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

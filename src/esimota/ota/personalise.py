@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+from ..codec.keys import wrap_ki_opc
 
 ADF_USIM_AID = bytes.fromhex("A0000000871002")
 SELECT_ADF_USIM = bytes.fromhex("00A4040C07") + ADF_USIM_AID
@@ -86,7 +86,7 @@ class Script:
 def build(p: Personalisation, dek: bytes) -> Script:
     """The 24 C-APDUs of DESIGN §5.4 step 2 for one number, keys wrapped under K_DEK (RFC 3394)."""
     iccid_bytes, imsi_bytes = ef_iccid(p.iccid), ef_imsi(p.imsi)
-    wrapped = aes_key_wrap(dek, p.ki + p.opc)  # 32 bytes in, 40 out
+    wrapped = wrap_ki_opc(dek, p.ki, p.opc)  # RFC 3394: 32 bytes in, 40 out
     steps: list[tuple[bytes, str]] = [
         (select_fid(0x3F00), "mf"), (select_fid(0x2FE2), "ef"), (update_binary(iccid_bytes), ""),
         (SELECT_ADF_USIM, "adf"),

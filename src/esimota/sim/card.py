@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+from ..codec.keys import unwrap_ki_opc
+from ..errors import CodecError
 
 from ..ota import personalise as P
 
@@ -150,10 +151,9 @@ class Applet:
         if len(data) != 43 or data[:2] != P.DGI_KEYS or data[2] != 40:
             return SW_WRONG_DATA
         try:
-            keys = aes_key_unwrap(self.dek, data[3:])
-        except InvalidUnwrap:
+            self.staged = unwrap_ki_opc(self.dek, data[3:])
+        except CodecError:
             return SW_WRONG_DATA
-        self.staged = (keys[:16], keys[16:])
         return SW_OK
 
     def _commit(self) -> bytes:
