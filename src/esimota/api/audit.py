@@ -9,6 +9,8 @@ import json
 import logging
 from typing import Any
 
+import asyncpg
+
 from ..log import SECRET_KEYS
 
 logger = logging.getLogger("esimota.audit")
@@ -23,7 +25,9 @@ PURGE = "DELETE FROM api_calls WHERE id IN (SELECT id FROM api_calls WHERE at < 
 def clean_params(params: dict[str, Any]) -> str:
     """The parameters as JSON with every secret (client_secret, token, sign…) left out (R25)."""
     kept = {k: v for k, v in params.items() if not SECRET_KEYS.search(str(k))}
-    return json.dumps(kept, ensure_ascii=False, default=str)[:4000]
+    text = json.dumps(kept, ensure_ascii=False, default=str)
+    # jsonb refuses NUL; such a parameter was refused with 400 anyway, the log keeps a stand-in
+    return text.replace("\\u0000", "\\ufffd") if len(text) <= 4000 else json.dumps({"truncated": text[:4000]})
 
 
 def _inet(source_ip: str | None) -> Any:
@@ -56,11 +60,23 @@ class AuditLog:
             return 0
         try:
             await self.pool.copy_records_to_table("api_calls", records=batch, columns=COLUMNS)
+        except asyncpg.DataError:  # one unstorable row must not block the log: store the others
+            return await self._one_by_one(batch)
         except Exception as exc:  # keep them for the next flush; the database may come back
             self.pending = batch + self.pending
             logger.warning("call log flush failed", extra={"error": type(exc).__name__, "pending": len(self.pending)})
             return 0
         return len(batch)
+
+    async def _one_by_one(self, batch: list[tuple]) -> int:
+        stored = 0
+        for row in batch:
+            try:
+                await self.pool.copy_records_to_table("api_calls", records=[row], columns=COLUMNS)
+                stored += 1
+            except asyncpg.DataError:
+                self.dropped += 1
+        return stored
 
     async def _loop(self) -> None:
         while True:
