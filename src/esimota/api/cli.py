@@ -1,0 +1,55 @@
+"""`esimota usage import FILE.csv` (§7.2.3.3) and `esimota api admin-token`: the API's commands (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cli():
+    from .. import cli
+
+    return cli
+
+
+async def _usage_import(args: argparse.Namespace) -> int:
+    from .. import runtime
+    from ..errors import EsimotaError, InvalidArgument
+    from ..service import usage
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _cli().fail(args, InvalidArgument(f"{args.file}: {exc}", reason="FILE_UNREADABLE"))
+    pool = await runtime.open_pool(min_size=1, max_size=2)
+    try:
+        stored = await usage.import_usage_csv(pool, text, source=args.file)
+    except EsimotaError as exc:
+        return _cli().fail(args, exc)
+    finally:
+        await pool.close()
+    _cli().emit(args, {"ok": True, "stored": stored}, f"{stored} usage record(s) imported")
+    return 0
+
+
+def _admin_token(args: argparse.Namespace) -> int:
+    """The token internal services present to AdminService and IngestService (derived from the master key)."""
+    from ..service import auth
+
+    _cli().emit(args, {"admin_token": auth.signer_from_config().admin_token},
+                auth.signer_from_config().admin_token)
+    return 0
+
+
+def register(sub) -> None:
+    usage = sub.add_parser("usage", help="usage records of operational numbers (§7.2.3.3)")
+    imp = usage.add_subparsers(dest="usage_action", metavar="ACTION", required=True).add_parser(
+        "import", help="import usage records: record_id,msisdn,iccid,used_mb,recorded_at")
+    imp.add_argument("file")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=_cli().run_async(_usage_import))
+    api = sub.add_parser("api", help="the partner API")
+    tok = api.add_subparsers(dest="api_action", metavar="ACTION", required=True).add_parser(
+        "admin-token", help="print the admin token of the internal gRPC services")
+    tok.add_argument("--json", action="store_true")
+    tok.set_defaults(func=_admin_token)

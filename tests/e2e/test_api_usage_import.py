@@ -1,0 +1,39 @@
+"""`usage import FILE.csv` (§7.2.3.3): all rows or none, every bad row listed, a re-import adds nothing."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+import pytest
+
+from esimota import cli
+from esimota.api import cli as api_cli
+from esimota.errors import ImportRejected
+from esimota.service import usage
+from esimota.sim import fleetdata
+
+
+async def test_usage_csv_import(pool, tmp_path):
+    fleet = await fleetdata.generate(pool, 1)
+    msisdn, now = fleet.numbers[0]["msisdn"], dt.datetime.now(usage.CST).isoformat()
+    good = f"record_id,msisdn,iccid,used_mb,recorded_at\na1,{msisdn},,1.5,{now}\na2,{msisdn},,2,{now}\n"
+    assert await usage.import_usage_csv(pool, good) == 2
+    assert await usage.import_usage_csv(pool, good) == 0
+    bad = f"record_id,msisdn,iccid,used_mb,recorded_at\nb1,{msisdn},,x,{now}\nb2,1440999999999,,1,{now}\n"
+    with pytest.raises(ImportRejected) as err:
+        await usage.import_usage_csv(pool, bad)
+    assert [p[:2] for p in err.value.problems] == [(2, "RECORD_INVALID")]
+    with pytest.raises(ImportRejected) as err:
+        await usage.import_usage_csv(pool, bad.replace(",x,", ",1,"))
+    assert [p[:2] for p in err.value.problems] == [(3, "NUMBER_NOT_FOUND")]
+    assert await pool.fetchval("SELECT used_flow_mb FROM numbers WHERE msisdn = $1", msisdn) == 3.5
+
+
+def test_usage_command_is_registered(capsys):
+    parser = argparse.ArgumentParser()
+    api_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["api", "admin-token", "--json"])
+    assert args.func(args) == 0 and json.loads(capsys.readouterr().out)["admin_token"].startswith("adm.")
+    assert cli.EXIT_BAD_INPUT == 2
