@@ -11,6 +11,8 @@ HTTP_REQUESTS = Counter("esimota_http_requests_total", "HTTP bridge requests", [
 HTTP_LATENCY = Histogram("esimota_http_request_seconds", "HTTP bridge latency", ["route"],
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 BIP_CHANNELS = Gauge("esimota_bip_channels_open", "BIP channels currently open", multiprocess_mode="livesum")
+BIP_CHANNELS_PEAK = Gauge("esimota_bip_channels_peak", "most BIP channels open at once (sum over workers)",
+                          multiprocess_mode="livesum")
 BIP_FRAMES = Counter("esimota_bip_frames_total", "BIP frames received", ["type"])
 WRITES = Counter("esimota_writes_total", "finished writes by result", ["result"])
 

@@ -103,6 +103,7 @@ class _Channel(asyncio.Protocol):
         n = len(d.transports)
         if n > d.peak:
             d.peak = n
+            metrics.BIP_CHANNELS_PEAK.set(n)
         metrics.BIP_CHANNELS.inc()
 
     def data_received(self, data: bytes) -> None:

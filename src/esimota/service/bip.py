@@ -7,12 +7,15 @@ behind in the same batches; state transitions are written before the card hears 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+import asyncpg
 
 from ..codec import keys as codec_keys
 from ..domain.lifecycle import STATUS_DESC, CardState, Op
@@ -87,15 +90,38 @@ class Batch:
 class ChannelService:
     """The service side of the BIP endpoint for one worker (called by ota.driver.Driver)."""
 
-    def __init__(self, pool: Any, *, master_cache: int = 256, actor: str = "card") -> None:
+    def __init__(self, pool: Any, *, master_cache: int = 256, key_cache: int = 50_000,
+                 actor: str = "card") -> None:
         self.pool = pool
         self.masters: OrderedDict = OrderedDict()
         self.master_cache = master_cache
+        self.chip_keys: OrderedDict = OrderedDict()  # eid -> (kic, kid, dek); bounded, oldest out first
+        self.key_cache = key_cache
         self.actor = actor
         self.chip_of_session: dict = {}  # task_pk -> chip_id, for progress and traffic
 
     async def handle(self, events: list, driver) -> None:
-        """Judge a group of events, commit what they change in one transaction, then answer the cards."""
+        """Judge a group of events, commit what they change in one transaction, then answer the cards.
+
+        Two workers' groups may lock the same chips in another order; PostgreSQL then aborts one of
+        them, which is simply judged again (nothing was answered yet).
+        """
+        for attempt in range(4):
+            try:
+                batch = await self._commit_group(events)
+                break
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        now = time.monotonic()
+        for reply in batch.replies:
+            if reply[0] == "start":
+                driver.mux.start_write(reply[1], reply[2], reply[3], now)
+            else:
+                driver.mux.close(reply[1], reply[2])
+
+    async def _commit_group(self, events: list) -> Batch:
         batch = Batch()
         cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -107,15 +133,14 @@ class ChannelService:
             for ev in events:
                 self._note_session_event(ev, batch)
             await self._write(conn, batch)
-        now = time.monotonic()
-        for reply in batch.replies:
-            if reply[0] == "start":
-                driver.mux.start_write(reply[1], reply[2], reply[3], now)
-            else:
-                driver.mux.close(reply[1], reply[2])
+        return batch
 
     # -- HELLO and REPORT ---------------------------------------------------------------------
     async def _keys(self, conn, chip) -> tuple[bytes, bytes, bytes]:
+        """K_IC, K_ID, K_DEK of a chip (DESIGN §5.2), kept for the chips seen lately (HELLO, then REPORT)."""
+        keys = self.chip_keys.get(chip["eid"])
+        if keys is not None:
+            return keys
         master = self.masters.get(chip["batch"])
         if master is None:
             master = await crypto.decrypt(self.pool, chip["master_key_enc"],
@@ -123,7 +148,11 @@ class ChannelService:
             self.masters[chip["batch"]] = master
             if len(self.masters) > self.master_cache:
                 self.masters.popitem(last=False)
-        return codec_keys.derive_keys(master, bytes.fromhex(chip["eid"]))
+        keys = codec_keys.derive_keys(master, bytes.fromhex(chip["eid"]))
+        self.chip_keys[chip["eid"]] = keys
+        if len(self.chip_keys) > self.key_cache:
+            self.chip_keys.popitem(last=False)
+        return keys
 
     async def _judge_card(self, conn, ev, chips, batch: Batch) -> None:
         kind, cid, fields, frame = ev
@@ -250,24 +279,25 @@ class ChannelService:
     # -- the group's one transaction -------------------------------------------------------------
     async def _write(self, conn, b: Batch) -> None:
         if b.counters:
-            ids = list(b.counters)
+            ids = sorted(b.counters)
             await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],
                                [b.counters[i][1] for i in ids])
         if b.start_chips:
-            await conn.execute(START_WRITING, b.start_chips)
+            await conn.execute(START_WRITING, sorted(b.start_chips))
         if b.start_tasks:
+            b.start_tasks.sort()
             await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks])
         if b.events:
             await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
         if b.attempts:
             await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
         if b.progress:
-            ids = list(b.progress)
+            ids = sorted(b.progress)
             await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],
                                [b.progress[i][1] for i in ids], [b.progress[i][2] for i in ids],
                                dt.datetime.now(dt.timezone.utc))
         if b.traffic:
-            ids = list(b.traffic)
+            ids = sorted(b.traffic)
             await conn.execute(chip_store.CHARGE_FLOW, ids, [b.traffic[i] for i in ids])
         for final in b.finals:
             await final(conn)

@@ -1,0 +1,200 @@
+"""Fleet capacity test (DESIGN §8): the platform against a simulated fleet on this machine.
+
+    python benchmarks/fleet.py --devices 20000 --workers 2 --procs 2
+    python benchmarks/fleet.py --idle 100000 --workers 6 --procs 6
+
+Write mode: a fresh database, N generated chips and numbers, an auto-allocation apply for each,
+`esimota serve --workers W`, then the fleet powers on; prints as its last line one JSON object with
+devices, succeeded, failed, seconds, writes_per_s, channels_peak, p50_ms, p99_ms, peak_rss_mb.
+Idle mode: N channels opened and held silent; prints channels held and the workers' RSS.
+Loopback addresses only; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import secrets
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from esimota.service import writing
+from esimota.sim import fleetdata, launch
+from esimota.sim.fleet import FleetOptions, run_fleet, summarise
+from esimota.store import clients as client_store
+from esimota.store import migrate
+from esimota.store.embedded import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_url() -> str:
+    return os.environ.get("DATABASE_URL") or Cluster(Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data")).resolve()).start()
+
+
+async def fresh_database(url: str) -> str:
+    name = f"esimota_fleet_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    db = urlunsplit(urlsplit(url)._replace(path="/" + name))
+    await migrate.migrate_url(db)
+    return db
+
+
+async def drop_database(url: str, db: str) -> None:
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(db).path[1:]}" WITH (FORCE)')
+    await admin.close()
+
+
+async def prepare(db: str, n: int, buffer_size: int) -> fleetdata.Fleet:
+    """Chips, numbers and one apply per chip, as a partner would ask (§7.2.2.2 auto-allocation)."""
+    pool = await asyncpg.create_pool(db, min_size=4, max_size=16)
+    try:
+        fleet = await fleetdata.generate(pool, n, buffer_size=buffer_size)
+        client = await client_store.get(pool, fleet.client_id)
+        sem = asyncio.Semaphore(16)
+
+        async def apply(eid: str):
+            async with sem:
+                return await writing.apply_write(pool, client, writing.ApplyRequest(eid, writing.AUTO, "44"))
+
+        await asyncio.gather(*(apply(d.eid) for d in fleet.devices))
+        return fleet
+    finally:
+        await pool.close()
+
+
+def metric(served: launch.Served, name: str) -> float:
+    text = urllib.request.urlopen(f"{served.base_url}/metrics", timeout=10).read().decode()
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def run_writes(args) -> dict:
+    url = server_url()
+    db = asyncio.run(fresh_database(url))
+    try:
+        t = time.perf_counter()
+        fleet = asyncio.run(prepare(db, args.devices, args.buffer))
+        prep = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as home:
+            served = launch.serve(Path(home), db, workers=args.workers, tls=False,
+                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool)})
+            try:
+                opt = FleetOptions(port=served.bip_port, procs=args.procs, concurrency=args.concurrency,
+                                   ramp_per_s=args.ramp, sources=args.sources)
+                outcomes, seconds, fleet_rss = run_fleet(fleet.devices, opt)
+                result = summarise(outcomes, seconds)
+                result["channels_peak"] = int(metric(served, "esimota_bip_channels_peak"))
+                result["peak_rss_mb"] = launch.peak_rss_mb(served.pids)
+                errors = [ln for ln in served.lines if ln.get("level") in ("error", "critical")]
+                for ln in errors[:3]:
+                    print(json.dumps(ln)[:3000], file=sys.stderr)
+            finally:
+                served.stop()
+        result.update(workers=args.workers, fleet_procs=args.procs, fleet_peak_rss_mb=sum(fleet_rss),
+                      prepare_seconds=round(prep, 1))
+        return result
+    finally:
+        asyncio.run(drop_database(url, db))
+
+
+async def _hold(port: int, n: int, sources: int, index: int, procs: int, hold: float, out) -> None:
+    conns = []
+    for i in range(n):
+        src = f"127.0.0.{2 + (i * procs + index) % sources}"
+        try:
+            conns.append(await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0)))
+        except OSError as exc:
+            out.put(("error", str(exc)))
+            break
+        if i % 500 == 499:
+            await asyncio.sleep(0.01)  # pace the storm: the listen backlog is finite
+    out.put(("open", len(conns)))
+    await asyncio.sleep(hold)
+    for _, w in conns:
+        w.close()
+
+
+def _idle_proc(port, n, sources, index, procs, hold, out):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(_hold(port, n, sources, index, procs, hold, out))
+
+
+def run_idle(args) -> dict:
+    import multiprocessing as mp
+
+    url = server_url()
+    db = asyncio.run(fresh_database(url))
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            served = launch.serve(Path(home), db, workers=args.workers, tls=False,
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900"})
+            try:
+                base = launch.rss_mb(served.pids)
+                ctx = mp.get_context("fork")
+                q = ctx.Queue()
+                per = args.idle // args.procs
+                hold = args.hold
+                ps = [ctx.Process(target=_idle_proc, args=(served.bip_port, per, args.sources, i, args.procs, hold, q))
+                      for i in range(args.procs)]
+                for p in ps:
+                    p.start()
+                opened, errors = 0, []
+                for _ in ps:
+                    kind, value = q.get(timeout=600)
+                    if kind == "open":
+                        opened += value
+                    else:
+                        errors.append(value)
+                        opened += q.get(timeout=600)[1]
+                time.sleep(3)
+                held = int(metric(served, "esimota_bip_channels_open"))
+                rss = launch.rss_mb(served.pids)
+                for p in ps:
+                    p.join(hold + 60)
+            finally:
+                served.stop()
+        return {"idle_channels_opened": opened, "channels_held": held, "workers": args.workers,
+                "rss_mb_before": base, "rss_mb_held": rss,
+                "kb_per_channel": round((rss - base) * 1024 / max(held, 1), 2), "errors": errors[:3]}
+    finally:
+        asyncio.run(drop_database(url, db))
+
+
+def main() -> int:
+    # the generator and the platform must share one at-rest master key
+    os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2, help="platform worker processes")
+    ap.add_argument("--procs", type=int, default=2, help="fleet processes")
+    ap.add_argument("--concurrency", type=int, default=2000)
+    ap.add_argument("--ramp", type=float, default=0.0, help="power-ons per second (0: all at once)")
+    ap.add_argument("--sources", type=int, default=8, help="loopback source addresses")
+    ap.add_argument("--buffer", type=int, default=1024, help="the cards' BIP buffer size")
+    ap.add_argument("--pool", type=int, default=8, help="database connections per worker")
+    ap.add_argument("--idle", type=int, default=0, help="idle mode: hold this many silent channels")
+    ap.add_argument("--hold", type=float, default=20.0, help="idle mode: seconds to hold them")
+    args = ap.parse_args()
+    result = run_idle(args) if args.idle else run_writes(args)
+    print(json.dumps(result))
+    return 0 if (args.idle or result["failed"] == 0) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

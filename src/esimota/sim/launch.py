@@ -1,0 +1,119 @@
+"""Run `esimota serve` as a real process on free loopback ports (end-to-end tests, fleet benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    """A running platform: its ports, its home, its log lines (parsed JSON)."""
+
+    proc: subprocess.Popen
+    home: Path
+    http_port: int
+    grpc_port: int
+    bip_port: int
+    tls: bool
+    lines: list = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
+
+    @property
+    def pids(self) -> list[int]:
+        return worker_pids(self)
+
+    @property
+    def cert(self) -> Path:
+        return self.home / "tls" / "cert.pem"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, float]:
+        """Send `sig`, wait; returns (exit code, seconds it took)."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(5)
+        return code, time.monotonic() - t0
+
+
+def _reader(proc: subprocess.Popen, lines: list) -> None:
+    for raw in proc.stderr:  # type: ignore[union-attr]
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            lines.append({"raw": raw.rstrip()})
+
+
+def worker_pids(self) -> list[int]:
+    return sorted({ln["pid"] for ln in self.lines if ln.get("msg") == "worker ready"})
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """Sum of the processes' peak resident set sizes (VmHWM), MB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Sum of the processes' current resident set sizes (VmRSS), MB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def serve(home: Path, database_url: str, *, workers: int = 1, tls: bool = True,
+          extra_env: dict | None = None, timeout: float = 60.0) -> Served:
+    """Start the platform and wait until every worker said it is ready."""
+    ports = [free_port() for _ in range(3)]
+    env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=database_url, **(extra_env or {}))
+    env.pop("ESIMOTA_WORKER_ID", None)
+    argv = [sys.executable, "-m", "esimota.cli", "serve", "--http-port", str(ports[0]),
+            "--grpc-port", str(ports[1]), "--bip-port", str(ports[2]), "--workers", str(workers)]
+    if not tls:
+        argv.append("--no-tls")
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    s = Served(proc, home, ports[0], ports[1], ports[2], tls)
+    threading.Thread(target=_reader, args=(proc, s.lines), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for ln in list(s.lines) if ln.get("msg") == "worker ready") >= workers:
+            return s
+        if proc.poll() is not None:
+            raise RuntimeError(f"esimota serve exited {proc.returncode}: {s.lines[-5:]}")
+        time.sleep(0.05)
+    s.stop(signal.SIGKILL)
+    raise RuntimeError(f"esimota serve not ready in {timeout}s: {s.lines[-5:]}")
