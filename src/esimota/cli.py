@@ -17,6 +17,7 @@ PLUGINS = (
     "esimota.store.admin_cli",
     "esimota.sim.cli",
     "esimota.jobs.report_cli",
+    "esimota.api.cli",
 )
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
