@@ -109,7 +109,10 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
-    """Drain: stop accepting, let calls in flight finish within `grace`, close the pool."""
+    """Drain: stop accepting, let calls in flight finish within `grace`, close the pool.
+
+    asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
+    """
     if p.bip is not None:
         p.bip.close()
     driver = getattr(p, "bip_driver", None)
@@ -119,12 +122,21 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
         t.cancel()
     stops = []
     if p.grpc is not None:
-        stops.append(p.grpc.stop(grace))
+        stops.append(asyncio.ensure_future(p.grpc.stop(grace)))
     if p.http_runner is not None:
-        stops.append(p.http_runner.cleanup())
-    await asyncio.wait_for(asyncio.gather(*stops, *p.tasks, return_exceptions=True), timeout=grace + 1)
+        stops.append(asyncio.ensure_future(p.http_runner.cleanup()))
+    waiting = stops + list(p.tasks)
+    if waiting:
+        _, late = await asyncio.wait(waiting, timeout=grace + 1)
+        for t in late:
+            t.cancel()
+        if late:
+            logger.warning("drain timed out; stopping anyway", extra={"worker": p.worker_id})
     if p.pool is not None:
-        await asyncio.wait_for(p.pool.close(), timeout=2)
+        closing = asyncio.ensure_future(p.pool.close())
+        _, late = await asyncio.wait([closing], timeout=2)
+        if late:
+            p.pool.terminate()
 
 
 async def _run_worker(settings: config.Settings, worker_id: int) -> None:
@@ -139,10 +151,7 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
                                        "tls": settings.tls})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})
-    try:
-        await stop_worker(p, settings.shutdown_grace)
-    except asyncio.TimeoutError:
-        logger.warning("drain timed out; stopping anyway", extra={"worker": worker_id})
+    await stop_worker(p, settings.shutdown_grace)
 
 
 def _prepare(settings: config.Settings) -> bool:
