@@ -1,0 +1,15 @@
+"""Plug the operations jobs into `esimota serve` (worker 0): detectors, monitoring, notifications, retention."""
+
+from __future__ import annotations
+
+from .. import server
+from . import ops
+
+
+def _add(*jobs) -> None:
+    for job in jobs:
+        if job not in server.JOBS:
+            server.JOBS.append(job)
+
+
+_add(ops.watchdog_job, ops.monitoring_job, ops.notify_job)

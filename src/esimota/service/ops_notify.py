@@ -1,0 +1,70 @@
+"""The operator's notification outbox (§8.3.1, R24): severe exceptions and alerts posted to a webhook within 1 h."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from ..store import ops as ops_store
+from .common import connection
+
+logger = logging.getLogger("esimota.notify")
+BATCH = 50
+
+
+def webhook() -> tuple[str | None, bytes | None]:
+    """ESIMOTA_NOTIFY_URL and the optional ESIMOTA_NOTIFY_SECRET that signs each post (never logged)."""
+    secret = os.environ.get("ESIMOTA_NOTIFY_SECRET") or None
+    return os.environ.get("ESIMOTA_NOTIFY_URL") or None, secret.encode() if secret else None
+
+
+def signed(payload: dict, secret: bytes | None, at: int) -> tuple[bytes, dict]:
+    """The body and headers: X-Esimota-Signature = hex HMAC-SHA256(secret, timestamp + '.' + body)."""
+    body = json.dumps(dict(payload, timestamp=at), ensure_ascii=False, sort_keys=True, default=str).encode()
+    headers = {"Content-Type": "application/json", "X-Esimota-Timestamp": str(at)}
+    if secret:
+        headers["X-Esimota-Signature"] = hmac.new(secret, str(at).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, headers
+
+
+async def queue(db: Any) -> int:
+    """Queue every open severe exception not yet reported and every open severe alert (idempotent)."""
+    async with connection(db) as conn, conn.transaction():
+        a = await conn.execute(ops_store.QUEUE_SEVERE)
+        b = await conn.execute(ops_store.QUEUE_ALERTS)
+    return int(a.split()[-1]) + int(b.split()[-1])
+
+
+async def _post(session: Any, url: str, body: bytes, headers: dict) -> str | None:
+    """None when the receiver answered 2xx, else why not (no secret in it)."""
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except Exception as exc:  # connection refused, timeout, bad URL: retried with growing delays
+        return type(exc).__name__
+
+
+async def deliver(db: Any, session: Any) -> int:
+    """Post due notifications; a delivered exception notification marks the exception reported."""
+    url, secret = webhook()
+    if url is None:
+        return 0
+    sent = 0
+    async with connection(db) as conn, conn.transaction():
+        for row in await conn.fetch(ops_store.DUE_NOTIFICATIONS, BATCH):
+            body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))
+            error = await _post(session, url, body, headers)
+            if error is None:
+                await conn.execute(ops_store.NOTIFIED, row["id"])
+                if row["source"] == "exception":
+                    await conn.execute(ops_store.EXCEPTION_REPORTED, row["ref_id"])
+                sent += 1
+            else:
+                await conn.execute(ops_store.NOTIFY_RETRY, row["id"], error)
+                logger.warning("notification not delivered", extra={"notification": row["id"], "error": error})
+    return sent

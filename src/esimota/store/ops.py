@@ -1,0 +1,137 @@
+"""Operations repository (§8, R22–R24, R32): exception detectors' queries, alerts, notifications, cursors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# -- cursors over append-only logs, kept in platform_info ----------------------------------------
+GET_CURSOR = "SELECT value FROM platform_info WHERE key = $1"
+SET_CURSOR = """
+INSERT INTO platform_info (key, value) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"""
+
+# -- exceptions ------------------------------------------------------------------------------
+IS_OPEN = "SELECT 1 FROM exceptions WHERE kind = $1 AND chip_id IS NOT DISTINCT FROM $2 AND closed_at IS NULL"
+OPENED_SINCE = "SELECT 1 FROM exceptions WHERE kind = $1 AND opened_at > now() - $2::interval LIMIT 1"
+CLOSE_AUTO = """
+UPDATE exceptions SET closed_at = opened_at, resolution = $2, closed_by = 'platform'
+WHERE kind = $1 AND closed_at IS NULL AND opened_at > now() - interval '1 minute'"""
+CLOSE_GENERAL = """
+UPDATE exceptions SET closed_at = now(), resolution = $3, closed_by = 'platform'
+WHERE id = ANY($1::bigint[]) AND closed_at IS NULL AND severity = 'general' AND kind = ANY($2::text[])"""
+# Tables 3–6 are the one truth: rows opened elsewhere get the catalogue's class, severity, deadline.
+RECONCILE = """
+UPDATE exceptions e SET class = c.cls, severity = c.severity, deadline_at = e.opened_at + c.deadline
+FROM unnest($1::text[], $2::text[], $3::text[], $4::interval[]) AS c(kind, cls, severity, deadline)
+WHERE upper(split_part(e.kind, ':', 1)) = c.kind AND e.closed_at IS NULL AND e.escalated_at IS NULL
+  AND (e.class <> c.cls OR e.severity <> c.severity OR e.deadline_at <> e.opened_at + c.deadline)"""
+GET_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1 FOR UPDATE"
+CLOSE_ONE = "UPDATE exceptions SET closed_at = now(), resolution = $2, report = $3, closed_by = $4 WHERE id = $1"
+MARK_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
+
+# stuck writing (DESIGN §3, table 4 row 1): no progress for 30 min → general, 1 h → severe
+STUCK = """
+SELECT c.id AS chip_id, c.eid, t.id AS task_id, t.client_id, coalesce(t.progress_at, t.started_at) AS since
+FROM chips c JOIN tasks t ON t.chip_id = c.id AND t.state = 3
+WHERE c.state = 3 AND coalesce(t.progress_at, t.started_at, c.state_changed_at) < now() - $1::interval"""
+ESCALATE_STUCK = """
+UPDATE exceptions e SET kind = 'STUCK_WRITING_SEVERE', severity = 'severe', escalated_at = now(),
+                        deadline_at = now() + $2::interval
+FROM chips c JOIN tasks t ON t.chip_id = c.id AND t.state = 3
+WHERE e.kind = 'STUCK_WRITING' AND e.closed_at IS NULL AND e.chip_id = c.id AND c.state = 3
+  AND coalesce(t.progress_at, t.started_at, c.state_changed_at) < now() - $1::interval
+  AND NOT EXISTS (SELECT 1 FROM exceptions s WHERE s.kind = 'STUCK_WRITING_SEVERE' AND s.chip_id = c.id
+                  AND s.closed_at IS NULL)
+RETURNING e.id"""
+UNSTUCK = """
+SELECT e.id FROM exceptions e JOIN chips c ON c.id = e.chip_id
+WHERE e.kind IN ('STUCK_WRITING', 'STUCK_WRITING_SEVERE') AND e.closed_at IS NULL
+  AND (c.state <> 3 OR EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state = 3
+        AND coalesce(t.progress_at, t.started_at) >= now() - $1::interval))"""
+
+# no province resource: a province that has numbers again closes its exception
+NO_RESOURCE_OPEN = "SELECT id, kind FROM exceptions WHERE kind LIKE 'NO_RESOURCE:%' AND closed_at IS NULL"
+AVAILABLE_IN = "SELECT count(*) FROM numbers WHERE province_code = $1 AND status = 'available'"
+MULTI_OPEN = "SELECT id FROM exceptions WHERE kind = 'NO_RESOURCE_MULTI' AND closed_at IS NULL"
+
+# expired temporary numbers on cards that wait for a power-on they can no longer make
+EXPIRED_WAITING = """
+SELECT c.id AS chip_id, c.eid, c.temp_expires_on, t.id AS task_id, t.client_id
+FROM chips c JOIN tasks t ON t.chip_id = c.id AND t.state = 2
+WHERE c.state = 2 AND c.temp_expires_on <= $1"""
+
+# callbacks that keep failing (table 5, 回调信息接收失败) and those delivered since
+CALLBACKS_FAILING = """
+SELECT o.id, o.event_id, o.task_id, o.client_id, o.attempts, o.last_error, t.chip_id
+FROM callback_outbox o JOIN tasks t ON t.id = o.task_id
+WHERE o.status = 'pending' AND o.attempts >= $1"""
+CALLBACKS_RECOVERED = """
+SELECT e.id FROM exceptions e
+WHERE e.kind = 'CALLBACK_FAILED' AND e.closed_at IS NULL AND e.severity = 'general' AND e.task_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM callback_outbox o WHERE o.task_id = e.task_id AND o.status <> 'delivered')"""
+
+# API call log (R27) windows: bursts of token / whitelist failures, server errors, refused applies
+API_FAILURES = """
+SELECT coalesce(client_id, host(source_ip), '?') AS subject, count(*) AS n, max(id) AS last_id,
+       string_agg(DISTINCT coalesce(reason, code::text), ',') AS reasons
+FROM api_calls
+WHERE at > now() - $1::interval AND code = ANY($2::int[]) AND ($3::text[] IS NULL OR reason = ANY($3::text[]))
+  AND ($4::text IS NULL OR route LIKE $4)
+GROUP BY 1 HAVING count(*) >= $5"""
+QUIET_SUBJECTS = """
+SELECT e.id FROM exceptions e
+WHERE e.kind LIKE $1 || ':%' AND e.closed_at IS NULL AND e.severity = 'general' AND NOT EXISTS (
+    SELECT 1 FROM api_calls a WHERE a.at > now() - $2::interval AND a.code = ANY($3::int[])
+      AND coalesce(a.client_id, host(a.source_ip), '?') = split_part(e.kind, ':', 2))"""
+
+# channel attempts (DESIGN §5.4) after a cursor: no test traffic, protocol errors, MAC/counter failures
+BIP_ATTEMPTS = """
+SELECT a.id, a.eid, a.chip_id, a.close_reason, a.detail, t.id AS task_id, t.client_id
+FROM bip_attempts a
+LEFT JOIN LATERAL (SELECT id, client_id FROM tasks WHERE chip_id = a.chip_id ORDER BY id DESC LIMIT 1) t ON true
+WHERE a.id > $1 AND a.close_reason = ANY($2::smallint[]) ORDER BY a.id LIMIT 5000"""
+MAX_BIP_ATTEMPT = "SELECT coalesce(max(id), 0) FROM bip_attempts"
+
+# -- notifications (§8.3.1) --------------------------------------------------------------------
+QUEUE_SEVERE = """
+INSERT INTO notifications (source, ref_id, payload)
+SELECT 'exception', e.id, jsonb_build_object(
+    'source', 'exception', 'id', e.id, 'class', e.class, 'severity', e.severity, 'kind', e.kind,
+    'eid', c.eid, 'detail', e.detail, 'opened_at', e.opened_at, 'deadline_at', e.deadline_at)
+FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id
+WHERE e.severity = 'severe' AND e.closed_at IS NULL AND e.reported_at IS NULL
+ON CONFLICT (source, ref_id) DO NOTHING"""
+QUEUE_ALERTS = """
+INSERT INTO notifications (source, ref_id, payload)
+SELECT 'alert', a.id, jsonb_build_object('source', 'alert', 'id', a.id, 'severity', a.severity,
+    'kind', a.kind, 'subject', a.subject, 'detail', a.detail, 'opened_at', a.opened_at)
+FROM alerts a WHERE a.severity = 'severe' AND a.closed_at IS NULL
+ON CONFLICT (source, ref_id) DO NOTHING"""
+DUE_NOTIFICATIONS = """
+SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $1
+FOR UPDATE SKIP LOCKED"""
+NOTIFIED = "UPDATE notifications SET status = 'delivered', delivered_at = now(), attempts = attempts + 1 WHERE id = $1"
+NOTIFY_RETRY = """
+UPDATE notifications SET attempts = attempts + 1, last_error = $2,
+    next_attempt_at = now() + least(interval '10 minutes', interval '15 seconds' * power(2, attempts))
+WHERE id = $1"""
+EXCEPTION_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
+
+# -- alerts (R32, R12) ----------------------------------------------------------------------
+OPEN_ALERTS = """
+INSERT INTO alerts (kind, severity, subject, chip_id, number_id, detail)
+SELECT $1, $2, s.subject, s.chip_id, s.number_id, s.detail
+FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[]) AS s(subject, chip_id, number_id, detail)
+ON CONFLICT DO NOTHING RETURNING id"""
+CLOSE_ALERTS = """
+UPDATE alerts SET closed_at = now(), resolution = $3
+WHERE kind = $1 AND closed_at IS NULL AND NOT (subject = ANY($2::text[])) RETURNING id"""
+
+
+async def cursor(db: Any, name: str) -> int | None:
+    value = await db.fetchval(GET_CURSOR, "ops.cursor." + name)
+    return None if value is None else int(value)
+
+
+async def set_cursor(db: Any, name: str, value: int) -> None:
+    await db.execute(SET_CURSOR, "ops.cursor." + name, str(value))
