@@ -2,12 +2,18 @@
 
 # Decoding walks the COMPREHENSION-TLVs once over the raw buffer and builds the named fields
 # directly; the encoder is shared with the twin (it is mostly Python objects, not byte walking).
+# The hot path (issue 3: OPEN CHANNEL to named fields in ≤ 2 µs) makes no Python-level lookups:
+# element, device, bearer, transport and command names come from C arrays indexed by the code
+# byte, repeats are found with a C "seen" array, and text is written straight into new str objects.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_Contains, PyDict_Copy, PyDict_SetItem
+from cpython.list cimport PyList_Append, PyList_GetSlice
 from cpython.object cimport PyObject
-from cpython.unicode cimport PyUnicode_DecodeASCII
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_New
+from libc.string cimport memcpy, memset
 
 from esimota._ext.tlv cimport tlv_ber_length, tlv_ber_tag, tlv_bytes, tlv_clength, tlv_ctag
 
@@ -17,11 +23,14 @@ from esimota.codec import _cat_py as _twin
 from esimota.codec import _cat_tables as T
 from esimota.errors import BadTagError, BadValueError, LengthError, TruncatedError
 
-cdef dict DEVICES = T.DEVICES, EVENTS = T.EVENTS, BEARERS = T.BEARERS
-cdef dict TRANSPORTS = T.TRANSPORTS, ADDRESS_TYPES = T.ADDRESS_TYPES, ELEMENTS = T.ELEMENTS
-cdef dict COMMAND_TYPES = T.COMMAND_TYPES, ENVELOPES = T.ENVELOPES
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+    # public in CPython's cpython/dictobject.h (what Cython itself uses for large dict literals):
+    # sizing the result dict once avoids the rehash at its sixth key
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+
+cdef dict ENVELOPES = T.ENVELOPES
 cdef str GSM = T.GSM_ALPHABET, BCD = T.BCD_DIGITS
-cdef str _HEXDIGITS = "0123456789abcdef"
 
 # the encoder is not byte walking: one implementation, shared with the twin (STYLE 3)
 encode_value = _twin.encode_value
@@ -30,8 +39,49 @@ encode_terminal_response = _twin.encode_terminal_response
 encode_envelope = _twin.encode_envelope
 
 
-cdef inline object _named(dict table, int code):
-    cdef PyObject* hit = PyDict_GetItem(table, code)
+# --- name tables: code byte -> borrowed name, NULL when the spec table has none ------------------
+
+# Name ids of the "seen" array: an element's tag (every named tag is below 0x80), then the four
+# positional names of OPEN CHANNEL (TS 102 223 §6.6.27).
+cdef enum:
+    ID_LOCAL = 128
+    ID_DESTINATION = 129
+    ID_LOGIN = 130
+    ID_PASSWORD = 131
+    N_IDS = 132
+
+cdef PyObject* ELEMENT_NAMES[128]       # §9.3 tags
+cdef PyObject* DEVICE_NAMES[256]        # §8.7
+cdef PyObject* EVENT_NAMES[256]         # §8.25
+cdef PyObject* BEARER_NAMES[256]        # §8.52
+cdef PyObject* TRANSPORT_NAMES[256]     # §8.59
+cdef PyObject* COMMAND_NAMES[256]       # §9.4
+cdef list _PINNED = []                  # owns every name the arrays borrow
+
+
+cdef void _fill(PyObject** table, Py_ssize_t size, dict names):
+    cdef Py_ssize_t i
+    for i in range(size):
+        table[i] = NULL
+    for code, name in names.items():
+        if 0 <= code < size:
+            _PINNED.append(name)
+            table[<Py_ssize_t>code] = <PyObject*>name
+
+
+_fill(ELEMENT_NAMES, 128, T.ELEMENTS)
+_fill(DEVICE_NAMES, 256, T.DEVICES)
+_fill(EVENT_NAMES, 256, T.EVENTS)
+_fill(BEARER_NAMES, 256, T.BEARERS)
+_fill(TRANSPORT_NAMES, 256, T.TRANSPORTS)
+_fill(COMMAND_NAMES, 256, T.COMMAND_TYPES)
+cdef str LOCAL = T.LOCAL_ADDRESS, DESTINATION = T.DESTINATION_ADDRESS
+cdef str LOGIN = T.USER_LOGIN, PASSWORD = T.USER_PASSWORD
+
+
+cdef inline object _named(PyObject** table, unsigned char code):
+    """The name of `code`, or the code itself (small ints are cached by CPython)."""
+    cdef PyObject* hit = table[code]
     if hit is NULL:
         return code
     return <object>hit
@@ -43,21 +93,29 @@ cdef inline int _need(Py_ssize_t length, Py_ssize_t size, Py_ssize_t voff, int t
     return 0
 
 
+# --- text: written straight into a new compact ASCII str (no bytes object in between) ------------
+
 cdef const char* _HEXC = b"0123456789abcdef"
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef str _hex(const unsigned char* p, Py_ssize_t n):
-    """Lower-case hex text; short values are formatted on the stack."""
-    cdef char[128] out
+    """Lower-case hex text of n bytes."""
+    cdef str out = PyUnicode_New(2 * n, 127)
+    cdef unsigned char* q = PyUnicode_1BYTE_DATA(out)
     cdef Py_ssize_t i
-    if n > 64:
-        return PyBytes_FromStringAndSize(<const char*>p, n).hex()
     for i in range(n):
-        out[2 * i] = _HEXC[p[i] >> 4]
-        out[2 * i + 1] = _HEXC[p[i] & 0x0F]
-    return PyUnicode_DecodeASCII(out, 2 * n, NULL)
+        q[2 * i] = _HEXC[p[i] >> 4]
+        q[2 * i + 1] = _HEXC[p[i] & 0x0F]
+    return out
+
+
+cdef inline str _ascii(const char* p, Py_ssize_t n):
+    """str of n ASCII bytes already checked by the caller."""
+    cdef str out = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_1BYTE_DATA(out), p, n)
+    return out
 
 
 @cython.boundscheck(False)
@@ -79,8 +137,10 @@ cdef str _dotted(const unsigned char* p):
         if i < 3:
             out[k] = 46
             k += 1
-    return PyUnicode_DecodeASCII(out, k, NULL)
+    return _ascii(out, k)
 
+
+# --- element values (TS 102 223 §8) ---------------------------------------------------------------
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -91,8 +151,8 @@ cdef object _small(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
         return {"command_number": p[0], "type_of_command": p[1], "command_qualifier": p[2]}
     if tag == 0x02:
         _need(n, 2, voff, tag)
-        return {"source_device_identity": _named(DEVICES, p[0]),
-                "destination_device_identity": _named(DEVICES, p[1])}
+        return {"source_device_identity": _named(DEVICE_NAMES, p[0]),
+                "destination_device_identity": _named(DEVICE_NAMES, p[1])}
     if tag == 0x04:
         _need(n, 2, voff, tag)
         return {"time_unit": p[0], "time_interval": p[1]}
@@ -115,6 +175,7 @@ cdef object _small(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
 cdef object _structured(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
     """Variable-size structured elements: result, file list, event list, bearer, transport level."""
     cdef Py_ssize_t i
+    cdef list events
     if tag == 0x03:
         if n == 0:
             raise LengthError("empty result", voff, tag)
@@ -124,13 +185,17 @@ cdef object _structured(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, i
             raise LengthError("empty file list", voff, tag)
         return {"number_of_files": p[0], "files": _hex(p + 1, n - 1)}
     if tag == 0x19:
-        return [_named(EVENTS, p[i]) for i in range(n)]
+        events = []
+        for i in range(n):
+            PyList_Append(events, _named(EVENT_NAMES, p[i]))
+        return events
     if tag == 0x35:
         if n == 0:
             raise LengthError("empty bearer description", voff, tag)
-        return {"bearer_type": _named(BEARERS, p[0]), "bearer_parameters": _hex(p + 1, n - 1)}
+        return {"bearer_type": _named(BEARER_NAMES, p[0]), "bearer_parameters": _hex(p + 1, n - 1)}
     _need(n, 3, voff, tag)  # 0x3C UICC/terminal interface transport level (§8.59)
-    return {"transport_protocol_type": _named(TRANSPORTS, p[0]), "port_number": (p[1] << 8) | p[2]}
+    return {"transport_protocol_type": _named(TRANSPORT_NAMES, p[0]),
+            "port_number": (p[1] << 8) | p[2]}
 
 
 @cython.boundscheck(False)
@@ -152,12 +217,12 @@ cdef object _text_string(const unsigned char* p, Py_ssize_t n):
     """Text string (TS 102 223 §8.15): DCS 04 8-bit (as Latin-1), 08 UCS2, else raw hex."""
     if n == 0:
         return None
-    body = PyBytes_FromStringAndSize(<const char*>p + 1, n - 1)
     if p[0] == 0x04:
-        return {"data_coding_scheme": p[0], "text": body.decode("latin-1")}
+        return {"data_coding_scheme": p[0], "text": (<const char*>p)[1:n].decode("latin-1")}
     if p[0] == 0x08 and (n - 1) % 2 == 0:
-        return {"data_coding_scheme": p[0], "text": body.decode("utf-16-be", "surrogatepass")}
-    return {"data_coding_scheme": p[0], "data": body.hex()}
+        return {"data_coding_scheme": p[0],
+                "text": (<const char*>p)[1:n].decode("utf-16-be", "surrogatepass")}
+    return {"data_coding_scheme": p[0], "data": _hex(p + 1, n - 1)}
 
 
 @cython.boundscheck(False)
@@ -201,10 +266,14 @@ cdef object _other_address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef str _apn(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
-    """Network access name (TS 102 223 §8.61, TS 23.003 §9.1): labels -> dotted text."""
+    """Network access name (TS 102 223 §8.61, TS 23.003 §9.1): labels -> dotted text.
+
+    The text is exactly n - 1 characters (every later length byte becomes a dot), so it is
+    written in place into its str once every label has been checked.
+    """
     cdef Py_ssize_t pos = 0, i, size
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, n - 1 if n else 0)
-    cdef char* q = out
+    cdef str out
+    cdef unsigned char* q
     while pos < n:
         size = p[pos]
         if size == 0:
@@ -214,12 +283,16 @@ cdef str _apn(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
         for i in range(pos + 1, pos + 1 + size):
             if p[i] <= 0x20 or p[i] >= 0x7F or p[i] == 0x2E:
                 raise BadValueError("bad character in APN", voff + i, tag)
-        if pos:
-            q[pos - 1] = 0x2E  # the length byte of every later label becomes a dot
-        for i in range(pos + 1, pos + 1 + size):
-            q[i - 1] = p[i]
         pos += 1 + size
-    return PyUnicode_DecodeASCII(q, n - 1 if n else 0, NULL)
+    out = PyUnicode_New(n - 1 if n else 0, 127)
+    q = <unsigned char*>PyUnicode_1BYTE_DATA(out)
+    for i in range(1, n):
+        q[i - 1] = p[i]
+    pos = 0
+    while n and pos + 1 + p[pos] < n:  # the length byte of every later label becomes a dot
+        pos += 1 + p[pos]
+        q[pos - 1] = 0x2E
+    return out
 
 
 cdef object _value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
@@ -242,26 +315,96 @@ cdef object _value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
     return _hex(p, n)
 
 
+# --- memo of decoded values -------------------------------------------------------------------------
+# An element's named form depends only on its tag and value bytes, and most BIP elements are a
+# few bytes that repeat from command to command (command details, device identities, bearer,
+# transport level, address, APN). Values of up to 8 bytes are kept in a small direct-mapped table
+# of templates: str, int and None are immutable and shared; dicts and lists (flat, of immutable
+# items) are handed out as shallow copies, so no caller ever holds the template itself. Errors
+# are never cached: a miss decodes (and raises) exactly as before.
+
+cdef struct MemoSlot:
+    unsigned long long value_bytes
+    unsigned int meta               # ((tag << 4) | length) + 1; 0 = empty slot
+    PyObject* template              # owned reference
+
+cdef enum:
+    MEMO_SIZE = 512                 # a power of two
+    MEMO_MAX_LENGTH = 8
+
+cdef MemoSlot MEMO[MEMO_SIZE]       # static storage: zeroed, so every slot starts empty
+
+
+cdef inline object _handout(object template):
+    """The template itself when immutable, else a shallow copy (flat dict or list)."""
+    if type(template) is dict:
+        return PyDict_Copy(template)
+    if type(template) is list:
+        return PyList_GetSlice(template, 0, PY_SSIZE_T_MAX)
+    return template
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef object _memo_value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, unsigned int tag):
+    """_value through the memo for short values; longer ones are decoded every time."""
+    cdef unsigned long long key = 0
+    cdef unsigned int meta
+    cdef Py_ssize_t i
+    cdef MemoSlot* slot
+    cdef PyObject* old
+    if n > MEMO_MAX_LENGTH or tag > 0x7FFF:
+        return _value(p, n, voff, tag)
+    for i in range(n):
+        key = (key << 8) | p[i]
+    meta = ((tag << 4) | <unsigned int>n) + 1
+    slot = &MEMO[((key ^ (<unsigned long long>meta << 40)) * 0x9E3779B97F4A7C15ULL) >> 55]
+    if slot.meta == meta and slot.value_bytes == key:
+        return _handout(<object>slot.template)
+    value = _value(p, n, voff, tag)
+    old = slot.template
+    Py_INCREF(value)
+    slot.template, slot.meta, slot.value_bytes = <PyObject*>value, meta, key
+    Py_XDECREF(old)
+    return _handout(value)
+
+
 def decode_value(tag, value, voff):
     """One element's value -> its named form (hex text for opaque or unknown elements)."""
     cdef bytes b = tlv_bytes(value)
     return _value(b, len(b), voff, tag)
 
 
-cdef str _key(int tag, int command, bint* state, dict fields):
-    """Element key: positional names in OPEN CHANNEL, _2/_3 suffixes for repeats."""
-    cdef PyObject* hit = PyDict_GetItem(ELEMENTS, tag)
-    cdef str name = <str>hit if hit is not NULL else f"tag_{tag:02x}"
-    cdef int i
-    if command == 0x40:
+# --- the element walk (TS 102 223 §6.6, §6.8, §7: COMPREHENSION-TLVs in wire order) -------------
+
+cdef object _key(unsigned int tag, int command, bint* state, dict fields, unsigned char* seen):
+    """Element key: positional names in OPEN CHANNEL, _2/_3 suffixes for repeats.
+
+    `seen` (NULL when `fields` came from the caller) marks the names already used, so the first
+    use of a named element needs no dict lookup; repeats and tag_XX names ask `fields`.
+    """
+    cdef PyObject* hit = ELEMENT_NAMES[tag] if tag < 128 else NULL
+    cdef object name
+    cdef int i, nid = tag
+    if hit is NULL:
+        name = f"tag_{tag:02x}"
+        nid = -1
+    else:
+        name = <object>hit
+    if command == 0x40:  # OPEN CHANNEL (§6.6.27) names two of its elements by place
         if tag == 0x3C:
             state[0] = True
         elif tag == 0x3E:
-            name = "data_destination_address" if state[0] else "local_address"
+            name = DESTINATION if state[0] else LOCAL
+            nid = ID_DESTINATION if state[0] else ID_LOCAL
         elif tag == 0x0D:
-            name = "user_password" if state[1] else "user_login"
+            name = PASSWORD if state[1] else LOGIN
+            nid = ID_PASSWORD if state[1] else ID_LOGIN
             state[1] = True
-    if name in fields:
+    if seen is not NULL and nid >= 0 and not seen[nid]:
+        seen[nid] = 1
+        return name
+    if PyDict_Contains(fields, name):
         i = 2
         while f"{name}_{i}" in fields:
             i += 1
@@ -271,39 +414,64 @@ cdef str _key(int tag, int command, bint* state, dict fields):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out, int* first_tag=NULL):
-    """COMPREHENSION-TLVs of buf[pos:end] into `out` (named values); returns the CR names."""
+cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out, bint own,
+                    int* first_tag, int* command):
+    """COMPREHENSION-TLVs of buf[pos:end] into `out` (named values); returns the CR names.
+
+    `own`: `out` holds no element name yet (the decoders' own dicts), so `seen` may stand in for
+    the dict lookups. `command` receives the type of command of the first Command details.
+    """
     cdef const unsigned char* p = buf
     cdef Py_ssize_t total = len(buf), vpos, length = 0
     cdef unsigned int tag = 0
+    cdef unsigned char b
     cdef bint cr = False
     cdef bint[2] state = [False, False]
-    cdef int command = -1
+    cdef unsigned char[N_IDS] seen
     cdef list cr_names = []
-    cdef str name
+    memset(seen, 0, N_IDS)
     while pos < end:
-        pos = tlv_ctag(p, pos, end, &tag, &cr)
-        vpos = tlv_clength(p, pos, end, tag, &length)
+        b = p[pos]
+        if pos + 1 < end and b != 0x00 and b != 0x7F and b != 0x80 and b != 0xFF \
+                and p[pos + 1] < 0x80:
+            # §7.1.1.1 one-byte tag and one-byte length, the common case, read in place
+            tag, cr, length = b & 0x7F, b >> 7, p[pos + 1]
+            pos, vpos = pos + 1, pos + 2
+        else:
+            pos = tlv_ctag(p, pos, end, &tag, &cr)
+            vpos = tlv_clength(p, pos, end, tag, &length)
         if vpos + length > end:
             if end == total:
                 raise TruncatedError("value truncated", pos, tag)
             raise LengthError("value past the end of its parent", pos, tag)
-        if first_tag is not NULL and first_tag[0] < 0:
+        if first_tag[0] < 0:
             first_tag[0] = tag
-        name = _key(tag, command, state, out)
-        value = _value(p + vpos, length, vpos, tag)
-        if tag == 0x01 and command < 0:
-            command = p[vpos + 1]
-        out[name] = value
+        name = _key(tag, command[0], state, out, seen if own else NULL)
+        value = _memo_value(p + vpos, length, vpos, tag)
+        if tag == 0x01 and command[0] < 0:
+            command[0] = p[vpos + 1]
+        PyDict_SetItem(out, name, value)
         if cr:
-            cr_names.append(name)
+            PyList_Append(cr_names, name)
         pos = vpos + length
     return cr_names
 
 
 def decode_elements(buf, pos, end, out):
     """COMPREHENSION-TLVs of buf[pos:end] into `out` (named values); returns the CR names."""
-    return _elements(tlv_bytes(buf), pos, end, out)
+    cdef int first = -1, command = -1
+    return _elements(tlv_bytes(buf), pos, end, out, False, &first, &command)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _count(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end):
+    """How many elements buf[pos:end] seems to hold: only a size hint for the result dict."""
+    cdef Py_ssize_t count = 0
+    while pos + 1 < end and p[pos] != 0x7F and p[pos + 1] < 0x80:
+        pos += 2 + p[pos + 1]
+        count += 1
+    return count
 
 
 cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) except -1:
@@ -327,14 +495,16 @@ cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) exc
 
 
 cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
-    cdef dict out = {"command": None}
-    cdef int first = -1
-    cdef list cr = _elements(buf, pos, end, out, &first)
-    details = out.get("command_details")
-    if details is None or first != 0x01:
+    """Proactive command or terminal response: Command details must be the first element."""
+    cdef dict out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
+    cdef int first = -1, command = -1
+    cdef list cr
+    PyDict_SetItem(out, "command", None)  # first key: the type of command, named below
+    cr = _elements(buf, pos, end, out, True, &first, &command)
+    if first != 0x01:
         raise BadTagError("command details must come first", pos, 0x01)
-    out["command"] = _named(COMMAND_TYPES, details["type_of_command"])
-    out["comprehension_required"] = cr
+    PyDict_SetItem(out, "command", _named(COMMAND_NAMES, <unsigned char>command))
+    PyDict_SetItem(out, "comprehension_required", cr)
     return out
 
 
@@ -357,6 +527,8 @@ def decode_envelope(buf):
     cdef bytes b = tlv_bytes(buf)
     cdef Py_ssize_t end = 0
     cdef Py_ssize_t pos = _outer(b, False, "an envelope", &end)
-    cdef dict out = {"envelope": ENVELOPES[b[0]]}
-    out["comprehension_required"] = _elements(b, pos, end, out)
+    cdef dict out = _PyDict_NewPresized(_count(b, pos, end) + 2)
+    cdef int first = -1, command = -1
+    PyDict_SetItem(out, "envelope", ENVELOPES[b[0]])
+    PyDict_SetItem(out, "comprehension_required", _elements(b, pos, end, out, True, &first, &command))
     return out
