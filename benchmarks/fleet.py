@@ -59,11 +59,48 @@ async def drop_database(url: str, db: str) -> None:
     await admin.close()
 
 
-async def prepare(db: str, n: int, buffer_size: int) -> fleetdata.Fleet:
+class Receiver:
+    """The partner's callback endpoint (§7.3): answers {"code": 200} and counts what it got."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.count = 0
+        self.port = launch.free_port()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(10)
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def hit(request):
+            await request.read()
+            self.count += 1
+            return web.json_response({"code": 200, "message": "ok"})
+
+        async def main():
+            app = web.Application()
+            app.router.add_post("/cb", hit)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self.ready.set()
+            await asyncio.Event().wait()
+
+        asyncio.run(main())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cb"
+
+
+async def prepare(db: str, n: int, buffer_size: int, callback_url: str) -> fleetdata.Fleet:
     """Chips, numbers and one apply per chip, as a partner would ask (§7.2.2.2 auto-allocation)."""
     pool = await asyncpg.create_pool(db, min_size=4, max_size=16)
     try:
-        fleet = await fleetdata.generate(pool, n, buffer_size=buffer_size)
+        fleet = await fleetdata.generate(pool, n, buffer_size=buffer_size, callback_url=callback_url)
         client = await client_store.get(pool, fleet.client_id)
         sem = asyncio.Semaphore(16)
 
@@ -83,12 +120,50 @@ def metric(served: launch.Served, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (/proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def profile(pids: list[int], out_dir: str | None) -> list:
+    """With --profile DIR: py-spy records each platform worker during the run (raw stacks)."""
+    import subprocess
+
+    if not out_dir:
+        return []
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "-d", "15", "-r", "200", "-f", "raw",
+                              "-o", f"{out_dir}/worker-{pid}.txt"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for pid in pids]
+
+
 def run_writes(args) -> dict:
     url = server_url()
     db = asyncio.run(fresh_database(url))
     try:
         t = time.perf_counter()
-        fleet = asyncio.run(prepare(db, args.devices, args.buffer))
+        receiver = Receiver()
+        fleet = asyncio.run(prepare(db, args.devices, args.buffer, receiver.url))
         prep = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
@@ -96,9 +171,19 @@ def run_writes(args) -> dict:
             try:
                 opt = FleetOptions(port=served.bip_port, procs=args.procs, concurrency=args.concurrency,
                                    ramp_per_s=args.ramp, sources=args.sources)
+                spies = profile(served.pids, args.profile)
+                pg = postgres_pids()
+                cpu0, pg0, self0 = cpu_seconds(served.pids), cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN)
                 outcomes, seconds, fleet_rss = run_fleet(fleet.devices, opt)
+                self1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = {"platform_cpu_s": round(cpu_seconds(served.pids) - cpu0, 1),
+                       "postgres_cpu_s": round(cpu_seconds(pg) - pg0, 1),
+                       "fleet_cpu_s": round(self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime, 1)}
+                for spy in spies:
+                    spy.wait(60)
                 result = summarise(outcomes, seconds)
                 result["channels_peak"] = int(metric(served, "esimota_bip_channels_peak"))
+                result.update(cpu)
                 result["peak_rss_mb"] = launch.peak_rss_mb(served.pids)
                 errors = [ln for ln in served.lines if ln.get("level") in ("error", "critical")]
                 for ln in errors[:3]:
@@ -106,6 +191,7 @@ def run_writes(args) -> dict:
             finally:
                 served.stop()
         result.update(workers=args.workers, fleet_procs=args.procs, fleet_peak_rss_mb=sum(fleet_rss),
+                      callbacks_received=receiver.count,
                       prepare_seconds=round(prep, 1))
         return result
     finally:
@@ -190,6 +276,7 @@ def main() -> int:
     ap.add_argument("--pool", type=int, default=8, help="database connections per worker")
     ap.add_argument("--idle", type=int, default=0, help="idle mode: hold this many silent channels")
     ap.add_argument("--hold", type=float, default=20.0, help="idle mode: seconds to hold them")
+    ap.add_argument("--profile", default=None, help="write py-spy stacks of each worker into this folder")
     args = ap.parse_args()
     result = run_idle(args) if args.idle else run_writes(args)
     print(json.dumps(result))

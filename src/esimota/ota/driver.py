@@ -17,7 +17,7 @@ log = logging.getLogger("esimota.bip")
 class Driver:
     """One per worker: owns the Mux, the transports, and the loop that hands events to the service."""
 
-    def __init__(self, service, *, tick: float = 0.5, **mux_options) -> None:
+    def __init__(self, service, *, tick: float = 0.5, groups: int = 3, **mux_options) -> None:
         self.mux = Mux(**mux_options)
         self.service = service
         self.transports: dict[int, asyncio.Transport] = {}
@@ -26,6 +26,7 @@ class Driver:
         self.wakeup = asyncio.Event()
         self.flush_scheduled = False
         self.tick_interval = tick
+        self.groups = groups
         self.tasks: list[asyncio.Task] = []
         self.peak = 0
 
@@ -72,20 +73,29 @@ class Driver:
             self.schedule_flush()
 
     async def _events(self) -> None:
-        """Group commit: every event that arrived meanwhile goes to the service in one call."""
+        """Group commit: every event that arrived meanwhile goes to the service in one call; up to
+        `groups` calls are in flight at once, so the database round trips of one group overlap the
+        judging of the next."""
+        inflight: set = set()
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
+            while len(inflight) >= self.groups:
+                _, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             batch, self.pending = self.pending, []
-            if not batch:
-                continue
-            try:
-                await self.service.handle(batch, self)
-            except Exception:  # the service failed as a whole (database down): cut those cards
-                log.exception("channel service failed on a batch of %d events", len(batch))
-                for ev in batch:
-                    self.mux.close(ev[1], 7, 30)
-            self.schedule_flush()
+            if batch:
+                inflight.add(asyncio.create_task(self._group(batch)))
+
+    async def _group(self, batch: list) -> None:
+        try:
+            await self.service.handle(batch, self)
+        except Exception:  # the service failed as a whole (database down): cut those cards
+            log.exception("channel service failed on a batch of %d events", len(batch))
+            for ev in batch:
+                self.mux.close(ev[1], 7, 30)
+        self.schedule_flush()
+        if self.pending:
+            self.wakeup.set()
 
 
 class _Channel(asyncio.Protocol):

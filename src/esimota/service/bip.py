@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -69,6 +71,19 @@ FINISH_TASK = """
 UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
                  script_done = script_done OR $2::smallint = 4
 WHERE id = $1"""
+SUCCEED_TASKS = """
+UPDATE tasks t SET state = 4, result = 'success', diagnostic = u.diag, write_time = $3, finished_at = $3,
+                   script_done = true, script_acked = greatest(t.script_acked, t.script_total)
+FROM unnest($1::bigint[], $2::text[]) AS u(id, diag) WHERE t.id = u.id"""
+SUCCEED_CHIPS = """
+UPDATE chips c SET state = 4, state_changed_at = now(), active_iccid = u.iccid
+FROM unnest($1::bigint[], $2::text[]) AS u(id, iccid) WHERE c.id = u.id"""
+BIND_NUMBERS = """
+UPDATE numbers n SET status = 'bound', chip_id = u.chip_id, opened_at = $3
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, chip_id) WHERE n.id = u.id"""
+CALLBACKS = """
+INSERT INTO callback_outbox (event_id, client_id, task_id, payload)
+SELECT e, c, t, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(e, c, t, p)"""
 FINISH_CHIP = "UPDATE chips SET state = $2, state_changed_at = now(), active_iccid = coalesce($3, active_iccid) WHERE id = $1"
 
 
@@ -84,6 +99,7 @@ class Batch:
     progress: dict = field(default_factory=dict)     # task_pk -> (acked, total, done)
     traffic: dict = field(default_factory=dict)      # chip_id -> bytes
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
+    successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
     replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
 
 
@@ -210,7 +226,10 @@ class ChannelService:
         if state != CardState.WRITING or chip["task_pk"] is None:
             return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
                                 f"REPORT in state {state}")
-        batch.finals.append(lambda conn, c=chip, r=result, d=fields.get("diagnostic"): self._report(conn, c, r, d))
+        if result == 0:  # the common case is written in bulk with the rest of the group
+            batch.successes.append((chip, fields.get("diagnostic")))
+        else:
+            batch.finals.append(lambda conn, c=chip, r=result, d=fields.get("diagnostic"): self._report(conn, c, r, d))
         batch.replies.append(("close", cid, M.C_DONE))
 
     async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
@@ -299,5 +318,28 @@ class ChannelService:
         if b.traffic:
             ids = sorted(b.traffic)
             await conn.execute(chip_store.CHARGE_FLOW, ids, [b.traffic[i] for i in ids])
+        if b.successes:
+            await self._succeed_all(conn, b.successes)
         for final in b.finals:
             await final(conn)
+
+    async def _succeed_all(self, conn, successes: list) -> None:
+        """REPORT 00 of many cards (DESIGN §5.4 step 5): task, chip, number, event, callback — in bulk."""
+        now = dt.datetime.now(CST)
+        successes.sort(key=lambda item: item[0]["id"])
+        chips = [c for c, _ in successes]
+        await conn.execute(SUCCEED_TASKS, [c["task_pk"] for c in chips], [d for _, d in successes], now)
+        await conn.execute(SUCCEED_CHIPS, [c["id"] for c in chips], [c["iccid"] for c in chips])
+        await conn.execute(BIND_NUMBERS, [c["number_id"] for c in chips], [c["id"] for c in chips], now)
+        await conn.execute(EVENTS, [c["id"] for c in chips], [c["task_pk"] for c in chips],
+                           [Op.SUCCEED.value] * len(chips), [int(CardState.WRITING)] * len(chips),
+                           [int(CardState.WRITE_SUCCEEDED)] * len(chips), [self.actor] * len(chips),
+                           ["success" if not d else f"success: {d}" for _, d in successes])
+        when = now.isoformat(timespec="seconds")
+        event_ids = ["E" + secrets.token_hex(12) for _ in chips]
+        payloads = [json.dumps({"eid": c["eid"], "task_id": c["task_id"], "card_status": 4, "write_result": "success",
+                                "write_time": when, "iccid": c["iccid"], "msisdn": c["msisdn"],
+                                "status_desc": STATUS_DESC[CardState.WRITE_SUCCEEDED], "event_id": e},
+                               ensure_ascii=False) for c, e in zip(chips, event_ids)]
+        await conn.execute(CALLBACKS, event_ids, [c["client_id"] for c in chips], [c["task_pk"] for c in chips],
+                           payloads)
