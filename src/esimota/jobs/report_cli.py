@@ -1,0 +1,193 @@
+"""`esimota report …`, `backup …`, `staff …`, `monitor …`: operations commands, each checked against staff roles (R28)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument
+
+
+def _cli():
+    from .. import cli  # imported late: cli imports this module while building its parser
+    return cli
+
+
+async def _with_pool(fn, args: argparse.Namespace) -> Any:
+    from .. import runtime
+    pool = await runtime.open_pool(min_size=1, max_size=2)
+    try:
+        return await fn(pool, args)
+    finally:
+        await pool.close()
+
+
+def _read(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}", reason="FILE_UNREADABLE") from None
+
+
+# -- report ---------------------------------------------------------------------------------------
+async def _report(pool, args: argparse.Namespace) -> dict:
+    from ..service import ops, reports, reports_export, staff
+    what = args.report_action
+    if what in ("close", "reported"):
+        actor = await staff.authorize(pool, args.as_, "exception.handle")
+        if what == "reported":
+            await ops.mark_reported(pool, args.id, actor)
+            return {"ok": True, "id": args.id, "reported": True}
+        row = await ops.close(pool, args.id, actor, args.resolution, _read(args.report_file))
+        return {"ok": True, "id": row["id"], "kind": row["kind"], "closed_at": row["closed_at"]}
+    if what in ("subscribers", "service"):
+        actor = await staff.authorize(pool, args.as_, "export.create")
+        if what == "subscribers":
+            return {"ok": True, **await reports_export.export_subscribers(pool, args.month, actor)}
+        out = await reports_export.export_service_report(pool, args.half, actor)
+        return {"ok": True, **out}
+    if what in ("exports", "open"):
+        actor = await staff.authorize(pool, args.as_, "export.read")
+        if what == "open":
+            return {"ok": True, **await reports_export.open_export(pool, args.id, actor)}
+        return {"ok": True, "exports": await reports_export.list_exports(pool, actor)}
+    await staff.authorize(pool, args.as_, "report.read")
+    if what == "exceptions":
+        start, end = reports.month_range(args.month)
+        return {"ok": True, "month": args.month, **await reports.exception_review(pool, start, end)}
+    return {"ok": True, **await reports.quality(pool, reports.day(args.from_, "--from"), reports.day(args.to, "--to"))}
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """The receiver's side needs no database: the export directory and the platform's public key."""
+    from ..service import reports_export
+    key = _read(args.public_key) if args.public_key else reports_export.public_key_hex()
+    out = reports_export.verify(args.directory, key)
+    _cli().emit(args, out, f"export {out['kind']} {out['period']} verified: signature and SHA-256 of every file")
+    return 0
+
+
+# -- staff ------------------------------------------------------------------------------------------
+async def _staff(pool, args: argparse.Namespace) -> dict:
+    from ..service import staff
+    what = args.staff_action
+    if what == "add":
+        row = await staff.add(pool, args.username, args.name, args.roles, args.as_, phone=args.phone)
+    elif what == "roles":
+        row = await staff.set_roles(pool, args.username, args.roles, args.as_)
+    elif what == "disable":
+        row = await staff.disable(pool, args.username, args.as_)
+    else:
+        return {"ok": True, **await staff.review(pool, args.as_, mark=args.mark)}
+    return {"ok": True, "username": row["username"], "roles": list(row["roles"]),
+            "disabled": row["disabled_at"] is not None}
+
+
+# -- monitor ----------------------------------------------------------------------------------------
+async def _monitor(pool, args: argparse.Namespace) -> dict:
+    from ..service import admin, monitoring, ops, staff
+    what = args.monitor_action
+    if what == "scan":
+        await staff.authorize(pool, args.as_, "exception.handle")
+        res = await ops.scan(pool)
+        return {"ok": True, "exceptions": res.opened, "escalated": res.escalated, "resolved": res.resolved,
+                "alerts": await monitoring.scan(pool)}
+    actor = await staff.authorize(pool, args.as_, "monitor.configure")
+    if what == "region":
+        await monitoring.restrict_region(pool, args.msisdn, (args.cities or "").split(","), actor)
+    elif what == "high-risk":
+        await monitoring.set_high_risk(pool, args.city, None if args.remove else (args.reason or "configured"), actor)
+    else:
+        await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
+    return {"ok": True}
+
+
+def _run(fn):
+    def runner(args: argparse.Namespace) -> int:
+        import asyncio
+        payload = asyncio.run(_with_pool(fn, args))
+        _cli().emit(args, payload)
+        return 0
+    return runner
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+    return p
+
+
+def _report_parsers(sub) -> None:
+    rep = sub.add_parser("report", help="exception review, quality indicators, regulator reports (§8.3, §10.3)")
+    acts = rep.add_subparsers(dest="report_action", metavar="ACTION", required=True)
+    _common(acts.add_parser("exceptions", help="monthly review: rate per class, share handled in time (R24)")) \
+        .add_argument("--month", required=True, help="YYYY-MM")
+    q = _common(acts.add_parser("quality", help="write / interface success rates, exceptions in time (R29)"))
+    q.add_argument("--from", dest="from_", required=True)
+    q.add_argument("--to", required=True)
+    _common(acts.add_parser("subscribers", help="monthly subscriber export as of the last day 24:00 (R34)")) \
+        .add_argument("--month", required=True, help="YYYY-MM")
+    _common(acts.add_parser("service", help="half-year service report (R33)")) \
+        .add_argument("--half", required=True, help="YYYY-H1 or YYYY-H2")
+    _common(acts.add_parser("exports", help="list the exports kept (audited)"))
+    _common(acts.add_parser("open", help="where one export is (audited)")).add_argument("id", type=int)
+    close = _common(acts.add_parser("close", help="close an exception (severe: --report-file required)"))
+    close.add_argument("id", type=int)
+    close.add_argument("--resolution", required=True)
+    close.add_argument("--report-file", help="the handling report of §8.3.1")
+    _common(acts.add_parser("reported", help="mark a severe exception reported (§8.3.1)")).add_argument("id", type=int)
+    for p in acts.choices.values():
+        p.set_defaults(func=_run(_report))
+    verify = acts.add_parser("verify", help="the receiver's check of an export: signature, SHA-256, rows")
+    verify.add_argument("directory")
+    verify.add_argument("--public-key", help="file with the platform's public key (hex), given out of band")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_verify)
+
+
+def _staff_parsers(sub) -> None:
+    st = sub.add_parser("staff", help="staff accounts and roles (R28)")
+    acts = st.add_subparsers(dest="staff_action", metavar="ACTION", required=True)
+    add = _common(acts.add_parser("add", help="add an account (the first one must be an admin)"))
+    add.add_argument("username")
+    add.add_argument("--roles", required=True, help="admin,operator,auditor,support")
+    add.add_argument("--name", default="")
+    add.add_argument("--phone")
+    roles = _common(acts.add_parser("roles", help="replace an account's roles"))
+    roles.add_argument("username")
+    roles.add_argument("--roles", required=True)
+    _common(acts.add_parser("disable", help="revoke a leaver")).add_argument("username")
+    _common(acts.add_parser("review", help="permission review: unused, stale, review due")) \
+        .add_argument("--mark", action="store_true", help="record the review (admin)")
+    for p in acts.choices.values():
+        p.set_defaults(func=_run(_staff))
+
+
+def _monitor_parsers(sub) -> None:
+    mon = sub.add_parser("monitor", help="number monitoring (R32) and a detector pass (§8)")
+    acts = mon.add_subparsers(dest="monitor_action", metavar="ACTION", required=True)
+    _common(acts.add_parser("scan", help="run every exception detector and monitoring check once"))
+    region = _common(acts.add_parser("region", help="restrict a fixed-location number to cities"))
+    region.add_argument("msisdn")
+    region.add_argument("--cities", default="", help="comma-separated; empty lifts the restriction")
+    risk = _common(acts.add_parser("high-risk", help="add or remove a high-risk area"))
+    risk.add_argument("city")
+    risk.add_argument("--reason")
+    risk.add_argument("--remove", action="store_true")
+    bl = _common(acts.add_parser("blacklist", help="blacklist an EID or IMEI"))
+    bl.add_argument("kind", choices=["eid", "imei"])
+    bl.add_argument("value")
+    bl.add_argument("--reason", required=True)
+    for p in acts.choices.values():
+        p.set_defaults(func=_run(_monitor))
+
+
+def register(sub) -> None:
+    """Add report, staff, monitor and backup to the `esimota` command (DESIGN §7)."""
+    _report_parsers(sub)
+    _staff_parsers(sub)
+    _monitor_parsers(sub)

@@ -1,0 +1,173 @@
+"""Regulator exports (R33, R34): files, a SHA-256 manifest, an Ed25519 signature, verification, 24-month retention."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .. import config
+from ..errors import InvalidArgument, NotFound
+from ..store import audit
+from . import reports
+from .common import CST, connection
+
+KEEP = dt.timedelta(days=730)  # R34: kept 24 months, then deleted
+MANIFEST, SIGNATURE, PUBLIC_KEY = "manifest.json", "manifest.sig", "signing-key.pub"
+INSERT = """
+INSERT INTO regulator_exports (kind, period, path, sha256, rows, created_by, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval) RETURNING id"""
+EXPIRED = "SELECT id, path FROM regulator_exports WHERE deleted_at IS NULL AND expires_at < now()"
+DELETED = "UPDATE regulator_exports SET deleted_at = now() WHERE id = $1"
+
+
+def _signing_key(home: Path) -> Ed25519PrivateKey:
+    """The platform's export signing key, generated into ESIMOTA_HOME (0600) on first use."""
+    path = home / "export-signing.key"
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.private_bytes_raw().hex() + "\n")
+        (home / PUBLIC_KEY).write_text(key.public_key().public_bytes_raw().hex() + "\n")
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(path.read_text().strip()))
+
+
+def public_key_hex(home: Path | None = None) -> str:
+    """What the receiver is given once, out of band, to verify every later export."""
+    return _signing_key(home or config.home()).public_key().public_bytes_raw().hex()
+
+
+def _csv(columns: tuple, rows: list) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows([[r[c] for c in columns] for r in rows])
+    return buf.getvalue().encode("utf-8")
+
+
+def _write(directory: Path, files: dict[str, tuple[bytes, int]], meta: dict, home: Path) -> str:
+    """Files, the manifest (SHA-256, bytes, rows of each) and its signature; returns the manifest's hash."""
+    directory.mkdir(parents=True, mode=0o700)
+    entries = []
+    for name, (data, rows) in files.items():
+        (directory / name).write_bytes(data)
+        entries.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": rows})
+    manifest = json.dumps({**meta, "files": entries, "public_key": public_key_hex(home)},
+                          ensure_ascii=False, indent=1, sort_keys=True).encode()
+    (directory / MANIFEST).write_bytes(manifest)
+    (directory / SIGNATURE).write_text(_signing_key(home).sign(manifest).hex() + "\n")
+    return hashlib.sha256(manifest).hexdigest()
+
+
+async def _register(db: Any, kind: str, period: str, directory: Path, digest: str, rows: int, actor: str) -> int:
+    async with connection(db) as conn, conn.transaction():
+        export_id = await conn.fetchval(INSERT, kind, period, str(directory), digest, rows, actor, KEEP)
+        await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
+        return export_id
+
+
+def _target(home: Path, kind: str, period: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return home / "exports" / f"{kind}-{period}-{stamp}"
+
+
+async def export_subscribers(db: Any, month: str, actor: str, *, home: Path | None = None) -> dict:
+    """R34: the monthly subscriber export as of the last day 24:00, signed; completeness = row count."""
+    home = home or config.home()
+    cutoff, rows = await reports.subscribers(db, month)
+    directory = _target(home, "subscribers", month)
+    meta = {"kind": "subscribers", "period": month, "as_of": cutoff.isoformat(),
+            "created_at": dt.datetime.now(CST).isoformat(timespec="seconds")}
+    digest = _write(directory, {"subscribers.csv": (_csv(reports.SUBSCRIBER_COLUMNS, rows), len(rows))}, meta, home)
+    export_id = await _register(db, "subscribers", month, directory, digest, len(rows), actor)
+    return {"id": export_id, "path": str(directory), "rows": len(rows), "as_of": cutoff.isoformat(),
+            "manifest_sha256": digest}
+
+
+async def export_service_report(db: Any, half: str, actor: str, *, home: Path | None = None) -> dict:
+    """R33: the half-year service report as signed JSON."""
+    home = home or config.home()
+    report = await reports.service_report(db, half)
+    data = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
+    directory = _target(home, "service", half)
+    meta = {"kind": "service", "period": half, "created_at": dt.datetime.now(CST).isoformat(timespec="seconds")}
+    digest = _write(directory, {"service-report.json": (data, 1)}, meta, home)
+    export_id = await _register(db, "service", half, directory, digest, 1, actor)
+    return {"id": export_id, "path": str(directory), "manifest_sha256": digest, "report": report}
+
+
+def _rows_in(path: Path, name: str) -> int:
+    if name.endswith(".csv"):
+        with open(path, newline="", encoding="utf-8") as f:
+            return max(0, sum(1 for _ in csv.reader(f)) - 1)
+    return 1
+
+
+def verify(directory: str, public_key_hex_text: str) -> dict:
+    """The receiver's check (R34): signature over the manifest, then each file's SHA-256, size and rows."""
+    base = Path(directory)
+    try:
+        manifest = (base / MANIFEST).read_bytes()
+        signature = bytes.fromhex((base / SIGNATURE).read_text().strip())
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex_text.strip()))
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot read the export or the key: {exc}", reason="EXPORT_UNREADABLE") from None
+    try:
+        key.verify(signature, manifest)
+    except InvalidSignature:
+        raise InvalidArgument("the manifest's signature does not verify", reason="SIGNATURE_INVALID") from None
+    meta = json.loads(manifest)
+    problems = []
+    for entry in meta["files"]:
+        path = base / entry["name"]
+        if not path.is_file():
+            problems.append(f"{entry['name']}: missing")
+            continue
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"] or len(data) != entry["bytes"]:
+            problems.append(f"{entry['name']}: SHA-256 differs (altered)")
+        elif _rows_in(path, entry["name"]) != entry["rows"]:
+            problems.append(f"{entry['name']}: row count differs (incomplete)")
+    if problems:
+        raise InvalidArgument("; ".join(problems), reason="EXPORT_TAMPERED")
+    return {"ok": True, "kind": meta["kind"], "period": meta["period"], "files": meta["files"]}
+
+
+async def list_exports(db: Any, actor: str) -> list[dict]:
+    """Every export kept (R34); the listing is itself an audited access."""
+    async with connection(db) as conn:
+        rows = await conn.fetch("SELECT * FROM regulator_exports ORDER BY id")
+        await audit.record(conn, actor, "export.list", None, count=len(rows))
+    return [dict(r) for r in rows]
+
+
+async def open_export(db: Any, export_id: int, actor: str) -> dict:
+    """Hand out one export's location (audited, R34)."""
+    async with connection(db) as conn:
+        row = await conn.fetchrow("SELECT * FROM regulator_exports WHERE id = $1 AND deleted_at IS NULL", export_id)
+        if row is None:
+            raise NotFound(f"no export {export_id}", reason="EXPORT_NOT_FOUND")
+        await audit.record(conn, actor, "export.read", str(export_id), path=row["path"])
+    return dict(row)
+
+
+async def purge(db: Any) -> int:
+    """Delete exports older than 24 months (files and all); the registry row stays as the trace."""
+    done = 0
+    async with connection(db) as conn:
+        for row in await conn.fetch(EXPIRED):
+            shutil.rmtree(row["path"], ignore_errors=True)
+            await conn.execute(DELETED, row["id"])
+            await audit.record(conn, "platform", "export.delete", str(row["id"]), reason="24 months elapsed")
+            done += 1
+    return done
