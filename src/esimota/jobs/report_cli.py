@@ -106,6 +106,50 @@ async def _monitor(pool, args: argparse.Namespace) -> dict:
     return {"ok": True}
 
 
+# -- backup ----------------------------------------------------------------------------------------
+def _backup_dirs(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    from .. import config
+    out = Path(args.dir or os.environ.get("ESIMOTA_BACKUP_DIR") or config.home() / "backups")
+    copy = args.copy_dir or os.environ.get("ESIMOTA_BACKUP_COPY_DIR")
+    return out, Path(copy) if copy else None
+
+
+async def _backup(pool, args: argparse.Namespace) -> dict:
+    from .. import runtime
+    from ..service import backup, staff
+    from ..store import audit
+    if args.backup_action == "restore":
+        actor = await staff.authorize(pool, args.as_, "backup.restore")
+        out = await backup.restore(args.file, args.database_url)
+        await audit.record(pool, actor, "backup.restore", Path(args.file).name, rows=out["rows"])
+        return {"ok": True, **out}
+    actor = await staff.authorize(pool, args.as_, "backup.create")
+    keep = int(os.environ.get("ESIMOTA_BACKUP_KEEP_DAYS", "30") or 30)
+    out_dir, copy_dir = _backup_dirs(args)
+    if args.backup_action == "prune":
+        gone = backup.prune([d for d in (out_dir, copy_dir) if d], keep)
+        await audit.record(pool, actor, "backup.prune", None, deleted=len(gone))
+        return {"ok": True, "deleted": gone}
+    out = await backup.create(runtime.database_url(), out_dir, copy_dir, actor, keep_days=keep)
+    await audit.record(pool, actor, "backup.create", Path(out["file"]).name, offsite=copy_dir is not None)
+    return {"ok": True, **out, "offsite": copy_dir is not None}
+
+
+def _backup_parsers(sub) -> None:
+    bk = sub.add_parser("backup", help="encrypted backups, off-site copy, restore, retention (§9.1.2, R26)")
+    acts = bk.add_subparsers(dest="backup_action", metavar="ACTION", required=True)
+    for name, text in (("create", "pg_dump, AES-256-GCM, manifest, copy to the second location"),
+                       ("prune", "delete backups older than ESIMOTA_BACKUP_KEEP_DAYS (30)")):
+        p = _common(acts.add_parser(name, help=text))
+        p.add_argument("--dir", help="default ESIMOTA_BACKUP_DIR or ESIMOTA_HOME/backups")
+        p.add_argument("--copy-dir", help="the off-site location (default ESIMOTA_BACKUP_COPY_DIR)")
+    restore = _common(acts.add_parser("restore", help="restore into an EMPTY database, then compare every table"))
+    restore.add_argument("file", help="the .dump.enc file (its manifest beside it)")
+    restore.add_argument("--database-url", required=True, help="the empty target database")
+    for p in acts.choices.values():
+        p.set_defaults(func=_run(_backup))
+
+
 def _run(fn):
     def runner(args: argparse.Namespace) -> int:
         import asyncio
@@ -191,3 +235,4 @@ def register(sub) -> None:
     _report_parsers(sub)
     _staff_parsers(sub)
     _monitor_parsers(sub)
+    _backup_parsers(sub)
