@@ -14,6 +14,9 @@ from esimota.store import migrate as migrations
 from esimota.store.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+# One at-rest master key for the test process and every platform process it starts: data keys
+# wrapped by the one must unwrap in the other.
+os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
 
 
 def _with_db(url: str, dbname: str) -> str:

@@ -92,6 +92,10 @@ def _serve_command(args: argparse.Namespace) -> int:
     return serve_main(args)
 
 
+def _plugin_broken(name: str, exc: Exception) -> None:
+    print(f"esimota: commands of {name} unavailable: {exc}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esimota", description="IoT eSIM over-the-air write platform")
     parser.add_argument("--version", action="version", version=f"esimota {__import__('esimota').__version__}")
@@ -115,11 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in PLUGINS:
         try:
             module = importlib.import_module(name)
+            module.register(sub)
         except ModuleNotFoundError as exc:
             if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+                _plugin_broken(name, exc)
+        except ImportError as exc:  # one broken command set must not take `serve` down with it
+            _plugin_broken(name, exc)
     return parser
 
 
