@@ -198,3 +198,27 @@ def test_catalogue_covers_tables_3_to_6():
     assert catalogue.lookup("STUCK_WRITING").deadline == dt.timedelta(minutes=30)
     with pytest.raises(InvalidArgument):
         catalogue.lookup("NOPE")
+
+
+async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, monkeypatch):
+    """The watchdog job of `esimota serve` opens a stuck-writing exception by itself; /metrics has R29 gauges."""
+    for name in ("WATCHDOG", "QUALITY", "MONITOR", "NOTIFY"):
+        monkeypatch.setenv(f"ESIMOTA_{name}_INTERVAL", "0.2")
+    fleet = await fleetdata.generate(pool, 1)
+    await apply_all(pool, fleet)
+    await pool.execute("UPDATE chips SET state = 3")
+    await pool.execute("UPDATE tasks SET state = 3, started_at = now() - interval '2 hours', "
+                       "progress_at = now() - interval '2 hours'")
+    async with worker(db_url) as p:
+        for _ in range(50):
+            if await pool.fetchval("SELECT severity FROM exceptions WHERE kind LIKE 'STUCK%'") == "severe":
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        code, text = 0, ""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{p.ports['http']}/metrics") as r:
+                code, text = r.status, await r.text()
+    assert await pool.fetchval("SELECT kind FROM exceptions") == "STUCK_WRITING_SEVERE"
+    assert code == 200 and 'esimota_exceptions_open{class="write",severity="severe"} 1.0' in text
+    assert "esimota_quality_write_success_ratio" in text

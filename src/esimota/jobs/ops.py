@@ -7,11 +7,24 @@ import logging
 import os
 from typing import Any, Awaitable, Callable
 
-import aiohttp
+import datetime as dt
 
-from ..service import monitoring, ops, ops_notify
+import aiohttp
+from prometheus_client import Gauge
+
+from ..service import monitoring, ops, ops_notify, reports, reports_export
+from ..service.common import now
 
 logger = logging.getLogger("esimota.ops")
+# §10.3.1 / R29 quality indicators as Prometheus gauges, per rolling window
+WRITE_SUCCESS = Gauge("esimota_quality_write_success_ratio", "finished writes that succeeded (R29)", ["window"],
+                      multiprocess_mode="max")
+CALL_SUCCESS = Gauge("esimota_quality_call_success_ratio", "API calls answered 200 (R29)", ["window"],
+                     multiprocess_mode="max")
+IN_TIME = Gauge("esimota_quality_exceptions_in_time_ratio", "exceptions closed before their deadline (R24, R29)",
+                ["window"], multiprocess_mode="max")
+OPEN = Gauge("esimota_exceptions_open", "open exceptions of §8", ["class", "severity"], multiprocess_mode="max")
+WINDOWS = {"24h": dt.timedelta(hours=24), "30d": dt.timedelta(days=30)}
 
 
 def interval(name: str, default: float) -> float:
@@ -59,3 +72,28 @@ async def notify_job(platform: Any) -> None:
             sent = await ops_notify.deliver(platform.pool, session)
             return (queued, sent) if queued or sent else None
         await every(interval("NOTIFY", 30.0), "notifications", step)
+
+
+async def update_quality(pool: Any) -> None:
+    """Refresh the R29 gauges; a window without data leaves its gauge at NaN (nothing to judge)."""
+    end = now()
+    for name, span in WINDOWS.items():
+        q = await reports.quality(pool, end - span, end)
+        for gauge, value in ((WRITE_SUCCESS, q["writes"]["write_success_rate"]),
+                             (CALL_SUCCESS, q["interface"]["call_success_rate"]),
+                             (IN_TIME, q["exceptions"]["handled_in_time"])):
+            gauge.labels(name).set(float("nan") if value is None else value)
+    rows = await pool.fetch("SELECT class, severity, count(*) FROM exceptions WHERE closed_at IS NULL GROUP BY 1, 2")
+    for cls in ("apply", "write", "interface", "terminal"):
+        for severity in ("general", "severe"):
+            OPEN.labels(cls, severity).set(next((r[2] for r in rows if (r[0], r[1]) == (cls, severity)), 0))
+
+
+async def quality_job(platform: Any) -> None:
+    """R29 indicators for /metrics, every minute."""
+    await every(interval("QUALITY", 60.0), "quality indicators", lambda: update_quality(platform.pool))
+
+
+async def retention_job(platform: Any) -> None:
+    """R34: regulator exports deleted after 24 months (daily)."""
+    await every(interval("OPS_RETENTION", 86400.0), "export retention", lambda: reports_export.purge(platform.pool))

@@ -12,4 +12,4 @@ def _add(*jobs) -> None:
             server.JOBS.append(job)
 
 
-_add(ops.watchdog_job, ops.monitoring_job, ops.notify_job)
+_add(ops.watchdog_job, ops.monitoring_job, ops.notify_job, ops.quality_job, ops.retention_job)
