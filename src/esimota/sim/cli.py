@@ -109,7 +109,8 @@ def register(sub) -> None:
     fl = ssub.add_parser("fleet", help="generate N chips and numbers, apply for each, power them all on")
     fl.add_argument("--count", type=int, required=True)
     fl.add_argument("--province", default="44")
-    fl.add_argument("--seed", type=int, default=1, help="identifier space of the generated fleet")
+    fl.add_argument("--seed", type=int, default=1, choices=range(100), metavar="0-99",
+                    help="identifier space of the generated fleet (one per fleet in a database)")
     fl.add_argument("--procs", type=int, default=2)
     fl.add_argument("--concurrency", type=int, default=2000)
     fl.add_argument("--ramp", type=float, default=0.0, help="power-ons per second (0: all at once)")

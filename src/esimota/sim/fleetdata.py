@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..codec import keys as codec_keys
 from ..domain import identifiers
+from ..errors import InvalidArgument
 from ..store import chips as chip_store
 from ..store import clients as client_store
 from ..store import crypto
@@ -68,6 +69,8 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
                    callback_url: str = "http://127.0.0.1:9/cb") -> Fleet:
     """`count` chips in state 1 owned by a new client, `numbers` (default `count`) free numbers in `province`."""
     numbers = count if numbers is None else numbers
+    if not 0 <= seed < 100 or max(count, numbers) > 10_000_000:
+        raise InvalidArgument("seed is 0–99 and a fleet holds at most 10,000,000 devices", reason="FLEET_INVALID")
     client_id, client_pk, secret, cb_secret = await create_client(db, callback_url=callback_url)
     master = os.urandom(16)
     batch = f"B{seed}-{secrets.token_hex(4)}"
