@@ -76,6 +76,8 @@ def test_one_write_through_the_mux(benchmark, M):
         mux.drain()
         mux.feed(cid, RESPONSE, 0.0)
         out, cuts, events = mux.drain()
+        mux.close(cid, M.C_DONE)
+        mux.drain()
         mux.lost(cid, 0.0)
         return events
 

@@ -184,9 +184,10 @@ class Mux:
             s.next_chunk += 1
             s.retried = False
             self.events.append((EV_ACK, ch.cid, s, end))
-            if s.next_chunk == len(s.chunks):
+            if s.next_chunk == len(s.chunks):  # CLOSE(00) once the service has made it durable
+                ch.state = S_CHECKING
+                self.wheel.set(ch.cid, now + self.check_timeout)
                 self.events.append((EV_DONE, ch.cid, s, None))
-                self.close(ch.cid, C_DONE)
             else:
                 self._send_chunk(ch, now)
         elif verdict == wire.BAD_SW and not s.retried:

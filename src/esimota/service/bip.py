@@ -277,8 +277,9 @@ class ChannelService:
         if kind == M.EV_ACK:
             acked, _, done = batch.progress.get(session.task_id, (0, total, False))
             batch.progress[session.task_id] = (max(acked, ev[3]), total, done)
-        elif kind == M.EV_DONE:
+        elif kind == M.EV_DONE:  # progress 95 and the traffic are durable before the card refreshes
             batch.progress[session.task_id] = (total, total, True)
+            batch.replies.append(("close", cid, M.C_DONE))
         elif kind == M.EV_FAILED:
             batch.finals.append(lambda conn, s=session, f=ev[3]: self._session_failed(conn, s, f))
             batch.replies.append(("close", cid, M.C_DONE))
