@@ -3,7 +3,8 @@
 Real sockets on 127.0.0.1, the real platform worker, the real PostgreSQL, the simulated device.
 """
 
-import asyncpg
+import datetime as dt
+
 import pytest
 
 from esimota.ota import personalise as P
@@ -99,8 +100,20 @@ async def test_chip_fault_fails_the_write(pool, platform):
     assert not out.ok and out.close_reason == 0 and not out.report_result
     assert await _state(pool, spec.eid) == 5
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM exceptions")]
-    assert kinds == ["chip_fault"]
+    assert kinds == ["CHIP_FAULT"]
     assert (await _events(pool, spec.eid))[-1] == ("fail", 3, 5)
+
+
+async def test_another_device_is_card_device_separation(pool, platform):
+    """R32: a HELLO from another IMEI than the bound one raises the separation alert; the write goes on."""
+    fleet = await fleetdata.generate(pool, 1)
+    await apply_all(pool, fleet)
+    spec = fleet.devices[0]
+    spec.imei = fleetdata.make_imei(777)
+    out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
+    assert out.ok
+    alerts = await pool.fetch("SELECT * FROM alerts")
+    assert len(alerts) == 1 and fleetdata.make_imei(777) in str(dict(alerts[0]))
 
 
 async def test_readback_mismatch_is_a_data_error(pool, platform):
@@ -119,7 +132,9 @@ async def test_number_not_communicating_stays_writing_then_succeeds(pool, platfo
     spec = fleet.devices[0]
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
     assert out.ok and dev_reports(out) >= 2
-    assert await pool.fetchval("SELECT kind FROM exceptions") == "number_not_communicating"
+    assert await pool.fetchval("SELECT kind FROM exceptions") == "NUMBER_NOT_COMMUNICATING"
+    # table 4: 1 h to handle it
+    assert await pool.fetchval("SELECT deadline_at - opened_at FROM exceptions") == dt.timedelta(hours=1)
     ops = [e[0] for e in await _events(pool, spec.eid)]
     assert ops == ["apply", "power_on", "not_communicating", "succeed"]
 

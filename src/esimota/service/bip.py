@@ -28,6 +28,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
+from . import monitoring, ops
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -36,7 +37,7 @@ CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
 STUCK_GENERAL = dt.timedelta(minutes=30)
 
 CHIPS_FOR_UPDATE = """
-SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id,
+SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id, c.imei,
        b.name AS batch, b.master_key_enc,
        coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
        t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.number_id,
@@ -211,6 +212,8 @@ class ChannelService:
         if state == CardState.AWAITING_POWER_ON:
             batch.start_chips.append(chip["id"])
         batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
+        if fields.get("imei") and chip["imei"] and fields["imei"] != chip["imei"]:  # R32 card–device separation
+            batch.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
         reason = "power-on" if fields["reason"] == 1 else "resume after a drop"
         batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state, CardState.WRITING,
                              self.actor, reason))
@@ -234,10 +237,9 @@ class ChannelService:
 
     async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
         """REPORT made durable (DESIGN §5.4 step 5): 00 → 4, 01 → stays 3 + exception, 02/03 → 5."""
-        if result == 1:
-            await task_store.open_exception(conn, "write", "general", "number_not_communicating",
-                                            dt.timedelta(hours=24), chip_id=chip["id"], task_id=chip["task_pk"],
-                                            client_id=chip["client_id"], detail=diagnostic)
+        if result == 1:  # table 4: 运营号无法通信
+            await ops.raise_exception(conn, "NUMBER_NOT_COMMUNICATING", chip_id=chip["id"], task_id=chip["task_pk"],
+                                      client_id=chip["client_id"], detail=diagnostic)
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, 3, 3,
                                    self.actor, diagnostic or "REPORT 01")
             return
@@ -256,9 +258,8 @@ class ChannelService:
         if ok:
             await conn.execute(number_store.BIND, chip["number_id"], chip["id"], now)
         else:
-            await task_store.open_exception(conn, "write", "general", "chip_fault" if "chip" in result else
-                                            "data_error", dt.timedelta(hours=24), chip_id=chip["id"],
-                                            task_id=chip["task_pk"], client_id=chip["client_id"], detail=result)
+            await ops.raise_exception(conn, "CHIP_FAULT" if "chip" in result else "DATA_ERROR", chip_id=chip["id"],
+                                      task_id=chip["task_pk"], client_id=chip["client_id"], detail=result)
         await task_store.event(conn, chip["id"], chip["task_pk"], op.value, CardState.WRITING, int(state),
                                self.actor, result if not diagnostic else f"{result}: {diagnostic}")
         await task_store.queue_callback(conn, chip["client_id"], chip["task_pk"], {
