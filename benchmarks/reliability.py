@@ -359,7 +359,8 @@ def fleet_figures(cards: list[Card], platform: Platform) -> dict:
     outs = [c.out for c in cards]
     return {"devices": len(cards), "devices_ok": sum(o.ok for o in outs), "channels": sum(o.channels for o in outs),
             "commands": sum(c.commands for c in cards), "platform_starts": platform.starts,
-            "platform_errors_logged": len(platform.errors())}
+            "platform_errors_logged": len(platform.errors()),
+            "first_errors": sorted({str(ln.get("msg"))[:120] for ln in platform.errors()})[:3]}
 
 
 # -- case 1: kill -9 --------------------------------------------------------------------------------
@@ -472,3 +473,220 @@ async def case_db_outage(n: int, outage: float, spread: float) -> Case:
 
 def _busy_closes(plat: Platform) -> int:
     return sum(1 for ln in (plat.served.lines if plat.served else []) if "channel service failed" in str(ln.get("msg")))
+
+
+# -- case 3: channels dropped at random frames --------------------------------------------------------------
+async def case_drops(url: str, n: int, share: float, spread: float, seed: int = 3) -> Case:
+    """`share` of the devices lose their channel once, after a random platform frame (DESIGN §5.4.4)."""
+    case = Case(f"{share:.0%} of channels dropped at a random frame")
+    rng = random.Random(seed)
+    drops = {i: rng.randint(1, 3) for i in rng.sample(range(n), int(n * share))}
+    t0 = time.monotonic()
+    async with fresh_database(url) as db:
+        receiver = Receiver()
+        fleet = await prepare(db, n, receiver.url, faults=lambda i: Faults(drop_at_frame=drops.get(i, 0)))
+        with tempfile.TemporaryDirectory() as home:
+            plat = Platform(Path(home), db)
+            await asyncio.to_thread(plat.start)
+            try:
+                cards = make_cards(fleet, plat.bip_port, budget=spread + 300)
+                await power_on(cards, spread)
+                dropped = [c for c in cards if c.dropped]
+                case.checks = [Check("dropped channels completed by resume", len(dropped),
+                                     sum(1 for c in dropped if c.out.ok))]
+                case.checks += await crash_checks(db, fleet, cards, receiver)
+                case.figures = dict(fleet_figures(cards, plat), drops_planned=len(drops), drops_seen=len(dropped))
+            finally:
+                await asyncio.to_thread(plat.stop)
+    case.seconds = round(time.monotonic() - t0, 1)
+    return case
+
+
+# -- case 4: duplicate applies and cancels racing power-ons ----------------------------------------------------
+CHIP_STORY = """
+SELECT c.eid, c.state,
+       (SELECT count(*) FROM numbers n WHERE n.chip_id = c.id AND n.status = 'bound') AS bound,
+       (SELECT count(*) FROM tasks t WHERE t.chip_id = c.id AND t.state IN (2, 3)) AS open_tasks,
+       (SELECT state FROM tasks t WHERE t.chip_id = c.id ORDER BY id DESC LIMIT 1) AS task_state,
+       (SELECT array_agg(operation || ':' || from_state || '>' || to_state ORDER BY id)
+        FROM task_events e WHERE e.chip_id = c.id) AS story
+FROM chips c WHERE c.owner_client_id = $1"""
+
+
+def consistent(row, card_ok: bool) -> bool:
+    """One consistent state (DESIGN §3): the events chain from 1 to the card's state, and the card,
+    its latest task and its number binding agree with that state."""
+    steps = [s.split(":")[1].split(">") for s in row["story"] or []]
+    chained = bool(steps) and steps[0][0] == "1" and all(a[1] == b[0] for a, b in zip(steps, steps[1:]))
+    if not chained or int(steps[-1][1]) != row["state"] or row["open_tasks"] > 1:
+        return False
+    state = row["state"]
+    if state == 4:
+        return row["bound"] == 1 and row["task_state"] == 4 and card_ok
+    if state == 1:  # cancelled before the card powered on; the card was refused (CLOSE 04)
+        return row["bound"] == 0 and row["open_tasks"] == 0 and not card_ok
+    if state == 2:  # re-applied after the cancel: awaiting the next power-on
+        return row["bound"] == 0 and row["open_tasks"] == 1 and row["task_state"] == 2 and not card_ok
+    return False
+
+
+async def _partner(pool, client, eid: str, spread: float, cancel: bool) -> str:
+    from esimota.errors import DomainError
+
+    await asyncio.sleep(random.uniform(0, spread))
+    try:
+        if cancel:
+            await writing.cancel_write(pool, client, eid=eid)
+        else:
+            await writing.apply_write(pool, client, writing.ApplyRequest(eid, writing.AUTO, "44"))
+        return "accepted"
+    except DomainError as exc:
+        return getattr(exc, "reason", type(exc).__name__)
+
+
+async def case_race(url: str, n: int, spread: float) -> Case:
+    """Every card: one duplicate apply and one cancel at random moments while it powers on (R18, R20)."""
+    case = Case("duplicate applies and cancels racing power-ons")
+    t0 = time.monotonic()
+    async with fresh_database(url) as db:
+        fleet = await prepare(db, n, "http://127.0.0.1:9/cb", faults=lambda i: Faults(latency=0.02))
+        client_pool = await asyncpg.create_pool(db, min_size=2, max_size=10)
+        with tempfile.TemporaryDirectory() as home:
+            plat = Platform(Path(home), db)
+            await asyncio.to_thread(plat.start)
+            try:
+                client = await client_store.get(client_pool, fleet.client_id)
+                cards = make_cards(fleet, plat.bip_port, budget=spread + 300)
+                partner = [_partner(client_pool, client, d.eid, spread, cancel) for d in fleet.devices
+                           for cancel in (False, True)]
+                answers, _ = await asyncio.gather(asyncio.gather(*partner), power_on(cards, spread))
+                rows = {r["eid"]: r for r in await client_pool.fetch(CHIP_STORY, fleet.client_pk)}
+            finally:
+                await asyncio.to_thread(plat.stop)
+                await client_pool.close()
+    held = sum(consistent(rows[c.spec.eid], c.out.ok) for c in cards)
+    case.checks = [Check("cards in one consistent state, told by their task events", n, held)]
+    tally: dict = {}
+    for r in rows.values():
+        tally[f"state {r['state']}"] = tally.get(f"state {r['state']}", 0) + 1
+    answers = {"apply " + a: answers[0::2].count(a) for a in set(answers[0::2])} | \
+              {"cancel " + a: answers[1::2].count(a) for a in set(answers[1::2])}
+    case.figures = dict(fleet_figures(cards, plat), duplicate_applies=n, cancels=n, final=tally, answers=answers)
+    case.seconds = round(time.monotonic() - t0, 1)
+    return case
+
+
+# -- case 5: hostile BIP input --------------------------------------------------------------------------------
+def seed_frames(rng: random.Random) -> list[bytes]:
+    """Well-formed frames of every type (DESIGN §5.1) under random keys: the mutator's raw material."""
+    key = rng.randbytes(16)
+    eid = fleetdata.make_eid(rng.randrange(10**9), prefix="8904903299")
+    hello = wire.hello_frame(key, eid, "89860000000000000000", "860000000000003", 5, 512, 1)
+    report = wire.report_frame(key, eid, "89860000000000000001", 6, 0, "ok")
+    response = wire.response_frame(key, key, b"EWA", 1, 0, [b"\x90\x00"])
+    return [hello, report, response, bytes((0, 4, wire.T_CLOSE, 0, 0, 0)), bytes((0, 3, wire.T_COMMAND, 1, 2))]
+
+
+def mutate(rng: random.Random, frame: bytes) -> bytes:
+    """One of: flipped bytes, a changed type, a lying length, cut or grown bodies, TLV junk."""
+    b = bytearray(frame)
+    kind = rng.randrange(7)
+    if kind == 0:
+        for _ in range(rng.randint(1, 8)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        b[2] = rng.randrange(256)
+    elif kind == 2:
+        b[0:2] = rng.choice([0, 1, 0xFFFF, len(b) + rng.randint(1, 40), rng.randrange(65536)]).to_bytes(2, "big")
+    elif kind == 3:
+        b = b[:rng.randint(3, len(b))]
+        b[0:2] = (len(b) - 2).to_bytes(2, "big")
+    elif kind == 4:
+        b += rng.randbytes(rng.randint(1, 600))
+        b[0:2] = min(len(b) - 2, 0xFFFF).to_bytes(2, "big")
+    elif kind == 5:
+        i = rng.randrange(3, len(b))
+        b[i:i + rng.randint(1, 4)] = rng.randbytes(rng.randint(0, 6))
+        b[0:2] = (len(b) - 2).to_bytes(2, "big")
+    else:
+        b = bytearray(rng.randbytes(rng.randint(1, 80)))
+    return bytes(b)
+
+
+async def hostile_frame(port: int, frame: bytes, tally: dict, wait: float) -> None:
+    """One channel, one bad frame: the answer must be a CLOSE (06, or the check it failed) or a cut."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        tally["connect_failed"] = tally.get("connect_failed", 0) + 1
+        return
+    try:
+        writer.write(frame)
+        head = await asyncio.wait_for(reader.readexactly(2), wait)
+        body = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), wait)
+        key = f"close_{body[1]:02d}" if body[:1] == bytes((wire.T_CLOSE,)) and len(body) > 1 else "other_frame"
+    except (asyncio.IncompleteReadError, ConnectionError):
+        key = "cut"
+    except asyncio.TimeoutError:
+        key = "no_answer"
+    finally:
+        writer.close()
+    tally[key] = tally.get(key, 0) + 1
+
+
+async def hostile_storm(port: int, frames: int, concurrency: int, wait: float, seed: int) -> dict:
+    rng = random.Random(seed)
+    seeds = seed_frames(rng)
+    tally: dict = {}
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(frame: bytes):
+        async with sem:
+            await hostile_frame(port, frame, tally, wait)
+
+    for start in range(0, frames, 10_000):  # bounded memory on our side too
+        if start % 50_000 == 0:
+            seeds = seed_frames(rng)
+        await asyncio.gather(*(one(mutate(rng, rng.choice(seeds))) for _ in range(min(10_000, frames - start))))
+    return tally
+
+
+async def sample_rss(plat: Platform, stop: asyncio.Event, samples: list) -> None:
+    while not stop.is_set():
+        samples.append(launch.rss_mb(plat.pids()))
+        await asyncio.sleep(1.0)
+
+
+async def case_hostile_bip(url: str, frames: int, n: int, concurrency: int = 200, bound_mb: float = 150.0) -> Case:
+    """`frames` mutated frames, one per channel, at the BIP port while `n` real writes run."""
+    case = Case("hostile BIP input")
+    t0 = time.monotonic()
+    async with fresh_database(url) as db:
+        receiver = Receiver()
+        fleet = await prepare(db, n, receiver.url, faults=lambda i: Faults(latency=0.05))
+        with tempfile.TemporaryDirectory() as home:
+            # a lying length leaves a channel waiting for bytes that never come: cut after 3 s of silence
+            plat = Platform(Path(home), db, env={"ESIMOTA_BIP_FIRST_TIMEOUT": "3"})
+            await asyncio.to_thread(plat.start)
+            try:
+                pids, stop, samples = plat.pids(), asyncio.Event(), []
+                sampler = asyncio.ensure_future(sample_rss(plat, stop, samples))
+                await asyncio.sleep(1.5)
+                cards = make_cards(fleet, plat.bip_port, budget=900)
+                storm = hostile_storm(plat.bip_port, frames, concurrency, wait=30.0, seed=5)
+                tally, _ = await asyncio.gather(storm, power_on(cards, spread=max(5.0, frames / 4000)))
+                stop.set()
+                await sampler
+                case.checks = await crash_checks(db, fleet, cards, receiver)
+                alive = sum(1 for p in pids if _alive(p)) if plat.starts == 1 else 0
+                case.figures = dict(fleet_figures(cards, plat), answers=tally, rss_mb_first=samples[0],
+                                    rss_mb_peak=max(samples), rss_mb_last=samples[-1])
+            finally:
+                await asyncio.to_thread(plat.stop)
+    answered = sum(v for k, v in tally.items() if k == "cut" or k.startswith("close_"))
+    bounded = sum(1 for s in samples if s <= samples[0] + bound_mb)
+    case.checks[:0] = [Check("bad frames answered by CLOSE or a cut channel", frames, answered),
+                       Check("workers alive at the end (never died)", len(pids), alive),
+                       Check(f"RSS samples within {bound_mb:g} MB of the first", len(samples), bounded)]
+    case.seconds = round(time.monotonic() - t0, 1)
+    return case
