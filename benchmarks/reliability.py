@@ -690,3 +690,147 @@ async def case_hostile_bip(url: str, frames: int, n: int, concurrency: int = 200
                        Check(f"RSS samples within {bound_mb:g} MB of the first", len(samples), bounded)]
     case.seconds = round(time.monotonic() - t0, 1)
     return case
+
+
+# -- case 6: hostile HTTP input -----------------------------------------------------------------------------------
+def schemathesis_storm(base_url: str, token: str, examples: int) -> tuple[int, int, list]:
+    """Every operation of /openapi.json with generated (valid and invalid) requests: (sent, below 500, 5xx)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
+    sent, fine, bad = [0], [0], []
+    for result in schema.get_all_operations():
+        op = result.ok()
+
+        @given(case=op.as_strategy())
+        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def run(case):
+            if isinstance(case.query, dict):  # a generated token= would win over the Bearer header
+                case.query.pop("token", None)
+            resp = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            sent[0] += 1
+            if resp.status_code < 500:
+                fine[0] += 1
+            else:
+                bad.append(f"{op.method.upper()} {op.path}: {resp.status_code}")
+        run()
+    return sent[0], fine[0], bad[:5]
+
+
+async def oversized(base_url: str, tries: int, mb: int = 16) -> int:
+    """POSTs of `mb` MB: each must be refused (400 BODY_TOO_LARGE, 413) or cut, never read whole, never a 5xx."""
+    held = 0
+    body = b"eid=" + b"8" * (mb << 20)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        for _ in range(tries):
+            try:
+                async with http.post(base_url + "/api/v1/write/apply", data=body,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+                    held += resp.status in (400, 413)
+            except (aiohttp.ClientError, ConnectionError):
+                held += 1
+    return held
+
+
+async def slow_loris(port: int, conns: int, limit: float) -> int:
+    """Connections that send one header byte a second: how many the server cut within `limit` seconds."""
+    async def one() -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        deadline = time.monotonic() + limit
+        try:
+            while time.monotonic() < deadline:
+                writer.write(b"X")
+                await writer.drain()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    if not await asyncio.wait_for(reader.read(1024), 1.0):
+                        return True
+            return False
+        except ConnectionError:
+            return True
+        finally:
+            writer.close()
+
+    return sum(await asyncio.gather(*(one() for _ in range(conns))))
+
+
+async def _token(base_url: str, fleet) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url + "/api/v1/auth/token",
+                            params={"client_id": fleet.client_id, "client_secret": fleet.client_secret}) as r:
+            return (await r.json())["token"]
+
+
+async def case_hostile_http(url: str, examples: int, big: int = 3, loris: int = 20, limit: float = 90.0) -> Case:
+    """schemathesis over every route, oversized bodies and slow-loris connections at the HTTP bridge."""
+    case = Case("hostile HTTP input")
+    t0 = time.monotonic()
+    async with fresh_database(url) as db:
+        fleet = await prepare(db, 8, "http://127.0.0.1:9/cb", apply=False)
+        with tempfile.TemporaryDirectory() as home:
+            plat = Platform(Path(home), db)
+            await asyncio.to_thread(plat.start)
+            try:
+                token = await _token(plat.base_url, fleet)
+                sent, fine, bad = await asyncio.to_thread(schemathesis_storm, plat.base_url, token, examples)
+                cut_big = await oversized(plat.base_url, big)
+                cut_slow = await slow_loris(plat.ports[0], loris, limit)
+                alive = len(plat.pids())
+            finally:
+                await asyncio.to_thread(plat.stop)
+    case.checks = [Check("generated requests answered below 500", sent, fine),
+                   Check("oversized bodies refused (400/413) or cut", big, cut_big),
+                   Check(f"slow-loris connections cut within {limit:g} s", loris, cut_slow),
+                   Check("workers alive at the end", 2, alive)]
+    case.figures = {"examples_per_operation": examples, "server_errors": bad}
+    case.seconds = round(time.monotonic() - t0, 1)
+    return case
+
+
+# -- the campaign -------------------------------------------------------------------------------------------------
+REDUCED = {"devices": 300, "rounds": 3, "spread": 20.0, "frames": 10_000, "examples": 40}
+FULL = {"devices": 10_000, "rounds": 5, "spread": 120.0, "frames": 1_000_000, "examples": 1_000}
+
+
+def cases(url: str, size: dict) -> dict:
+    """Every case of issue 7 at one size, by name (coroutine factories)."""
+    n, spread = size["devices"], size["spread"]
+    return {
+        "kill_worker": lambda: case_kill(url, n, size["rounds"], False, spread),
+        "kill_server": lambda: case_kill(url, n, size["rounds"], True, spread, seed=2),
+        "db_outage": lambda: case_db_outage(n, 10.0, spread),
+        "drops": lambda: case_drops(url, n, 0.2, spread),
+        "race": lambda: case_race(url, n, spread),
+        "hostile_bip": lambda: case_hostile_bip(url, size["frames"], min(n, 1000)),
+        "hostile_http": lambda: case_hostile_http(url, size["examples"]),
+    }
+
+
+def main() -> int:
+    # the generator and the platform must share one at-rest master key
+    os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--full", action="store_true", help="the issue's sizes (hours on a 2-core machine)")
+    ap.add_argument("--cases", default="", help="comma-separated names; default: all")
+    args = ap.parse_args()
+    size = FULL if args.full else REDUCED
+    table = cases(server_url(), size)
+    names = [c for c in args.cases.split(",") if c] or list(table)
+    command = COMMAND + (" --full" if args.full else "") + (f" --cases {args.cases}" if args.cases else "")
+    results = []
+    for name in names:
+        case = asyncio.run(table[name]())
+        results.append(case)
+        print(f"## {name}: {case.name} ({case.seconds} s)")
+        for check in case.checks:
+            print(("   " if check.ok else " ! ") + check.line())
+        print("   " + json.dumps(case.figures, ensure_ascii=False), flush=True)
+    print(json.dumps({"command": command, "size": size, "cases": {
+        c.name: {"seconds": c.seconds, "checks": [[k.name, k.tried, k.held] for k in c.checks]} for c in results}}))
+    return 0 if all(c.ok for c in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

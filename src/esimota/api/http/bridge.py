@@ -38,11 +38,13 @@ async def _params(request: web.Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query)
     if request.method != "POST" or not request.body_exists:
         return params
-    if request.content_type == "application/x-www-form-urlencoded":
-        params.update(await request.post())
-        return params
     try:
+        if request.content_type == "application/x-www-form-urlencoded":
+            params.update(await request.post())
+            return params
         body = json.loads(await request.read() or b"{}")
+    except web.HTTPRequestEntityTooLarge:  # beyond client_max_size: the caller's fault, never a 500 (§6)
+        raise InvalidArgument("the body is too large", reason="BODY_TOO_LARGE") from None
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument("the body is not JSON", reason="BODY_INVALID") from None
     if not isinstance(body, dict):
