@@ -234,9 +234,9 @@ def run_idle(args) -> dict:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")
                 q = ctx.Queue()
-                per = args.idle // args.procs
+                shares = [args.idle // args.procs + (1 if i < args.idle % args.procs else 0) for i in range(args.procs)]
                 hold = args.hold
-                ps = [ctx.Process(target=_idle_proc, args=(served.bip_port, per, args.sources, i, args.procs, hold, q))
+                ps = [ctx.Process(target=_idle_proc, args=(served.bip_port, shares[i], args.sources, i, args.procs, hold, q))
                       for i in range(args.procs)]
                 for p in ps:
                     p.start()
