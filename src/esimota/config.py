@@ -75,4 +75,6 @@ class Settings:
     # a proxy header trusted for the caller's address (e.g. X-Forwarded-For), off by default
     trusted_proxy_header: str | None = field(
         default_factory=lambda: os.environ.get("ESIMOTA_TRUSTED_PROXY_HEADER") or None)
+    # seconds a connection may take to send a whole request head (slow-loris clients are cut)
+    http_head_timeout: float = field(default_factory=lambda: float(_int_env("ESIMOTA_HTTP_HEAD_TIMEOUT", 10)))
     shutdown_grace: float = 8.0

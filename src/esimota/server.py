@@ -21,6 +21,7 @@ from aiohttp import web
 from . import config, log as eslog, runtime
 from .api.grpc import server as grpc_server
 from .api.http import app as http_app
+from .api.http.deadline import GuardedTCPSite
 from .ota import endpoint
 from .store import embedded, migrate
 
@@ -94,8 +95,8 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     app[http_app.PLATFORM] = p
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
-    site = web.TCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,
-                       reuse_port=True, backlog=1024)
+    site = GuardedTCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,
+                          reuse_port=True, backlog=1024, head_timeout=settings.http_head_timeout)
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(

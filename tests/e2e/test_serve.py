@@ -119,3 +119,38 @@ def test_no_secret_in_the_log(platform):
     key_file = platform.home / "master.key"
     key = os.environ.get("ESIMOTA_MASTER_KEY") or key_file.read_text().strip()
     assert key not in text and key.lower() not in text.lower()
+
+
+async def test_slow_loris_connection_is_cut(tmp_path, db_url):
+    """A client that never finishes its request head is cut (ESIMOTA_HTTP_HEAD_TIMEOUT); a normal
+    request on another connection is served meanwhile."""
+    import asyncio
+    import time
+
+    s = serve(tmp_path / "home", db_url, tls=False, extra_env={"ESIMOTA_HTTP_HEAD_TIMEOUT": "2"})
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.http_port)
+        t0 = time.monotonic()
+        closed = False
+        for ch in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+            try:
+                writer.write(bytes([ch]))
+                await writer.drain()
+            except ConnectionError:
+                closed = True
+                break
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.2) == b"":
+                    closed = True
+                    break
+            except asyncio.TimeoutError:
+                pass
+            except ConnectionError:
+                closed = True
+                break
+        assert closed and time.monotonic() - t0 < 8
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{s.base_url}/healthz") as r:
+                assert r.status == 200
+    finally:
+        s.stop(signal.SIGKILL)

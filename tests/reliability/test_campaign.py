@@ -54,8 +54,6 @@ async def test_hostile_http_requests_and_oversized_bodies(pg_server_url):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=True, reason="open defect: aiohttp has no request-header timeout, a slow-loris "
-                                       "connection is held for as long as it trickles (RELIABILITY.md)")
 async def test_slow_loris_connections_are_cut(pg_server_url):
     case = await rel.case_hostile_http(pg_server_url, 1, big=0, loris=5, limit=60.0)
     assert [c for c in case.checks if "slow-loris" in c.name][0].ok

@@ -1,0 +1,62 @@
+"""A deadline for a request head: a connection that has not sent one whole request head in time is cut.
+
+aiohttp reads request heads without a deadline, so a slow-loris client (a byte now and then) would
+hold a connection for ever; idle keep-alive connections are already closed by keepalive_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+
+class _Guarded(asyncio.Protocol):
+    """Forwards to aiohttp's RequestHandler; cuts the transport if no request head arrived in time."""
+
+    def __init__(self, inner, timeout: float) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        self.inner.connection_made(transport)
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, self._check, transport)
+
+    def _check(self, transport) -> None:
+        # _request_count counts the request heads aiohttp has parsed on this connection
+        if getattr(self.inner, "_request_count", 1) == 0 and not transport.is_closing():
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self):
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class GuardedTCPSite(web.TCPSite):
+    """TCPSite whose connections must send a request head within `head_timeout` seconds."""
+
+    def __init__(self, *args, head_timeout: float = 10.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_timeout = head_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        factory = self._runner.server
+        timeout = self.head_timeout
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Guarded(factory(), timeout), self._host, self._port, ssl=self._ssl_context,
+            backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port)
