@@ -7,11 +7,9 @@ card's RESPONSE in, CLOSE out. The card side (unwrap, run, wrap) is precomputed 
 figure is the platform's share: frame parsing, chunking, packet wrap/unwrap, judging.
 """
 
-import importlib.machinery
-import importlib.util
-
 import pytest
 
+from esimota._impl import load_source
 from esimota.codec.keys import derive_keys
 from esimota.ota import _mux as compiled
 from esimota.ota import personalise as P
@@ -24,15 +22,6 @@ SCRIPT = P.build(P.Personalisation("89860012345678901234", "460001234567897", "1
                                    bytes(16), bytes(range(16))), DEK)
 HELLO = wire.hello_frame(KID, EID, "89860000000000000000", None, 1, 1024, 1)
 CNTR = 101
-
-
-def _source():
-    spec = importlib.util.find_spec("esimota.ota._mux")
-    path = spec.origin if spec.origin.endswith(".py") else spec.origin.split(".cpython")[0] + ".py"
-    loader = importlib.machinery.SourceFileLoader("esimota.ota._mux_bench", path)
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(mod)
-    return mod
 
 
 def _answer() -> bytes:
@@ -55,7 +44,7 @@ RESPONSE = _answer()
 @pytest.fixture(params=["compiled", "pure"])
 def M(request):
     if request.param == "pure":
-        return _source()
+        return load_source("esimota.ota._mux")
     if not compiled.__file__.endswith(".so"):
         pytest.skip("compiled multiplexer not built")
     return compiled

@@ -27,24 +27,14 @@ def load(compiled: str, pure: str) -> ModuleType:
     return importlib.import_module(pure)
 
 
-def load_twin_of_compiled_py(name: str) -> ModuleType:
-    """For a .py module that is also compiled in place (STYLE 3): the extension unless ESIMOTA_PURE=1,
-    else the same source loaded as `<name>_pure`, so both stay importable by name."""
+def load_source(name: str) -> ModuleType:
+    """The .py source of a module that is also compiled in place, loaded as `<name>_pure` (the twin)."""
     import importlib.machinery
     import importlib.util
     import sys
 
-    if not PURE:
-        mod = importlib.import_module(name)
-        if isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader):
-            LOADED[name] = "compiled"
-            return mod
-        _log.warning("compiled module %s unavailable; running its source", name)
-        LOADED[name] = "pure"
-        return mod
     pure_name = name + "_pure"
     if pure_name in sys.modules:
-        LOADED[name] = "pure"
         return sys.modules[pure_name]
     spec = importlib.util.find_spec(name)
     origin = spec.origin if spec else None
@@ -52,9 +42,23 @@ def load_twin_of_compiled_py(name: str) -> ModuleType:
         base = (origin or "").rsplit("/", 1)[0]
         origin = f"{base}/{name.rsplit('.', 1)[1]}.py"
     loader = importlib.machinery.SourceFileLoader(pure_name, origin)
-    pure_spec = importlib.util.spec_from_loader(pure_name, loader)
-    mod = importlib.util.module_from_spec(pure_spec)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(pure_name, loader))
     sys.modules[pure_name] = mod
     loader.exec_module(mod)
-    LOADED[name] = "pure"
     return mod
+
+
+def load_twin_of_compiled_py(name: str) -> ModuleType:
+    """For a .py module that is also compiled in place (STYLE 3): the extension unless ESIMOTA_PURE=1,
+    else the same source loaded as `<name>_pure`, so both stay importable by name."""
+    import importlib.machinery
+
+    if not PURE:
+        mod = importlib.import_module(name)
+        if not isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader):
+            _log.warning("compiled module %s unavailable; running its source", name)
+        LOADED[name] = "compiled" if isinstance(getattr(mod, "__loader__", None),
+                                                importlib.machinery.ExtensionFileLoader) else "pure"
+        return mod
+    LOADED[name] = "pure"
+    return load_source(name)

@@ -27,6 +27,8 @@ class Driver:
         self.flush_scheduled = False
         self.tick_interval = tick
         self.groups = groups
+        self.failed_groups = 0
+        self.failure_logged_at = -1e9
         self.tasks: list[asyncio.Task] = []
         self.peak = 0
 
@@ -89,8 +91,13 @@ class Driver:
     async def _group(self, batch: list) -> None:
         try:
             await self.service.handle(batch, self)
-        except Exception:  # the service failed as a whole (database down): cut those cards
-            log.exception("channel service failed on a batch of %d events", len(batch))
+        except Exception:  # the service failed as a whole (database down): busy, retry after 30 s
+            self.failed_groups += 1
+            now = time.monotonic()
+            if now - self.failure_logged_at >= 30.0:  # one traceback per 30 s, not one per group
+                self.failure_logged_at = now
+                log.exception("channel service failed on a group of %d events (%d failed groups so far); "
+                              "cards are told CLOSE(07, retry after 30)", len(batch), self.failed_groups)
             for ev in batch:
                 self.mux.close(ev[1], 7, 30)
         self.schedule_flush()

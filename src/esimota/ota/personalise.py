@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..codec import ids
 from ..codec.keys import wrap_ki_opc
 
 ADF_USIM_AID = bytes.fromhex("A0000000871002")
@@ -31,9 +32,8 @@ def read_binary(length: int) -> bytes:
 
 
 def swapped_bcd(digits: str, size: int) -> bytes:
-    """Nibble-swapped BCD, 'F'-padded to `size` bytes (EF_ICCID, dialling numbers)."""
-    digits = digits.upper().ljust(size * 2, "F")
-    return bytes(int(digits[i + 1] + digits[i], 16) for i in range(0, size * 2, 2))
+    """Nibble-swapped BCD, 'F'-padded to `size` bytes (EF_ICCID, dialling numbers): the codec's."""
+    return ids.swapped_bcd(digits, size)
 
 
 def ef_iccid(iccid: str) -> bytes:

@@ -6,7 +6,7 @@ BCP/1 choices: TAR of the write applet, the 'AA'/'AB' expanded scripts, EID/ICCI
 
 from __future__ import annotations
 
-from ..codec import frames, packet, script
+from ..codec import frames, ids, packet, script
 from ..errors import CodecError
 
 T_HELLO, T_COMMAND, T_RESPONSE, T_REPORT, T_CLOSE = frames.HELLO, frames.COMMAND, frames.RESPONSE, frames.REPORT, frames.CLOSE
@@ -94,13 +94,11 @@ def judge(rapdus, skip: int, start: int, end: int, expect: dict) -> int:
 
 def ef_iccid_text(ef: bytes) -> str:
     """EF_ICCID (nibble-swapped BCD) -> the ICCID text, '' for an erased file."""
-    text = "".join(f"{b & 0x0F:X}{b >> 4:X}" for b in ef)
-    return text.rstrip("F")
+    return ids.swapped_bcd_digits(ef)
 
 
 def _ef_iccid(iccid: str) -> bytes:
-    digits = iccid.upper().ljust(20, "F")
-    return bytes(int(digits[i + 1] + digits[i], 16) for i in range(0, 20, 2))
+    return ids.swapped_bcd(iccid, 10)
 
 
 def hello_frame(kid: bytes, eid: str, iccid: str, imei: str | None, counter: int, buffer_size: int,

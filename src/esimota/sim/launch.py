@@ -69,30 +69,26 @@ def worker_pids(self) -> list[int]:
     return sorted({ln["pid"] for ln in self.lines if ln.get("msg") == "worker ready"})
 
 
-def peak_rss_mb(pids: list[int]) -> float:
-    """Sum of the processes' peak resident set sizes (VmHWM), MB."""
+def _status_kb(pids: list[int], field: str) -> int:
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             continue
-    return round(total / 1024, 1)
+    return total
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """Sum of the processes' peak resident set sizes (VmHWM), MB."""
+    return round(_status_kb(pids, "VmHWM:") / 1024, 1)
 
 
 def rss_mb(pids: list[int]) -> float:
     """Sum of the processes' current resident set sizes (VmRSS), MB."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1)
+    return round(_status_kb(pids, "VmRSS:") / 1024, 1)
 
 
 def serve(home: Path, database_url: str, *, workers: int = 1, tls: bool = True,

@@ -3,12 +3,11 @@
 One test body for both implementations (STYLE 5): the compiled `_mux` and its source run as the twin.
 """
 
-import importlib.machinery
-import importlib.util
 import os
 
 import pytest
 
+from esimota._impl import load_source
 from esimota.codec import frames
 from esimota.codec.keys import derive_keys
 from esimota.ota import _mux as compiled_or_source
@@ -24,19 +23,10 @@ KIC, KID, DEK = derive_keys(MASTER, bytes.fromhex(EID))
 NUM = P.Personalisation("89860012345678901234", "460001234567897", "1440012345678", bytes(16), bytes(range(16)))
 
 
-def _source_module():
-    spec = importlib.util.find_spec("esimota.ota._mux")
-    path = spec.origin if spec.origin.endswith(".py") else spec.origin.split(".cpython")[0] + ".py"
-    loader = importlib.machinery.SourceFileLoader("esimota.ota._mux_src_test", path)
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(params=["pure", "compiled"])
 def M(request):
     if request.param == "pure":
-        return _source_module()
+        return load_source("esimota.ota._mux")
     if not compiled_or_source.__file__.endswith(".so"):
         if os.environ.get("CI") == "true" and os.environ.get("ESIMOTA_PURE") != "1":
             pytest.fail("CI expected the compiled multiplexer")
