@@ -1,4 +1,4 @@
-"""The admin commands of DESIGN §7 run as a subprocess: --json output, exit 0 / 2, every bad row listed."""
+"""The admin commands of DESIGN §7 run as a subprocess by an admin: --json output, exit 0 / 2, every bad row listed."""
 
 import json
 import os
@@ -6,13 +6,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from esimota.service import staff
+
 from ..conftest import BATCH_KEY, iccid, write_chips, write_numbers
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(autouse=True)
+async def root(pool):
+    """The bootstrap admin every command below runs as (R28)."""
+    await staff.add(pool, "root", "Root", "admin", None)
+
+
 def esimota(db_url, *argv, check=True):
-    env = dict(os.environ, ESIMOTA_HOME=str(ROOT / ".data"), DATABASE_URL=db_url)
+    env = dict(os.environ, ESIMOTA_HOME=str(ROOT / ".data"), DATABASE_URL=db_url, ESIMOTA_STAFF="root")
     proc = subprocess.run([sys.executable, "-m", "esimota.cli", *argv], env=env, capture_output=True,
                           text=True, timeout=120)
     if check:
@@ -49,7 +59,7 @@ async def test_batch_chips_numbers_allocate_client(db_url, tmp_path, pool):
     assert json.loads(esimota(db_url, "client", "permissions", cid, "--permissions", "chip", "--json").stdout)[
         "permissions"] == ["chip"]
     assert json.loads(esimota(db_url, "client", "disable", cid, "--json").stdout)["disabled"] is True
-    actions = [r[0] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
+    actions = [r[0] for r in await pool.fetch("SELECT action FROM audit_log WHERE actor = 'staff:root' ORDER BY id")]
     assert "client.create" in actions and "numbers.allocate" in actions and "client.disable" in actions
 
 
