@@ -103,7 +103,7 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
         event_id = rx.bodies[0]["event_id"]
         async with r.channel() as ch:
             admin = admin_pb2_grpc.AdminServiceStub(ch)
-            md = (("authorization", f"Bearer {r.admin_token}"),)
+            md = (("authorization", f"Bearer {r.staff_token}"),)
             info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
             assert info.status == "pending"
             await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))

@@ -136,11 +136,11 @@ async def test_query_and_ingest_rpcs(running, pool):
 
 async def test_admin_rpcs(running, pool):
     """Clients (R15), rotation revoking tokens (R17), whitelist, permissions, disable, 划拨, exceptions."""
-    admin_md = bearer(running.admin_token)
+    admin_md = bearer(running.staff_token)
     async with running.channel() as ch:
         a = admin_pb2_grpc.AdminServiceStub(ch)
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p"), metadata=bearer("adm.nope")),
-                    grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN_REQUIRED")
+                    grpc.StatusCode.UNAUTHENTICATED, "STAFF_TOKEN_REQUIRED")
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p", phone="13800000000",
                                                                  ip_whitelist=["x"], callback_url="https://p/cb"),
                                    metadata=admin_md), grpc.StatusCode.INVALID_ARGUMENT, "IP_INVALID")

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from esimota import config, server
+from esimota.service import staff
 from esimota.sim import fleetdata
 
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
@@ -28,7 +29,12 @@ class Running:
     cert: bytes
     ssl: ssl.SSLContext
     fleet: fleetdata.Fleet
-    admin_token: str
+    admin_token: str   # IngestService: the operator's feeds
+    staff_token: str   # AdminService: the staff account `root` (admin)
+
+    def token_for(self, username: str) -> str:
+        """A staff token as `esimota staff token` issues it (the account need not exist)."""
+        return self.platform.api.staff.signer.issue(username)[0]
 
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(self.grpc_target, grpc.ssl_channel_credentials(self.cert))
@@ -55,6 +61,8 @@ async def start(tmp_path, monkeypatch, db_url, pool, *, chips: int = 6, env: dic
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
     fleet = await fleetdata.generate(pool, chips, callback_url=callback_url)
+    if not await pool.fetchval("SELECT count(*) FROM staff_accounts"):
+        await staff.add(pool, "root", "Root", "admin", None)  # the bootstrap admin (R28)
     settings = config.Settings()
     settings.http_port = settings.grpc_port = settings.bip_port = 0
     settings.host, settings.database_url, settings.tls = "127.0.0.1", db_url, True
@@ -62,7 +70,7 @@ async def start(tmp_path, monkeypatch, db_url, pool, *, chips: int = 6, env: dic
     cert = p.tls_paths[0].read_bytes()
     ctx = ssl.create_default_context(cadata=cert.decode())
     return Running(p, f"https://127.0.0.1:{p.ports['http']}", f"127.0.0.1:{p.ports['grpc']}", cert, ctx, fleet,
-                   p.api.signer.admin_token)
+                   p.api.signer.admin_token, p.api.staff.signer.issue("root")[0])
 
 
 async def stop(r: Running) -> None:

@@ -33,7 +33,10 @@ async def _usage_import(args: argparse.Namespace) -> int:
 
 
 def _admin_token(args: argparse.Namespace) -> int:
-    """The token internal services present to AdminService and IngestService (derived from the master key)."""
+    """The token the operator's feeds present to IngestService (derived from the master key).
+
+    AdminService takes staff tokens instead (`esimota staff token`, R28).
+    """
     from ..service import auth
 
     _cli().emit(args, {"admin_token": auth.signer_from_config().admin_token},
@@ -50,6 +53,6 @@ def register(sub) -> None:
     imp.set_defaults(func=_cli().run_async(_usage_import))
     api = sub.add_parser("api", help="the partner API")
     tok = api.add_subparsers(dest="api_action", metavar="ACTION", required=True).add_parser(
-        "admin-token", help="print the admin token of the internal gRPC services")
+        "admin-token", help="print the token of the IngestService feeds (AdminService: esimota staff token)")
     tok.add_argument("--json", action="store_true")
     tok.set_defaults(func=_admin_token)

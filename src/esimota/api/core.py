@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 from .. import config
 from ..errors import PermissionDenied, Unauthenticated
-from ..service import auth
+from ..service import auth, staff_auth
 from . import status
 from .audit import AuditLog
 from .handlers import HANDLERS, Call
@@ -45,27 +45,34 @@ class Api:
         self.settings = settings or config.Settings()
         self.signer = signer or auth.signer_from_config()
         self.clients = auth.ClientCache(pool)
+        self.staff = staff_auth.StaffGate(pool)
         self.limiter = RateLimiter()
         self.audit = AuditLog(pool)
 
     async def start(self) -> None:
-        try:
-            await self.clients.reload()
-        except Exception as exc:  # the database may still be starting: the refresher retries
-            logger.warning("client cache not loaded yet", extra={"error": type(exc).__name__})
-        self.clients.start()
+        for cache in (self.clients, self.staff):
+            try:
+                await cache.reload()
+            except Exception as exc:  # the database may still be starting: the refresher retries
+                logger.warning("cache not loaded yet", extra={"cache": type(cache).__name__,
+                                                              "error": type(exc).__name__})
+            cache.start()
         self.audit.start()
 
     async def stop(self) -> None:
         await self.clients.stop()
+        await self.staff.stop()
         await self.audit.stop()
 
     async def authorise(self, method: Method, token: str | None, source_ip: str) -> Authorised:
-        """§7.1.2: a valid token (or the admin token), the whitelist, the permission, then the limit."""
+        """§7.1.2: a valid token (a staff or the admin token), the whitelist, the permission, then the limit."""
         if method.permission == "public":
             quota = self.limiter.hit(("ip", source_ip), TOKEN_CALLS_PER_IP)
             return Authorised(Call(self.pool, self.signer, None, source_ip, "public"), quota, None)
-        if method.permission == "admin":
+        if method.permission == "staff":  # AdminService: the staff member's roles, per call (R28)
+            actor = await self.staff.authorise(token, method.staff_action, method.name)
+            return Authorised(Call(self.pool, self.signer, None, source_ip, actor), None, actor)
+        if method.permission == "admin":  # IngestService: the operator's feeds
             if not self.signer.is_admin(token):
                 raise Unauthenticated("an admin token is required", reason="ADMIN_TOKEN_REQUIRED")
             return Authorised(Call(self.pool, self.signer, None, source_ip, "admin-api"), None, "admin")

@@ -21,7 +21,10 @@ HANDLERS: dict[str, Callable] = {}
 
 @dataclass
 class Call:
-    """One authorised call: the pool, the signer, the caller (None for public and admin calls), its address."""
+    """One authorised call: the pool, the signer, the client (None for public, feed and staff calls), its address.
+
+    `actor` names the caller in the audit log: `client:ID`, `staff:USER` (AdminService) or `admin-api` (feeds).
+    """
 
     pool: Any
     signer: auth.TokenSigner

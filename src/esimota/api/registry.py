@@ -20,12 +20,13 @@ class Method:
     name: str              # ApplyWrite
     input: type
     output: type
-    permission: str        # write, chip, number, public, admin
+    permission: str        # write, chip, number, public, admin, staff
     clause: str            # 7.2.2.2
     routes: tuple[tuple[str, str], ...]  # (("GET", "/api/v1/write/apply"), ("POST", …))
     client_streaming: bool
     server_streaming: bool
     doc: str = ""
+    staff_action: str = ""  # permission "staff": the action of service.staff.PERMISSIONS (R28)
 
     @property
     def path(self) -> str:
@@ -50,7 +51,8 @@ def _method(service_desc, m) -> Method:
     opts = m.GetOptions()
     return Method(service_desc.full_name, m.name, message_factory.GetMessageClass(m.input_type),
                   message_factory.GetMessageClass(m.output_type), opts.Extensions[options_pb2.permission] or "admin",
-                  opts.Extensions[options_pb2.clause], _routes(m), m.client_streaming, m.server_streaming)
+                  opts.Extensions[options_pb2.clause], _routes(m), m.client_streaming, m.server_streaming,
+                  staff_action=opts.Extensions[options_pb2.staff_action])
 
 
 def methods() -> list[Method]:

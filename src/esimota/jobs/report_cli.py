@@ -81,6 +81,10 @@ async def _staff(pool, args: argparse.Namespace) -> dict:
         row = await staff.set_roles(pool, args.username, args.roles, args.as_)
     elif what == "disable":
         row = await staff.disable(pool, args.username, args.as_)
+    elif what == "token":
+        from ..service import staff_auth
+        return {"ok": True, **await staff_auth.issue_token(pool, staff_auth.signer_from_config(), args.username,
+                                                           args.as_)}
     else:
         return {"ok": True, **await staff.review(pool, args.as_, mark=args.mark)}
     return {"ok": True, "username": row["username"], "roles": list(row["roles"]),
@@ -199,11 +203,11 @@ def _chip_parsers(sub) -> None:
         p.set_defaults(func=_run(_chips))
 
 
-def _run(fn):
+def _run(fn, text=None):
     def runner(args: argparse.Namespace) -> int:
         import asyncio
         payload = asyncio.run(_with_pool(fn, args))
-        _cli().emit(args, payload)
+        _cli().emit(args, payload, text(payload) if text else None)
         return 0
     return runner
 
@@ -256,8 +260,11 @@ def _staff_parsers(sub) -> None:
     _common(acts.add_parser("disable", help="revoke a leaver")).add_argument("username")
     _common(acts.add_parser("review", help="permission review: unused, stale, review due")) \
         .add_argument("--mark", action="store_true", help="record the review (admin)")
+    _common(acts.add_parser("token", help="your 24 h token for the AdminService rpcs (prints the token)")) \
+        .add_argument("username", nargs="?", help="default: --as / ESIMOTA_STAFF")
     for p in acts.choices.values():
         p.set_defaults(func=_run(_staff))
+    acts.choices["token"].set_defaults(func=_run(_staff, text=lambda out: out["token"]))
 
 
 def _monitor_parsers(sub) -> None:

@@ -16,6 +16,8 @@ ROLES = ("admin", "operator", "auditor", "support")
 PERMISSIONS: dict[str, frozenset] = {
     "staff.manage": frozenset({"admin"}),
     "staff.review": frozenset({"admin", "auditor"}),
+    # one's own admin API token; what each call may do is checked per call (service/staff_auth.py)
+    "staff.token": frozenset(ROLES),
     "backup.create": frozenset({"admin", "operator"}),
     "backup.restore": frozenset({"admin"}),
     "report.read": frozenset({"admin", "operator", "auditor"}),
@@ -26,7 +28,7 @@ PERMISSIONS: dict[str, frozenset] = {
     "chip.read": frozenset({"admin", "operator", "auditor", "support"}),
     "chip.manage": frozenset({"admin", "operator"}),
     "monitor.configure": frozenset({"admin", "operator"}),
-    # the admin commands of store/admin_cli.py (DESIGN §7), for their call sites
+    # the admin commands of store/admin_cli.py (DESIGN §7) and the AdminService rpcs (admin.proto)
     "client.manage": frozenset({"admin"}),
     "keys.rotate": frozenset({"admin"}),
     "resources.import": frozenset({"admin", "operator"}),

@@ -1,0 +1,169 @@
+"""AdminService per staff member (R28) through a real gRPC channel: staff tokens, roles per rpc, denials audited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from esimota import cli
+from esimota.service import backup, staff
+from esimota.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+
+from .test_api_grpc import bearer, fails
+from .test_api_harness import running  # noqa: F401  (fixture)
+
+DENIED = (grpc.StatusCode.PERMISSION_DENIED, "ROLE_FORBIDDEN")
+
+
+def _changing(a: admin_pb2_grpc.AdminServiceStub, cid: str, iccid: str, md: tuple) -> dict:
+    """Every AdminService rpc that changes something, by name, as a function starting the call."""
+    return {
+        "CreateClient": lambda: a.CreateClient(admin_pb2.CreateClientRequest(
+            name="x", phone="13800000009", ip_whitelist=["10.0.0.1"], callback_url="https://x/cb"), metadata=md),
+        "RotateClientSecret": lambda: a.RotateClientSecret(admin_pb2.ClientRef(client_id=cid), metadata=md),
+        "SetWhitelist": lambda: a.SetWhitelist(admin_pb2.SetWhitelistRequest(client_id=cid,
+                                                                             ip_whitelist=["1.2.3.4"]), metadata=md),
+        "SetPermissions": lambda: a.SetPermissions(admin_pb2.SetPermissionsRequest(client_id=cid,
+                                                                                   permissions=["chip"]), metadata=md),
+        "DisableClient": lambda: a.DisableClient(admin_pb2.ClientRef(client_id=cid), metadata=md),
+        "AllocateNumbers": lambda: a.AllocateNumbers(admin_pb2.AllocateNumbersRequest(client_id=cid, iccids=[iccid]),
+                                                     metadata=md),
+        "RepushCallback": lambda: a.RepushCallback(admin_pb2.RepushCallbackRequest(event_id="E0"), metadata=md),
+    }
+
+
+async def _state(pool) -> dict:
+    async with pool.acquire() as conn:
+        return {t: v for t, v in (await backup.table_checksums(conn)).items() if t not in ("audit_log", "api_calls")}
+
+
+async def _eventually(check, timeout: float = 5.0) -> None:
+    """R28: a role change or a revocation reaches every worker within 5 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except (AssertionError, grpc.aio.AioRpcError, pytest.fail.Exception):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+async def test_an_auditor_reads_but_cannot_call_any_changing_admin_rpc(running, pool):
+    """Least privilege: every changing rpc is PERMISSION_DENIED for an auditor, nothing changes, each denial audited."""
+    await staff.add(pool, "audrey", "Audrey", "auditor", "root")
+    md = bearer(running.token_for("audrey"))
+    before = await _state(pool)
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        calls = _changing(a, running.fleet.client_id, running.fleet.numbers[0]["iccid"], md)
+        for call in calls.values():
+            await fails(call(), *DENIED)
+        assert await _state(pool) == before
+        rows = await pool.fetch("SELECT target, detail->>'rpc' AS rpc FROM audit_log "
+                                "WHERE actor = 'staff:audrey' AND action = 'denied' ORDER BY id")
+        assert [r["rpc"] for r in rows] == list(calls)
+        assert [r["target"] for r in rows] == ["client.manage"] * 5 + ["resources.import", "exception.handle"]
+        await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=md)
+        listed = await a.ListCallbacks(admin_pb2.ListCallbacksRequest(task_id="none"), metadata=md)
+        assert list(listed.callbacks) == []
+
+
+async def test_an_operator_allocates_numbers_but_cannot_manage_clients(running, pool):
+    """resources.import and exception.handle are an operator's; client.manage is the admin's alone (R31)."""
+    await staff.add(pool, "olga", "Olga", "operator", "root")
+    olga, root = bearer(running.token_for("olga")), bearer(running.staff_token)
+    iccid = running.fleet.numbers[0]["iccid"]
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        calls = _changing(a, running.fleet.client_id, iccid, olga)
+        assert list((await calls.pop("AllocateNumbers")()).iccids) == [iccid]
+        await fails(calls.pop("RepushCallback")(), grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")  # past the gate
+        for call in calls.values():
+            await fails(call(), *DENIED)
+        made = await a.CreateClient(admin_pb2.CreateClientRequest(
+            name="y", phone="13800000008", ip_whitelist=["10.0.0.1"], callback_url="https://y/cb"), metadata=root)
+        assert made.client_secret
+    rows = await pool.fetch("SELECT actor, action FROM audit_log WHERE action IN ('numbers.allocate', 'client.create')")
+    assert sorted(tuple(r) for r in rows) == [("staff:olga", "numbers.allocate"), ("staff:root", "client.create")]
+    calls_logged = await _eventually_logged(pool)
+    assert {"staff:olga", "staff:root"} <= calls_logged
+
+
+async def _eventually_logged(pool) -> set:
+    """The call log (R27) names the staff member of each admin call."""
+    for _ in range(40):
+        who = {r[0] for r in await pool.fetch("SELECT DISTINCT client_id FROM api_calls WHERE route LIKE "
+                                              "'/esimota.v1.AdminService/%'")}
+        if who:
+            return who
+        await asyncio.sleep(0.1)
+    return set()
+
+
+async def test_unknown_changed_and_disabled_accounts(running, pool):
+    """A token of no account is STAFF_UNKNOWN; new roles apply and a disabled account is refused within 5 s."""
+    await staff.add(pool, "olga", "Olga", "operator", "root")
+    olga = bearer(running.token_for("olga"))
+    req = admin_pb2.CreateClientRequest(name="z", phone="13800000007", ip_whitelist=["10.0.0.1"],
+                                        callback_url="https://z/cb")
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        await fails(a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=bearer(running.token_for("ghost"))),
+                    grpc.StatusCode.PERMISSION_DENIED, "STAFF_UNKNOWN")
+        assert await pool.fetchval("SELECT detail->>'rpc' FROM audit_log WHERE actor = 'staff:ghost' "
+                                   "AND action = 'denied'") == "ListExceptions"
+        await fails(a.CreateClient(req, metadata=olga), *DENIED)
+        await staff.set_roles(pool, "olga", "admin", "root")
+        made = await _eventually(lambda: a.CreateClient(req, metadata=olga))
+        assert made.client.client_id
+        await staff.disable(pool, "olga", "root")
+
+        async def refused():
+            await fails(a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=olga),
+                        grpc.StatusCode.PERMISSION_DENIED, "STAFF_UNKNOWN")
+        await _eventually(refused)
+        await running.platform.api.staff.reload()  # the activity of the calls above is written back
+        assert await pool.fetchval("SELECT last_active_at IS NOT NULL FROM staff_accounts WHERE username = 'olga'")
+
+
+async def test_only_a_valid_staff_token_opens_the_admin_service(running):
+    """The feeds' admin token, a tampered, an expired or no token: 401; a staff token does not open the feeds."""
+    signer = running.platform.api.staff.signer
+    good = running.staff_token
+    tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+    expired = signer.issue("root", now=time.time() - 86401)[0]
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        req = admin_pb2.ListExceptionsRequest()
+        for md, reason in ((bearer(running.admin_token), "STAFF_TOKEN_REQUIRED"), ((), "STAFF_TOKEN_REQUIRED"),
+                           (bearer(tampered), "TOKEN_INVALID"), (bearer(expired), "TOKEN_EXPIRED"),
+                           (bearer("st1.root"), "TOKEN_INVALID")):
+            await fails(a.ListExceptions(req, metadata=md), grpc.StatusCode.UNAUTHENTICATED, reason)
+        await a.ListExceptions(req, metadata=bearer(good))
+        ing = ingest_pb2_grpc.IngestServiceStub(ch)
+        await fails(ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]), metadata=bearer(good)),
+                    grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN_REQUIRED")
+
+
+async def test_staff_token_command(running, pool, db_url, monkeypatch, capsys):
+    """`esimota staff token` prints the acting account's token, which the running platform accepts (audited)."""
+    await staff.add(pool, "olga", "Olga", "operator", "root")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("ESIMOTA_STAFF", "olga")
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["staff", "token"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("st1.olga.")
+    assert await asyncio.to_thread(cli.main, ["staff", "token", "root", "--as", "olga"]) == 2
+    assert "STAFF_TOKEN_OTHER" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli.main, ["staff", "token", "nobody"]) == 2
+    assert "STAFF_UNKNOWN" in capsys.readouterr().err
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=bearer(token))
+    row = await pool.fetchrow("SELECT actor, target, detail::text FROM audit_log WHERE action = 'staff.token'")
+    assert (row["actor"], row["target"]) == ("staff:olga", "olga") and token not in row["detail"]
