@@ -59,6 +59,18 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _hours_env(name: str) -> float:
+    """Hours from the environment; unset, empty or 0 means off."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        hours = float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of hours, not {raw!r}") from None
+    if hours < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return hours
+
+
 @dataclass
 class Settings:
     """What `esimota serve` runs with; flags override the environment."""
@@ -77,4 +89,6 @@ class Settings:
         default_factory=lambda: os.environ.get("ESIMOTA_TRUSTED_PROXY_HEADER") or None)
     # seconds a connection may take to send a whole request head (slow-loris clients are cut)
     http_head_timeout: float = field(default_factory=lambda: float(_int_env("ESIMOTA_HTTP_HEAD_TIMEOUT", 10)))
+    # hours between scheduled backups (R26) taken by worker 0; 0 = no scheduled backups
+    backup_interval_h: float = field(default_factory=lambda: _hours_env("ESIMOTA_BACKUP_INTERVAL"))
     shutdown_grace: float = 8.0

@@ -33,3 +33,15 @@ def test_bad_port_in_environment_is_refused(monkeypatch):
     monkeypatch.setenv("ESIMOTA_HTTP_PORT", "eighty")
     with pytest.raises(ConfigError, match="ESIMOTA_HTTP_PORT"):
         config.Settings()
+
+
+def test_backup_interval_in_hours(monkeypatch):
+    """ESIMOTA_BACKUP_INTERVAL: unset or empty is off (0); hours otherwise; nonsense is a ConfigError."""
+    monkeypatch.delenv("ESIMOTA_BACKUP_INTERVAL", raising=False)
+    assert config.Settings().backup_interval_h == 0
+    monkeypatch.setenv("ESIMOTA_BACKUP_INTERVAL", "6")
+    assert config.Settings().backup_interval_h == 6
+    for bad in ("daily", "-1"):
+        monkeypatch.setenv("ESIMOTA_BACKUP_INTERVAL", bad)
+        with pytest.raises(ConfigError, match="ESIMOTA_BACKUP_INTERVAL"):
+            config.Settings()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +110,6 @@ async def _monitor(pool, args: argparse.Namespace) -> dict:
 
 
 # -- backup ----------------------------------------------------------------------------------------
-def _backup_dirs(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    from .. import config
-    out = Path(args.dir or os.environ.get("ESIMOTA_BACKUP_DIR") or config.home() / "backups")
-    copy = args.copy_dir or os.environ.get("ESIMOTA_BACKUP_COPY_DIR")
-    return out, Path(copy) if copy else None
-
-
 async def _backup(pool, args: argparse.Namespace) -> dict:
     from .. import runtime
     from ..service import backup, staff
@@ -128,8 +120,8 @@ async def _backup(pool, args: argparse.Namespace) -> dict:
         await audit.record(pool, actor, "backup.restore", Path(args.file).name, rows=out["rows"])
         return {"ok": True, **out}
     actor = await staff.authorize(pool, args.as_, "backup.create")
-    keep = int(os.environ.get("ESIMOTA_BACKUP_KEEP_DAYS", "30") or 30)
-    out_dir, copy_dir = _backup_dirs(args)
+    keep = backup.keep_days()
+    out_dir, copy_dir = backup.locations(args.dir, args.copy_dir)
     if args.backup_action == "prune":
         gone = backup.prune([d for d in (out_dir, copy_dir) if d], keep)
         await audit.record(pool, actor, "backup.prune", None, deleted=len(gone))

@@ -1,9 +1,9 @@
-"""Plug the operations jobs into `esimota serve` (worker 0): detectors, monitoring, notifications, retention."""
+"""Plug the operations jobs into `esimota serve` (worker 0): detectors, monitoring, notifications, retention, backups."""
 
 from __future__ import annotations
 
 from .. import server
-from . import ops
+from . import backups, ops
 
 
 def _add(*jobs) -> None:
@@ -12,4 +12,4 @@ def _add(*jobs) -> None:
             server.JOBS.append(job)
 
 
-_add(ops.watchdog_job, ops.monitoring_job, ops.notify_job, ops.quality_job, ops.retention_job)
+_add(ops.watchdog_job, ops.monitoring_job, ops.notify_job, ops.quality_job, ops.retention_job, backups.job)

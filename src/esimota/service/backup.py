@@ -31,6 +31,28 @@ FROM "{table}" t"""
 STABLE_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3"
 
 
+def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
+    """Where backups go: ESIMOTA_BACKUP_DIR (default HOME/backups) and the off-site ESIMOTA_BACKUP_COPY_DIR."""
+    out = Path(out_dir or os.environ.get("ESIMOTA_BACKUP_DIR") or config.home() / "backups")
+    copy = copy_dir or os.environ.get("ESIMOTA_BACKUP_COPY_DIR")
+    return out, Path(copy) if copy else None
+
+
+def keep_days() -> int:
+    """Retention (§9.1.2): ESIMOTA_BACKUP_KEEP_DAYS, default 30."""
+    raw = os.environ.get("ESIMOTA_BACKUP_KEEP_DAYS", "")
+    try:
+        return max(1, int(raw)) if raw else 30
+    except ValueError:
+        raise ConfigError(f"ESIMOTA_BACKUP_KEEP_DAYS must be a number of days, not {raw!r}") from None
+
+
+def newest(out_dir: Path) -> Path | None:
+    """The newest manifest in `out_dir` (names sort by time), if any."""
+    manifests = sorted(out_dir.glob("esimota-*.manifest.json")) if out_dir.is_dir() else []
+    return manifests[-1] if manifests else None
+
+
 def backup_key(home: Path | None = None) -> bytes:
     """ESIMOTA_BACKUP_KEY (64 hex) or HOME/backup.key (0600, generated once). Keep a copy apart from backups."""
     env = os.environ.get("ESIMOTA_BACKUP_KEY")

@@ -1,0 +1,121 @@
+"""Scheduled backups (§9.1.2, R26): made on schedule by one process, restorable, retention applied, failures alerted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import asyncpg
+
+from esimota import config
+from esimota.jobs import backups
+from esimota.service import backup, ops_notify, staff
+from esimota.sim import fleetdata
+from tests.conftest import _with_db
+
+from .test_backup import _drop, _empty_db, esimota
+
+
+def _env(monkeypatch, tmp_path, **extra) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("ESIMOTA_HOME", str(home))
+    for name in ("ESIMOTA_BACKUP_DIR", "ESIMOTA_BACKUP_COPY_DIR", "ESIMOTA_BACKUP_KEEP_DAYS", "ESIMOTA_BACKUP_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    return home
+
+
+async def test_scheduled_backup_is_restorable_and_old_ones_are_deleted(pool, db_url, pg_server_url, tmp_path,
+                                                                        monkeypatch):
+    """A pass makes an encrypted backup with its off-site copy that `backup restore` accepts; older ones go."""
+    offsite = tmp_path / "offsite"
+    home = _env(monkeypatch, tmp_path, ESIMOTA_BACKUP_COPY_DIR=str(offsite))
+    await staff.add(pool, "root", "Root", "admin", None)
+    await fleetdata.generate(pool, 3)
+    first = await backups.run_once(pool, db_url, 3600)
+    dump = Path(first["file"])
+    assert dump.parent == home / "backups" and (offsite / dump.name).is_file() and first["rows"] > 0
+    assert await backups.run_once(pool, db_url, 3600) is None  # not due: the newest is younger than the interval
+    row = await pool.fetchrow("SELECT actor, target FROM audit_log WHERE action = 'backup.create'")
+    assert tuple(row) == (backups.ACTOR, dump.name)
+
+    name = await _empty_db(pg_server_url)
+    try:
+        proc = esimota(db_url, home, "backup", "restore", str(offsite / dump.name), "--database-url",
+                       _with_db(pg_server_url, name), "--json")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert json.loads(proc.stdout)["verified"]
+    finally:
+        await _drop(pg_server_url, name)
+
+    old = time.time() - 40 * 86400  # older than ESIMOTA_BACKUP_KEEP_DAYS (30): the next pass deletes it
+    for d in (home / "backups", offsite):
+        for f in d.glob("esimota-*"):
+            os.utime(f, (old, old))
+    second = await backups.run_once(pool, db_url, 3600)
+    assert len(second["pruned"]) == 2 and not dump.exists() and not (offsite / dump.name).exists()
+    assert sorted(p.name for p in offsite.iterdir()) == sorted([Path(second["file"]).name,
+                                                               Path(second["manifest"]).name])
+
+
+async def test_a_failed_backup_opens_a_severe_alert_until_one_succeeds(pool, db_url, tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    _env(monkeypatch, tmp_path, ESIMOTA_BACKUP_DIR=str(not_a_dir))
+    try:
+        await backups.run_once(pool, db_url, 3600)
+        raise AssertionError("the backup should have failed")
+    except OSError:
+        pass
+    alert = await pool.fetchrow("SELECT severity, subject, detail FROM alerts WHERE kind = 'BACKUP_FAILED' "
+                                "AND closed_at IS NULL")
+    assert (alert["severity"], alert["subject"]) == ("severe", "backup") and "FileExistsError" in alert["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'backup.failed'") == 1
+    assert await ops_notify.queue(pool) == 1  # posted to the operator's webhook like any severe alert
+    assert backups.next_wait(3600, failed=True) == backups.RETRY_S
+    monkeypatch.setenv("ESIMOTA_BACKUP_DIR", str(tmp_path / "backups"))
+    assert await backups.run_once(pool, db_url, 3600)
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'BACKUP_FAILED' AND closed_at IS NULL") == 0
+
+
+async def test_one_process_at_a_time(pool, db_url, tmp_path, monkeypatch):
+    """Another worker or machine holding the backup lock: this pass makes nothing."""
+    home = _env(monkeypatch, tmp_path)
+    other = await asyncpg.connect(db_url)
+    try:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", backups.LOCK_KEY)
+        assert await backups.run_once(pool, db_url, 3600) is None
+    finally:
+        await other.close()
+    assert backup.newest(home / "backups") is None
+    assert await backups.run_once(pool, db_url, 3600) is not None
+
+
+async def test_the_job_runs_on_its_schedule_and_is_off_by_default(pool, db_url, tmp_path, monkeypatch):
+    """ESIMOTA_BACKUP_INTERVAL in hours: a backup at start when none is recent, then one per interval."""
+    home = _env(monkeypatch, tmp_path)
+    monkeypatch.delenv("ESIMOTA_BACKUP_INTERVAL", raising=False)
+    assert config.Settings().backup_interval_h == 0
+    off = SimpleNamespace(pool=pool, settings=SimpleNamespace(backup_interval_h=0.0, database_url=db_url))
+    await asyncio.wait_for(backups.job(off), 1)  # returns at once: nothing scheduled
+    monkeypatch.setenv("ESIMOTA_BACKUP_INTERVAL", str(1 / 3600))
+    settings = config.Settings()
+    assert settings.backup_interval_h == 1 / 3600
+    settings.database_url = db_url
+    task = asyncio.create_task(backups.job(SimpleNamespace(pool=pool, settings=settings)))
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((home / "backups").glob("*.manifest.json"))) < 2:
+            assert time.monotonic() < deadline and not task.done(), task
+            await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    made = await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'backup.create' AND actor = $1",
+                               backups.ACTOR)
+    assert made >= 2
