@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
@@ -30,9 +31,11 @@ def clean_params(params: dict[str, Any]) -> str:
     return text.replace("\\u0000", "\\ufffd") if len(text) <= 4000 else json.dumps({"truncated": text[:4000]})
 
 
-def _inet(source_ip: str | None) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _inet(source_ip: str | None) -> str | None:
+    """The caller's address as text for the inet column (checked once per address), None if not one."""
     try:
-        return ipaddress.ip_interface(source_ip) if source_ip else None
+        return str(ipaddress.ip_address(source_ip)) if source_ip else None
     except ValueError:
         return None
 

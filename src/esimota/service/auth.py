@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -137,14 +138,21 @@ class ClientCache:
         return entry
 
 
-def check_ip(entry: Cached, source_ip: str) -> None:
-    """§6.2.1.1 报白: the caller's address must be inside the client's whitelist."""
+@functools.lru_cache(maxsize=4096)
+def caller_address(source_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The caller's address parsed once per address (IPv4-mapped IPv6 as IPv4); None if it is not one."""
     try:
         ip = ipaddress.ip_address(source_ip)
     except ValueError:
-        ip = None
-    if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def check_ip(entry: Cached, source_ip: str) -> None:
+    """§6.2.1.1 报白: the caller's address must be inside the client's whitelist."""
+    ip = caller_address(source_ip)
     if ip is None or not any(ip in net for net in entry.networks):
         raise PermissionDenied("the caller's IP address is not whitelisted", reason="IP_NOT_WHITELISTED")
 

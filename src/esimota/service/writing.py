@@ -13,6 +13,7 @@ from ..store import chips as chip_store
 from ..store import numbers as number_store
 from ..store import tasks as task_store
 from ..store.clients import Client
+from . import batch
 from .common import CST, check_owner, connection, now, require
 
 DESIGNATED, AUTO = 0, 1
@@ -217,15 +218,46 @@ async def cancel_write(db: Any, client: Client, *, eid: str | None = None, task_
         return CancelResult(chip["eid"], task["task_id"], at)
 
 
+# §7.2.2.3 in one round trip (the status query is the hottest partner call): the chip and its latest task
+_STATUS_COLUMNS = """c.eid, c.state AS chip_state, c.owner_client_id, t.task_id, t.client_id, t.state,
+       t.script_acked, t.script_total, t.script_done, t.write_time"""
+STATUS_BY_EID = f"""SELECT {_STATUS_COLUMNS}
+FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+WHERE c.eid = $1"""
+STATUS_BY_TASK = f"SELECT {_STATUS_COLUMNS} FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = $1"
+STATUSES_BY_EID = f"""SELECT c.eid AS _key, {_STATUS_COLUMNS}
+FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+WHERE c.eid = ANY($1::bpchar[])"""
+STATUSES_BY_TASK = f"""SELECT t.task_id AS _key, {_STATUS_COLUMNS}
+FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = ANY($1::text[])"""
+
+
 async def write_status(db: Any, client: Client, *, eid: str | None = None,
                        task_id: str | None = None) -> StatusResult:
     """§7.2.2.3 status with progress (R8): by task_id the task's own state, by eid the card's."""
     require(client, "write")
-    async with connection(db) as conn:
-        chip, task = await _locate(conn, client, eid, task_id, lock=False)
-    if task is None:
-        state = CardState(chip["state"])
-        return StatusResult(chip["eid"], "", int(state), state.zh, progress(state), None)
-    state = CardState(task["state"] if task_id else chip["state"])
-    pct = progress(state, task["script_acked"], task["script_total"], task["script_done"])
-    return StatusResult(chip["eid"], task["task_id"], int(state), state.zh, pct, task["write_time"])
+    pooled = hasattr(db, "acquire")  # from a pool: share a query with the other calls of this moment
+    if task_id:
+        if pooled:
+            row = await batch.batcher(db, STATUSES_BY_TASK).get(task_id)
+        else:
+            row = await db.fetchrow(STATUS_BY_TASK, task_id)
+        if row is None or row["client_id"] != client.id:
+            raise NotFound("unknown task_id", reason="TASK_NOT_FOUND")
+    else:
+        if not eid:
+            raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
+        identifiers.validate_eid(eid)
+        if pooled:
+            row = await batch.batcher(db, STATUSES_BY_EID).get(eid)
+        else:
+            row = await db.fetchrow(STATUS_BY_EID, eid)
+        if row is None:
+            raise NotFound("unknown EID", reason="EID_NOT_FOUND")
+        check_owner(client, row)
+    if row["task_id"] is None or row["client_id"] != client.id:
+        state = CardState(row["chip_state"])
+        return StatusResult(row["eid"], "", int(state), state.zh, progress(state), None)
+    state = CardState(row["state"] if task_id else row["chip_state"])
+    pct = progress(state, row["script_acked"], row["script_total"], row["script_done"])
+    return StatusResult(row["eid"], row["task_id"], int(state), state.zh, pct, row["write_time"])

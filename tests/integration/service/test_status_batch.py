@@ -1,0 +1,90 @@
+"""Status queries that arrive together share one query (§7.2.2.3, R8) and answer exactly as alone."""
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from esimota.errors import NotFound, PermissionDenied
+from esimota.service import batch, writing
+from esimota.service.writing import ApplyRequest
+
+from ..conftest import eid
+
+
+def _fields(res: writing.StatusResult) -> tuple:
+    return (res.eid, res.task_id, res.card_status, res.status_desc, res.progress, res.write_time)
+
+
+async def test_concurrent_status_calls_share_queries_and_match_single_queries(pool, seeded):
+    """R8: 40 concurrent calls (eids and task_ids, repeats included) → few queries, the same answers."""
+    a, _ = seeded
+    tasks = {}
+    for i in range(1, 6):
+        tasks[i] = (await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, province_code="44"))).task_id
+    await pool.execute("UPDATE tasks SET state = 3, script_acked = 4, script_total = 12 WHERE task_id = $1", tasks[2])
+    await pool.execute("UPDATE chips SET state = 3 WHERE eid = $1", eid(2))
+    by_eid = writing.STATUSES_BY_EID
+    before = (batch.batcher(pool, by_eid).batches, batch.batcher(pool, by_eid).keys)
+    asks = [dict(eid=eid(i)) for i in range(1, 16)] + [dict(eid=eid(i)) for i in range(1, 6)] \
+        + [dict(task_id=t) for t in tasks.values()]
+    together = await asyncio.gather(*(writing.write_status(pool, a, **ask) for ask in asks))
+    async with pool.acquire() as conn:  # a connection: the one-statement path, no batching
+        alone = [await writing.write_status(conn, a, **ask) for ask in asks]
+    assert [_fields(r) for r in together] == [_fields(r) for r in alone]
+    assert together[1].progress == 30 and together[1].card_status == 3  # 4/12 × 90
+    assert together[0].card_status == 2 and together[10].task_id == ""  # a chip without a task
+    eid_batcher = batch.batcher(pool, by_eid)
+    sent, keys = eid_batcher.batches - before[0], eid_batcher.keys - before[1]
+    assert keys == 15  # the five repeats rode along with their first ask
+    assert 1 <= sent < 15
+
+
+async def test_batched_status_keeps_errors_per_caller(pool, seeded):
+    """Unknown EIDs and other clients' chips fail alone; the other callers of the batch get answers."""
+    a, b = seeded
+    await writing.apply_write(pool, a, ApplyRequest(eid(1), 1, province_code="44"))  # chip 1 is now A's
+    results = await asyncio.gather(
+        writing.write_status(pool, a, eid=eid(1)),
+        writing.write_status(pool, b, eid=eid(1)),
+        writing.write_status(pool, a, eid=eid(999)),
+        writing.write_status(pool, a, task_id="no-such-task"),
+        writing.write_status(pool, b, eid=eid(3)),
+        return_exceptions=True)
+    assert results[0].card_status == 2
+    assert isinstance(results[1], PermissionDenied) and results[1].reason == "NOT_OWNER"
+    assert isinstance(results[2], NotFound) and results[2].reason == "EID_NOT_FOUND"
+    assert isinstance(results[3], NotFound) and results[3].reason == "TASK_NOT_FOUND"
+    assert results[4].card_status == 1 and results[4].task_id == ""
+
+
+async def test_a_failed_batch_query_reaches_every_waiter_and_the_next_batch_works(pool, seeded):
+    """A database error is every waiter's error (→ 503 upstream); nobody hangs; later batches run."""
+    broken = batch.RowBatcher(pool, "SELECT no_such_column AS _key FROM chips WHERE eid = ANY($1::bpchar[])")
+    results = await asyncio.gather(*(broken.get(eid(i)) for i in range(1, 4)), return_exceptions=True)
+    assert all(isinstance(r, asyncpg.UndefinedColumnError) for r in results)
+    assert broken.in_flight == 0 and not broken.pending
+    good = batch.RowBatcher(pool, "SELECT eid AS _key, state FROM chips WHERE eid = ANY($1::bpchar[])")
+    assert (await good.get(eid(1)))["state"] == 1 and await good.get("0" * 32) is None
+
+
+async def test_a_caller_that_leaves_does_not_disturb_its_batch(pool, seeded):
+    """A cancelled waiter (the partner hung up) is skipped; the others of its batch are answered."""
+    rows = batch.RowBatcher(pool, "SELECT eid AS _key, pg_sleep(0.05) IS NULL AS slept FROM chips "
+                                  "WHERE eid = ANY($1::bpchar[])")
+    leaving = asyncio.ensure_future(rows.get(eid(1)))
+    staying = asyncio.ensure_future(rows.get(eid(2)))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    assert (await staying)["_key"] == eid(2)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert rows.in_flight == 0
+
+
+async def test_batches_are_bounded(pool, seeded):
+    """No query carries more than max_batch keys; the rest go in the next ones."""
+    rows = batch.RowBatcher(pool, "SELECT eid AS _key FROM chips WHERE eid = ANY($1::bpchar[])", max_batch=4)
+    found = await asyncio.gather(*(rows.get(eid(i)) for i in range(1, 21)))
+    assert [r["_key"] for r in found] == [eid(i) for i in range(1, 21)]
+    assert rows.batches >= 5 and rows.keys == 20
