@@ -23,6 +23,26 @@ from esimota.codec import _cat_py as _twin
 from esimota.codec import _cat_tables as T
 from esimota.errors import BadTagError, BadValueError, LengthError, TruncatedError
 
+cdef extern from *:
+    """
+    /* The first n (<= 8) bytes at p as a little-endian integer; `wide`: 8 bytes may be read. */
+    static CYTHON_INLINE unsigned long long cat_load_le(const unsigned char *p, Py_ssize_t n, int wide)
+    {
+        unsigned long long v = 0;
+        Py_ssize_t i;
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (wide) {
+            memcpy(&v, p, 8);
+            return n == 8 ? v : v & ((1ULL << (8 * n)) - 1);
+        }
+    #endif
+        for (i = 0; i < n; i++)
+            v |= (unsigned long long)p[i] << (8 * i);
+        return v;
+    }
+    """
+    unsigned long long cat_load_le(const unsigned char* p, Py_ssize_t n, bint wide) noexcept
+
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
     # public in CPython's cpython/dictobject.h (what Cython itself uses for large dict literals):
@@ -346,17 +366,19 @@ cdef inline object _handout(object template):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef object _memo_value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, unsigned int tag):
-    """_value through the memo for short values; longer ones are decoded every time."""
-    cdef unsigned long long key = 0
+cdef object _memo_value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, unsigned int tag,
+                        bint wide):
+    """_value through the memo for short values; longer ones are decoded every time.
+
+    `wide`: 8 bytes may be read at p (the value's bytes are then loaded as one word).
+    """
+    cdef unsigned long long key
     cdef unsigned int meta
-    cdef Py_ssize_t i
     cdef MemoSlot* slot
     cdef PyObject* old
     if n > MEMO_MAX_LENGTH or tag > 0x7FFF:
         return _value(p, n, voff, tag)
-    for i in range(n):
-        key = (key << 8) | p[i]
+    key = cat_load_le(p, n, wide)
     meta = ((tag << 4) | <unsigned int>n) + 1
     slot = &MEMO[((key ^ (<unsigned long long>meta << 40)) * 0x9E3779B97F4A7C15ULL) >> 55]
     if slot.meta == meta and slot.value_bytes == key:
@@ -447,7 +469,7 @@ cdef list _elements(bytes buf, Py_ssize_t pos, Py_ssize_t end, dict out, bint ow
         if first_tag[0] < 0:
             first_tag[0] = tag
         name = _key(tag, command[0], state, out, seen if own else NULL)
-        value = _memo_value(p + vpos, length, vpos, tag)
+        value = _memo_value(p + vpos, length, vpos, tag, vpos + 8 <= total)
         if tag == 0x01 and command[0] < 0:
             command[0] = p[vpos + 1]
         PyDict_SetItem(out, name, value)
@@ -480,10 +502,13 @@ cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) exc
     cdef Py_ssize_t n = len(buf), pos, vpos
     cdef unsigned long tag = 0
     cdef long long length = 0
-    pos = tlv_ber_tag(p, 0, n, &tag)
-    if (proactive and tag != 0xD0) or (not proactive and tag != 0xD1 and tag != 0xD6):
-        raise BadTagError(f"not {what}", 0, tag)
-    vpos = tlv_ber_length(p, pos, n, tag, &length)
+    if n >= 2 and p[1] < 0x80 and (p[0] == 0xD0 if proactive else p[0] == 0xD1 or p[0] == 0xD6):
+        tag, length, pos, vpos = p[0], p[1], 1, 2  # one-byte tag, short length: read in place
+    else:
+        pos = tlv_ber_tag(p, 0, n, &tag)
+        if (proactive and tag != 0xD0) or (not proactive and tag != 0xD1 and tag != 0xD6):
+            raise BadTagError(f"not {what}", 0, tag)
+        vpos = tlv_ber_length(p, pos, n, tag, &length)
     if length < 0:
         raise LengthError("indefinite length not allowed", pos, tag)
     if vpos + length > n:
