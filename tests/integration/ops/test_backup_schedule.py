@@ -1,4 +1,4 @@
-"""Scheduled backups (§9.1.2, R26): made on schedule by one process, restorable, retention applied, failures alerted."""
+"""Scheduled backups (§9.1.2, R26): on schedule, one process at a time, restorable, retention, failures alerted."""
 
 from __future__ import annotations
 
