@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
 
 from esimota.service import writing  # noqa: E402
-from esimota.sim import fleetdata  # noqa: E402
+from esimota.sim import fleetdata, launch  # noqa: E402
 from esimota.store import clients, migrate  # noqa: E402
 from esimota.store.embedded import Cluster  # noqa: E402
 from tests.support.platform import serve  # noqa: E402
@@ -147,13 +147,19 @@ def main() -> None:
                 token = asyncio.run(_token(platform.base_url, cert, cid, secret))
                 asyncio.run(_load(platform.base_url, cert, token, eids, 2, a.concurrency))  # warm-up
                 if a.driver == "wrk":
+                    pg = launch.postgres_pids()
+                    cpu0, pg0 = launch.cpu_seconds(platform.pids), launch.cpu_seconds(pg)
                     w = _wrk(platform.base_url, token, eids, a.seconds, a.concurrency * a.procs)
+                    cpu, pg_cpu = launch.cpu_seconds(platform.pids) - cpu0, launch.cpu_seconds(pg) - pg0
                     print(json.dumps({"requests": w["requests"], "seconds": a.seconds,
                                       "per_second": round(w["requests"] / a.seconds),
                                       "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
                                       "max_ms": w["max_us"] / 1000, "non_200": w["errors"],
                                       "tls": not a.no_tls, "concurrency": a.concurrency * a.procs,
-                                      "driver": "wrk"}))
+                                      "driver": "wrk",
+                                      # CPU per request, steadier than requests/s on a shared machine
+                                      "worker_cpu_us_per_request": round(cpu * 1e6 / max(1, w["requests"])),
+                                      "postgres_cpu_us_per_request": round(pg_cpu * 1e6 / max(1, w["requests"]))}))
                     return
                 out: mp.Queue = mp.Queue()
                 procs = [mp.Process(target=_proc, args=((platform.base_url, cert, token, eids, a.seconds,

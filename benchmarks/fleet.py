@@ -120,31 +120,6 @@ def metric(served: launch.Served, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds used so far by these processes (/proc/PID/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / tick
-
-
-def postgres_pids() -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    out.append(int(d.name))
-            except OSError:
-                continue
-    return out
-
-
 def profile(pids: list[int], out_dir: str | None) -> list:
     """With --profile DIR: py-spy records each platform worker during the run (raw stacks)."""
     import subprocess
@@ -172,12 +147,13 @@ def run_writes(args) -> dict:
                 opt = FleetOptions(port=served.bip_port, procs=args.procs, concurrency=args.concurrency,
                                    ramp_per_s=args.ramp, sources=args.sources)
                 spies = profile(served.pids, args.profile)
-                pg = postgres_pids()
-                cpu0, pg0, self0 = cpu_seconds(served.pids), cpu_seconds(pg), resource.getrusage(resource.RUSAGE_CHILDREN)
+                pg = launch.postgres_pids()
+                cpu0, pg0 = launch.cpu_seconds(served.pids), launch.cpu_seconds(pg)
+                self0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 outcomes, seconds, fleet_rss = run_fleet(fleet.devices, opt)
                 self1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu = {"platform_cpu_s": round(cpu_seconds(served.pids) - cpu0, 1),
-                       "postgres_cpu_s": round(cpu_seconds(pg) - pg0, 1),
+                cpu = {"platform_cpu_s": round(launch.cpu_seconds(served.pids) - cpu0, 1),
+                       "postgres_cpu_s": round(launch.cpu_seconds(pg) - pg0, 1),
                        "fleet_cpu_s": round(self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime, 1)}
                 for spy in spies:
                     spy.wait(60)

@@ -407,18 +407,33 @@ def _crash_and_restart(plat: Platform, rng: random.Random, whole: bool):
 
 
 # -- case 2: PostgreSQL stopped for a while ---------------------------------------------------------------
-async def health_during(plat: Platform, seconds: float) -> tuple[int, int]:
-    """Poll /healthz while the database is down: (polls, 503 answers)."""
-    polls = unavailable = 0
+async def health_during(plat: Platform, seconds: float, token: str, eid: str) -> dict:
+    """While the database is down, every 0.5 s: /healthz and a status query over HTTP, and the same
+    status query over gRPC; counts of polls and of 503 / UNAVAILABLE answers."""
+    import grpc
+
+    from esimota.v1 import writing_pb2, writing_pb2_grpc
+
+    out = {"polls": 0, "healthz_503": 0, "http_503": 0, "grpc_unavailable": 0}
     deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{plat.ports[1]}") as channel:
+        stub = writing_pb2_grpc.WritingServiceStub(channel)
         while time.monotonic() < deadline:
-            polls += 1
+            out["polls"] += 1
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                 async with http.get(plat.base_url + "/healthz") as resp:
-                    unavailable += resp.status == 503
+                    out["healthz_503"] += resp.status == 503
+                async with http.get(plat.base_url + "/api/v1/write/status",
+                                    params={"token": token, "eid": eid}) as resp:
+                    out["http_503"] += resp.status == 503
+            try:
+                await stub.GetWriteStatus(writing_pb2.GetWriteStatusRequest(eid=eid), timeout=5,
+                                          metadata=(("authorization", f"Bearer {token}"),))
+            except grpc.aio.AioRpcError as err:
+                out["grpc_unavailable"] += err.code() == grpc.StatusCode.UNAVAILABLE
             await asyncio.sleep(0.5)
-    return polls, unavailable
+    return out
 
 
 async def wait_healthy(plat: Platform, timeout: float) -> bool:
@@ -448,23 +463,27 @@ async def case_db_outage(n: int, outage: float, spread: float) -> Case:
                 await asyncio.to_thread(plat.start)
                 try:
                     cards = make_cards(fleet, plat.bip_port, budget=spread + outage + 300)
+                    token = await _token(plat.base_url, fleet)  # tokens need no database afterwards
                     run = asyncio.ensure_future(power_on(cards, spread))
                     await asyncio.sleep(spread / 3)
                     pids = plat.pids()
                     await asyncio.to_thread(pg.stop)
-                    polls, unavailable = await health_during(plat, outage)
+                    during = await health_during(plat, outage, token, fleet.devices[0].eid)
                     await asyncio.to_thread(pg.restart)
                     healthy = await wait_healthy(plat, 60)
                     await run
                     case.checks = await crash_checks(db, fleet, cards, receiver)
                     survived = sum(1 for p in pids if _alive(p))
-                    case.figures = dict(fleet_figures(cards, plat), healthz_polls=polls, healthz_503=unavailable,
-                                        recovered=healthy, closes_busy=_busy_closes(plat))
+                    case.figures = dict(fleet_figures(cards, plat), **during, recovered=healthy,
+                                        closes_busy=_busy_closes(plat))
                 finally:
                     await asyncio.to_thread(plat.stop)
         finally:
             pg.destroy()
-    case.checks[:0] = [Check("/healthz answers 503 while the database is down", polls, unavailable),
+    polls = during["polls"]
+    case.checks[:0] = [Check("/healthz answers 503 while the database is down", polls, during["healthz_503"]),
+                       Check("HTTP status queries answer 503 meanwhile", polls, during["http_503"]),
+                       Check("gRPC status queries answer UNAVAILABLE meanwhile", polls, during["grpc_unavailable"]),
                        Check("workers still running, healthy again, without a restart", len(pids),
                              survived if healthy and plat.starts == 1 else 0)]
     case.seconds = round(time.monotonic() - t0, 1)
@@ -734,13 +753,20 @@ async def oversized(base_url: str, tries: int, mb: int = 16) -> int:
     return held
 
 
-async def slow_loris(port: int, conns: int, limit: float) -> int:
-    """Connections that send one header byte a second: how many the server cut within `limit` seconds."""
+async def slow_loris(port: int, conns: int, limit: float, kept_alive: bool = False) -> int:
+    """Connections that send one header byte a second: how many the server cut within `limit` seconds.
+    With kept_alive, each first sends one whole request and reads its answer, then trickles the next."""
     async def one() -> bool:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        deadline = time.monotonic() + limit
         try:
+            if kept_alive:
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n")
+                              if ln.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            deadline = time.monotonic() + limit
             while time.monotonic() < deadline:
                 writer.write(b"X")
                 await writer.drain()
@@ -777,12 +803,14 @@ async def case_hostile_http(url: str, examples: int, big: int = 3, loris: int = 
                 sent, fine, bad = await asyncio.to_thread(schemathesis_storm, plat.base_url, token, examples)
                 cut_big = await oversized(plat.base_url, big)
                 cut_slow = await slow_loris(plat.ports[0], loris, limit)
+                cut_second = await slow_loris(plat.ports[0], loris, limit, kept_alive=True)
                 alive = len(plat.pids())
             finally:
                 await asyncio.to_thread(plat.stop)
     case.checks = [Check("generated requests answered below 500", sent, fine),
                    Check("oversized bodies refused (400/413) or cut", big, cut_big),
                    Check(f"slow-loris connections cut within {limit:g} s", loris, cut_slow),
+                   Check(f"slow-loris second requests on kept-alive connections cut within {limit:g} s", loris, cut_second),
                    Check("workers alive at the end", 2, alive)]
     case.figures = {"examples_per_operation": examples, "server_errors": bad}
     case.seconds = round(time.monotonic() - t0, 1)

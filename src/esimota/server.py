@@ -195,16 +195,15 @@ def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def _run(main: Any) -> None:
-    """A worker's event loop: uvloop's when installed (its TLS and transports cost a third of asyncio's
-    per request), else asyncio's; ESIMOTA_LOOP=asyncio forces asyncio's."""
-    if os.environ.get("ESIMOTA_LOOP", "uvloop") == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            uvloop = None
-        if uvloop is not None:
-            uvloop.run(main)
-            return
+    """A worker's event loop: asyncio's, or uvloop's with ESIMOTA_LOOP=uvloop (when installed).
+
+    asyncio's is the default: on the fleet benchmark uvloop workers spent three times the CPU per
+    write (BENCHMARKS.md), while the HTTP bridge gained nothing measurable per request.
+    """
+    if os.environ.get("ESIMOTA_LOOP", "asyncio") == "uvloop":
+        import uvloop
+        uvloop.run(main)
+        return
     asyncio.run(main)
 
 

@@ -154,3 +154,47 @@ async def test_slow_loris_connection_is_cut(tmp_path, db_url):
                 assert r.status == 200
     finally:
         s.stop(signal.SIGKILL)
+
+
+async def _trickle_until_cut(reader, writer, data: bytes, pause: float) -> bool:
+    """Send `data` a byte at a time; True as soon as the server closes the connection."""
+    import asyncio
+
+    for ch in data:
+        try:
+            writer.write(bytes([ch]))
+            await writer.drain()
+            if await asyncio.wait_for(reader.read(1), pause) == b"":
+                return True
+        except asyncio.TimeoutError:
+            continue
+        except ConnectionError:
+            return True
+    return False
+
+
+async def test_slow_second_request_on_a_kept_alive_connection_is_cut(tmp_path, db_url):
+    """The head deadline holds for every request of a kept-alive connection, not only the first: one
+    whole request is answered, then a second head trickled a byte at a time is cut; an idle kept-alive
+    connection stays open past the deadline."""
+    import asyncio
+    import time
+
+    s = serve(tmp_path / "home", db_url, tls=False, extra_env={"ESIMOTA_HTTP_HEAD_TIMEOUT": "2"})
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.http_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        await asyncio.sleep(3)  # idle longer than the head deadline: kept alive (keepalive_timeout rules)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 200")
+        await reader.readexactly(length)
+        t0 = time.monotonic()
+        cut = await _trickle_until_cut(reader, writer, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40, 0.2)
+        assert cut and time.monotonic() - t0 < 8
+        writer.close()
+    finally:
+        s.stop(signal.SIGKILL)

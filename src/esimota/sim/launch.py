@@ -91,6 +91,31 @@ def rss_mb(pids: list[int]) -> float:
     return round(_status_kb(pids, "VmRSS:") / 1024, 1)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (/proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
 def serve(home: Path, database_url: str, *, workers: int = 1, tls: bool = True,
           extra_env: dict | None = None, timeout: float = 60.0) -> Served:
     """Start the platform and wait until every worker said it is ready."""

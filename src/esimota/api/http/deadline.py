@@ -12,24 +12,43 @@ from aiohttp import web
 
 
 class _Guarded(asyncio.Protocol):
-    """Forwards to aiohttp's RequestHandler; cuts the transport if no request head arrived in time."""
+    """Forwards to aiohttp's RequestHandler; cuts the transport when a request head is not whole in time.
+
+    The clock starts when the connection opens, and again when the first bytes of a later request
+    arrive on a kept-alive connection (an idle kept-alive connection is aiohttp's keepalive_timeout's).
+    """
 
     def __init__(self, inner, timeout: float) -> None:
         self.inner = inner
         self.timeout = timeout
         self.timer: asyncio.TimerHandle | None = None
+        self.transport = None
+        self.heads = 0  # the count of parsed heads the running clock waits to see exceeded
 
     def connection_made(self, transport) -> None:
+        self.transport = transport
         self.inner.connection_made(transport)
-        self.timer = asyncio.get_running_loop().call_later(self.timeout, self._check, transport)
+        self._arm(0)
 
-    def _check(self, transport) -> None:
+    def _arm(self, heads: int) -> None:
+        self.heads = heads
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, self._check)
+
+    def _check(self) -> None:
+        self.timer = None
         # _request_count counts the request heads aiohttp has parsed on this connection
-        if getattr(self.inner, "_request_count", 1) == 0 and not transport.is_closing():
-            transport.abort()
+        if getattr(self.inner, "_request_count", self.heads + 1) == self.heads \
+                and self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
+        inner = self.inner
+        before = getattr(inner, "_request_count", 0)
+        inner.data_received(data)
+        # bytes that began a new head on an idle kept-alive connection without completing it
+        if self.timer is None and getattr(inner, "_request_count", before + 1) == before \
+                and getattr(inner, "_current_request", True) is None and not getattr(inner, "_messages", True):
+            self._arm(before)
 
     def eof_received(self):
         return self.inner.eof_received()
