@@ -39,10 +39,14 @@ def eid_valid(eid: str) -> bool:
     return len(eid) == 32 and eid.isdigit() and eid.startswith("89") and int(eid) % 97 == 1
 
 
+_NIBBLE_SWAP = bytes(((b & 0x0F) << 4) | (b >> 4) for b in range(256))
+_BCD_DIGITS = frozenset("0123456789ABCDE")
+
+
 def swapped_bcd(digits: str, size: int | None = None) -> bytes:
     """Digits as nibble-swapped BCD, 'F'-padded (to `size` bytes if given)."""
     text = digits.upper()
-    if any(c not in _HEX[:15] for c in text):
+    if not _BCD_DIGITS.issuperset(text):
         raise BadValueError("digits must be 0-9 or A-E")
     if len(text) % 2:
         text += "F"
@@ -50,7 +54,7 @@ def swapped_bcd(digits: str, size: int | None = None) -> bytes:
         if len(text) > size * 2:
             raise BadValueError(f"more than {size * 2} digits")
         text += "F" * (size * 2 - len(text))
-    return bytes.fromhex("".join(text[i + 1] + text[i] for i in range(0, len(text), 2)))
+    return bytes.fromhex(text).translate(_NIBBLE_SWAP)
 
 
 def swapped_bcd_digits(raw: bytes) -> str:

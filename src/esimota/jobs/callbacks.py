@@ -71,8 +71,9 @@ class Dispatcher:
                 logger.warning("callback attempt not recorded", extra={"event_id": row["event_id"],
                                                                        "error": type(exc).__name__})
                 return "error"
-            logger.info("callback attempt", extra={"event_id": row["event_id"], "outcome": outcome,
-                                                   "http_status": code})
+            # every attempt is a callback_attempts row already; the log says only what needs a look
+            (logger.debug if outcome == "delivered" else logger.info)(
+                "callback attempt", extra={"event_id": row["event_id"], "outcome": outcome, "http_status": code})
             return outcome
 
     async def tick(self) -> int:
