@@ -123,8 +123,8 @@ class Device:
     async def _connect(self):
         self.out.channels += 1
         local = (self.source, 0) if self.source else None
-        return await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, local_addr=local), self.frame_timeout)
+        async with asyncio.timeout(self.frame_timeout):  # no task per call, unlike wait_for
+            return await asyncio.open_connection(self.host, self.port, local_addr=local)
 
     def _next_counter(self) -> int:
         if not self.spec.faults.replay_counter or self.counter == 0:
@@ -198,9 +198,9 @@ class Device:
 
     async def _read_frame(self, reader) -> tuple[int | None, bytes]:
         try:
-            head = await asyncio.wait_for(reader.readexactly(2), self.frame_timeout)
-            length = int.from_bytes(head, "big")
-            frame = await asyncio.wait_for(reader.readexactly(length), self.frame_timeout)
+            async with asyncio.timeout(self.frame_timeout):
+                head = await reader.readexactly(2)
+                frame = await reader.readexactly(int.from_bytes(head, "big"))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
             return None, b""
         self.out.frames_in += 1
