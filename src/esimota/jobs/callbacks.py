@@ -59,26 +59,43 @@ class Dispatcher:
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as exc:
             return None, False, f"{type(exc).__name__}: {str(exc)[:200]}"
 
-    async def deliver(self, row: Any) -> str:
-        """One attempt: a fresh timestamp and sign over the stored payload (same event_id every time)."""
+    async def attempt(self, row: Any) -> tuple[Any, int | None, bool, str] | None:
+        """One POST: a fresh timestamp and sign over the stored payload (same event_id every time);
+        None when it could not be sent (its lease expires and it is claimed again: at-least-once)."""
         async with self._sem:
             try:
                 body = callbacks.signed_body(callbacks.payload_of(row), await self._secret(row["client_id"]),
                                              int(time.time()))
-                code, ok, detail = await self._post(row["callback_url"], body)
-                outcome = await callbacks.record_result(self.pool, row, code, ok, detail)
-            except Exception as exc:  # the lease expires and the row is claimed again: at-least-once
-                logger.warning("callback attempt not recorded", extra={"event_id": row["event_id"],
-                                                                       "error": type(exc).__name__})
-                return "error"
+            except Exception as exc:
+                logger.warning("callback not sent", extra={"event_id": row["event_id"], "error": type(exc).__name__})
+                return None
+            code, ok, detail = await self._post(row["callback_url"], body)
+            return row, code, ok, detail
+
+    async def deliver(self, row: Any) -> str:
+        """One attempt, recorded on its own."""
+        result = await self.attempt(row)
+        return "error" if result is None else (await self._record([result]))[0]
+
+    async def _record(self, results: list) -> list[str]:
+        results = [r for r in results if r is not None]
+        try:
+            outcomes = await callbacks.record_results(self.pool, results)
+        except Exception as exc:  # the leases expire and the rows are claimed again: at-least-once
+            logger.warning("callback attempts not recorded", extra={"count": len(results),
+                                                                    "error": type(exc).__name__})
+            return ["error"] * len(results)
+        for (row, code, _, _), outcome in zip(results, outcomes):
             # every attempt is a callback_attempts row already; the log says only what needs a look
-            (logger.debug if outcome == "delivered" else logger.info)(
-                "callback attempt", extra={"event_id": row["event_id"], "outcome": outcome, "http_status": code})
-            return outcome
+            if outcome != "delivered":
+                logger.info("callback attempt", extra={"event_id": row["event_id"], "outcome": outcome,
+                                                       "http_status": code})
+        return outcomes
 
     async def tick(self) -> int:
+        """Claim a batch, POST them concurrently, record every attempt of the batch in one transaction."""
         rows = await self.pool.fetch(callbacks.CLAIM, BATCH, callbacks.LEASE_S)
-        await asyncio.gather(*(self.deliver(r) for r in rows))
+        await self._record(list(await asyncio.gather(*(self.attempt(r) for r in rows))))
         return len(rows)
 
     async def _listen(self) -> Any:

@@ -85,6 +85,33 @@ def delay_after(attempts: int) -> float | None:
     return SCHEDULE_S[attempts - 1] * scale
 
 
+RECORD_ATTEMPTS = """
+INSERT INTO callback_attempts (outbox_id, http_status, outcome, detail)
+SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])"""
+DELIVERED_ALL = """
+UPDATE callback_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = now(), last_error = NULL
+WHERE id = ANY($1::bigint[])"""
+
+
+async def record_results(db: Any, results: list[tuple[Any, int | None, bool, str]]) -> list[str]:
+    """The attempts of one dispatch round, (row, http_status, ok, detail) each, in one transaction:
+    every attempt a row, the delivered ones marked together, the others rescheduled or exhausted."""
+    if not results:
+        return []
+    ordered = sorted(results, key=lambda r: r[0]["id"])  # one lock order for concurrent dispatchers
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute(RECORD_ATTEMPTS, [r[0]["id"] for r in ordered], [r[1] for r in ordered],
+                           ["delivered" if r[2] else "failed" for r in ordered], [r[3][:500] for r in ordered])
+        delivered = [r[0]["id"] for r in ordered if r[2]]
+        if delivered:
+            await conn.execute(DELIVERED_ALL, delivered)
+        outcomes = {r[0]["id"]: "delivered" for r in ordered if r[2]}
+        for row, _, ok, detail in ordered:
+            if not ok:
+                outcomes[row["id"]] = await _failed(conn, row, detail)
+    return [outcomes[r[0]["id"]] for r in results]
+
+
 async def record_result(db: Any, row: Any, http_status: int | None, ok: bool, detail: str) -> str:
     """One attempt recorded; the callback delivered, rescheduled or exhausted (→ interface exception)."""
     async with connection(db) as conn, conn.transaction():
@@ -92,16 +119,21 @@ async def record_result(db: Any, row: Any, http_status: int | None, ok: bool, de
         if ok:
             await conn.execute(DELIVERED, row["id"])
             return "delivered"
-        delay = delay_after(row["attempts"] + 1)
-        if delay is not None:
-            await conn.execute(RETRY, row["id"], detail[:500], delay)
-            return "retry"
-        await conn.execute(EXHAUSTED, row["id"], detail[:500])
-        # §8.2.3 table 5: a callback that cannot be delivered is an interface exception (1 h to handle)
-        await task_store.open_exception(conn, "interface", "general", "CALLBACK_FAILED", dt.timedelta(hours=1),
-                                        chip_id=await conn.fetchval(CHIP_OF_TASK, row["task_id"]),
-                                        task_id=row["task_id"], detail=f"event {row['event_id']}: {detail[:200]}")
-        return "exhausted"
+        return await _failed(conn, row, detail)
+
+
+async def _failed(conn: Any, row: Any, detail: str) -> str:
+    """A failed attempt: the next one scheduled, or the callback exhausted (→ interface exception)."""
+    delay = delay_after(row["attempts"] + 1)
+    if delay is not None:
+        await conn.execute(RETRY, row["id"], detail[:500], delay)
+        return "retry"
+    await conn.execute(EXHAUSTED, row["id"], detail[:500])
+    # §8.2.3 table 5: a callback that cannot be delivered is an interface exception (1 h to handle)
+    await task_store.open_exception(conn, "interface", "general", "CALLBACK_FAILED", dt.timedelta(hours=1),
+                                    chip_id=await conn.fetchval(CHIP_OF_TASK, row["task_id"]),
+                                    task_id=row["task_id"], detail=f"event {row['event_id']}: {detail[:200]}")
+    return "exhausted"
 
 
 async def repush(db: Any, event_id: str) -> None:
