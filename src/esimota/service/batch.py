@@ -83,6 +83,10 @@ _BATCHERS: dict[int, tuple[Any, dict[str, RowBatcher]]] = {}
 def batcher(pool: Any, sql: str) -> RowBatcher:
     """The pool's batcher for `sql` (one per pool and query, made on first use; closed pools forgotten)."""
     entry = _BATCHERS.get(id(pool))
+    if entry is not None and entry[0] is pool:
+        found = entry[1].get(sql)
+        if found is not None:
+            return found
     if entry is None or entry[0] is not pool:
         for key in [k for k, (p, _) in _BATCHERS.items() if p.is_closing()]:
             del _BATCHERS[key]
