@@ -31,8 +31,18 @@ async def _measure(request: web.Request, handler: Callable[[web.Request], Awaita
         code = exc.status
         raise
     finally:
-        metrics.HTTP_REQUESTS.labels(route, str(code)).inc()
-        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
+        counter = _COUNTERS.get((route, code))
+        if counter is None:  # labels() costs more than the increment: one child per route and code
+            counter = _COUNTERS[(route, code)] = metrics.HTTP_REQUESTS.labels(route, str(code))
+        latency = _LATENCIES.get(route)
+        if latency is None:
+            latency = _LATENCIES[route] = metrics.HTTP_LATENCY.labels(route)
+        counter.inc()
+        latency.observe(time.perf_counter() - start)
+
+
+_COUNTERS: dict[tuple[str, int], object] = {}
+_LATENCIES: dict[str, object] = {}
 
 
 async def healthz(request: web.Request) -> web.Response:
