@@ -83,16 +83,14 @@ class Script:
     expect: dict
 
 
-def build(p: Personalisation, dek: bytes) -> Script:
-    """The 24 C-APDUs of DESIGN §5.4 step 2 for one number, keys wrapped under K_DEK (RFC 3394)."""
-    iccid_bytes, imsi_bytes = ef_iccid(p.iccid), ef_imsi(p.imsi)
-    wrapped = wrap_ki_opc(dek, p.ki, p.opc)  # RFC 3394: 32 bytes in, 40 out
-    steps: list[tuple[bytes, str]] = [
-        (select_fid(0x3F00), "mf"), (select_fid(0x2FE2), "ef"), (update_binary(iccid_bytes), ""),
+def _steps(iccid: bytes, imsi: bytes, acc: bytes, msisdn: bytes, wrapped: bytes) -> list[tuple[bytes, str]]:
+    """DESIGN §5.4 step 2, in order: (C-APDU, what it selects: 'mf', 'adf', 'ef' or '')."""
+    return [
+        (select_fid(0x3F00), "mf"), (select_fid(0x2FE2), "ef"), (update_binary(iccid), ""),
         (SELECT_ADF_USIM, "adf"),
-        (select_fid(0x6F07), "ef"), (update_binary(imsi_bytes), ""),
-        (select_fid(0x6F78), "ef"), (update_binary(ef_acc(p.imsi)), ""),
-        (select_fid(0x6F40), "ef"), (bytes([0x00, 0xDC, 0x01, 0x04]) + bytes([len(r := ef_msisdn(p.msisdn, p.alpha_len))]) + r, ""),
+        (select_fid(0x6F07), "ef"), (update_binary(imsi), ""),
+        (select_fid(0x6F78), "ef"), (update_binary(acc), ""),
+        (select_fid(0x6F40), "ef"), (bytes([0x00, 0xDC, 0x01, 0x04, len(msisdn)]) + msisdn, ""),
         (select_fid(0x6F7E), "ef"), (update_binary(LOCI_RESET), ""),
         (select_fid(0x6F73), "ef"), (update_binary(PSLOCI_RESET), ""),
         (select_fid(0x6FE3), "ef"), (update_binary(EPSLOCI_RESET), ""),
@@ -101,7 +99,11 @@ def build(p: Personalisation, dek: bytes) -> Script:
         (SELECT_ADF_USIM, "adf"), (select_fid(0x6F07), "ef"), (read_binary(9), ""),
         (COMMIT, ""),
     ]
-    apdus, context = [], []
+
+
+def _context(steps: list[tuple[bytes, str]]) -> tuple[tuple[bytes, ...], ...]:
+    """Before each APDU, the SELECTs that make its file current (MF/ADF, then the EF)."""
+    context = []
     base: tuple[bytes, ...] = ()
     current: tuple[bytes, ...] = ()
     for apdu, kind in steps:
@@ -111,6 +113,34 @@ def build(p: Personalisation, dek: bytes) -> Script:
             current = base
         elif kind == "ef":
             current = base + (apdu,)
-        apdus.append(apdu)
-    expect = {19: iccid_bytes, 22: imsi_bytes}
-    return Script(tuple(apdus), tuple(context), expect)
+    return tuple(context)
+
+
+# Only the five data-bearing APDUs differ from card to card: the rest, and every APDU's file context,
+# are the same for every write and are made once.
+_SAMPLE = _steps(bytes(10), bytes(9), bytes(2), bytes(14), bytes(40))
+_FIXED = tuple(apdu for apdu, _ in _SAMPLE)
+CONTEXT = _context(_SAMPLE)
+_ICCID, _IMSI, _ACC, _MSISDN, _KEYS = 2, 5, 7, 9, 16
+
+
+def build(p: Personalisation, dek: bytes) -> Script:
+    """The 24 C-APDUs of DESIGN §5.4 step 2 for one number, keys wrapped under K_DEK (RFC 3394)."""
+    iccid_bytes, imsi_bytes = ef_iccid(p.iccid), ef_imsi(p.imsi)
+    wrapped = wrap_ki_opc(dek, p.ki, p.opc)  # RFC 3394: 32 bytes in, 40 out
+    msisdn = ef_msisdn(p.msisdn, p.alpha_len)
+    apdus = list(_FIXED)
+    apdus[_ICCID] = update_binary(iccid_bytes)
+    apdus[_IMSI] = update_binary(imsi_bytes)
+    apdus[_ACC] = update_binary(ef_acc(p.imsi))
+    apdus[_MSISDN] = bytes([0x00, 0xDC, 0x01, 0x04, len(msisdn)]) + msisdn
+    apdus[_KEYS] = STORE_DATA + bytes([len(wrapped) + 3]) + DGI_KEYS + bytes([len(wrapped)]) + wrapped
+    return Script(tuple(apdus), CONTEXT, {19: iccid_bytes, 22: imsi_bytes})
+
+
+def build_reference(p: Personalisation, dek: bytes) -> Script:
+    """`build` step by step, every APDU and context made anew (what the tests hold `build` to)."""
+    iccid_bytes, imsi_bytes = ef_iccid(p.iccid), ef_imsi(p.imsi)
+    steps = _steps(iccid_bytes, imsi_bytes, ef_acc(p.imsi), ef_msisdn(p.msisdn, p.alpha_len),
+                   wrap_ki_opc(dek, p.ki, p.opc))
+    return Script(tuple(apdu for apdu, _ in steps), _context(steps), {19: iccid_bytes, 22: imsi_bytes})

@@ -2,6 +2,8 @@
 
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from esimota.ota import personalise as P
 
@@ -48,3 +50,13 @@ def test_context_reselects_the_current_file():
     assert s.context[2] == (P.select_fid(0x3F00), P.select_fid(0x2FE2))
     assert s.context[5] == (P.SELECT_ADF_USIM, P.select_fid(0x6F07))
     assert s.context[16] == (P.SELECT_ADF_USIM, P.select_fid(0x6FE3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=19, max_size=20), st.text(alphabet="0123456789", min_size=15,
+       max_size=15), st.text(alphabet="0123456789", min_size=5, max_size=20), st.binary(min_size=16, max_size=16),
+       st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16), st.integers(0, 8))
+def test_build_from_the_template_equals_the_step_by_step_script(iccid, imsi, msisdn, ki, opc, dek, alpha):
+    """DESIGN §5.4 step 2: the fixed APDUs and contexts made once give the very script built anew."""
+    p = P.Personalisation(iccid, imsi, msisdn, ki, opc, alpha)
+    assert P.build(p, dek) == P.build_reference(p, dek)
