@@ -32,6 +32,8 @@ def _changing(a: admin_pb2_grpc.AdminServiceStub, cid: str, iccid: str, md: tupl
         "AllocateNumbers": lambda: a.AllocateNumbers(admin_pb2.AllocateNumbersRequest(client_id=cid, iccids=[iccid]),
                                                      metadata=md),
         "RepushCallback": lambda: a.RepushCallback(admin_pb2.RepushCallbackRequest(event_id="E0"), metadata=md),
+        "CloseException": lambda: a.CloseException(admin_pb2.CloseExceptionRequest(id=999_999, resolution="x"),
+                                                   metadata=md),
     }
 
 
@@ -66,7 +68,7 @@ async def test_an_auditor_reads_but_cannot_call_any_changing_admin_rpc(running, 
         rows = await pool.fetch("SELECT target, detail->>'rpc' AS rpc FROM audit_log "
                                 "WHERE actor = 'staff:audrey' AND action = 'denied' ORDER BY id")
         assert [r["rpc"] for r in rows] == list(calls)
-        assert [r["target"] for r in rows] == ["client.manage"] * 5 + ["resources.import", "exception.handle"]
+        assert [r["target"] for r in rows] == ["client.manage"] * 5 + ["resources.import"] + ["exception.handle"] * 2
         await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=md)
         listed = await a.ListCallbacks(admin_pb2.ListCallbacksRequest(task_id="none"), metadata=md)
         assert list(listed.callbacks) == []
@@ -82,6 +84,7 @@ async def test_an_operator_allocates_numbers_but_cannot_manage_clients(running, 
         calls = _changing(a, running.fleet.client_id, iccid, olga)
         assert list((await calls.pop("AllocateNumbers")()).iccids) == [iccid]
         await fails(calls.pop("RepushCallback")(), grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")  # past the gate
+        await fails(calls.pop("CloseException")(), grpc.StatusCode.NOT_FOUND, "EXCEPTION_NOT_FOUND")
         for call in calls.values():
             await fails(call(), *DENIED)
         made = await a.CreateClient(admin_pb2.CreateClientRequest(
@@ -167,3 +170,31 @@ async def test_staff_token_command(running, pool, db_url, monkeypatch, capsys):
         await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=bearer(token))
     row = await pool.fetchrow("SELECT actor, target, detail::text FROM audit_log WHERE action = 'staff.token'")
     assert (row["actor"], row["target"]) == ("staff:olga", "olga") and token not in row["detail"]
+
+
+async def test_an_operator_closes_exceptions_over_grpc_severe_ones_with_their_report(running, pool):
+    """§8.3 (R23, R24): CloseException needs a resolution, a severe exception its handling report; the
+    closed exception comes back with closed_at, the close is audited under the operator's name."""
+    await staff.add(pool, "oleg", "Oleg", "operator", "root")
+    md = bearer(running.token_for("oleg"))
+    general = await pool.fetchval("INSERT INTO exceptions (class, severity, kind, detail, deadline_at) VALUES "
+                                  "('write', 'general', 'STUCK_WRITING', 'test', now() + interval '1 hour') RETURNING id")
+    severe = await pool.fetchval("INSERT INTO exceptions (class, severity, kind, detail, deadline_at) VALUES "
+                                 "('write', 'severe', 'STUCK_WRITING', 'test', now() + interval '1 hour') RETURNING id")
+    async with running.channel() as ch:
+        a = admin_pb2_grpc.AdminServiceStub(ch)
+        await fails(a.CloseException(admin_pb2.CloseExceptionRequest(id=general), metadata=md),
+                    grpc.StatusCode.INVALID_ARGUMENT, "RESOLUTION_REQUIRED")
+        await fails(a.CloseException(admin_pb2.CloseExceptionRequest(id=severe, resolution="rebooted"), metadata=md),
+                    grpc.StatusCode.INVALID_ARGUMENT, "REPORT_REQUIRED")
+        done = await a.CloseException(admin_pb2.CloseExceptionRequest(id=general, resolution="re-applied"), metadata=md)
+        assert done.id == general and done.closed_at and done.severity == "general"
+        await fails(a.CloseException(admin_pb2.CloseExceptionRequest(id=general, resolution="again"), metadata=md),
+                    grpc.StatusCode.PERMISSION_DENIED, "EXCEPTION_CLOSED")
+        done = await a.CloseException(admin_pb2.CloseExceptionRequest(
+            id=severe, resolution="rebooted", report="process, root cause, measures"), metadata=md)
+        assert done.closed_at
+    assert await pool.fetchval("SELECT count(*) FROM exceptions WHERE closed_at IS NULL AND id = ANY($1)",
+                               [general, severe]) == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE actor = 'staff:oleg' "
+                               "AND action = 'exception.close'") == 2

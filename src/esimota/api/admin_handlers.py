@@ -5,22 +5,31 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import InvalidArgument
-from ..service import admin, callbacks
+from ..service import admin, callbacks, ops
 from ..v1 import admin_pb2
 
-LIST_EXCEPTIONS = """
+_EXCEPTIONS = """
 SELECT e.id, e.class, e.severity, e.kind, c.eid, t.task_id, cl.client_id, e.detail, e.opened_at,
        e.deadline_at, e.closed_at
 FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id LEFT JOIN tasks t ON t.id = e.task_id
-     LEFT JOIN clients cl ON cl.id = e.client_id
+     LEFT JOIN clients cl ON cl.id = e.client_id"""
+LIST_EXCEPTIONS = _EXCEPTIONS + """
 WHERE ($1 OR e.closed_at IS NULL) AND ($2::text IS NULL OR e.class = $2)
 ORDER BY e.id DESC LIMIT $3"""
+ONE_EXCEPTION = _EXCEPTIONS + " WHERE e.id = $1"
 
 
 def client_info(c: Any) -> admin_pb2.ClientInfo:
     return admin_pb2.ClientInfo(client_id=c.client_id, name=c.name, ip_whitelist=list(c.ip_whitelist),
                                 permissions=list(c.permissions), callback_url=c.callback_url,
                                 rate_limit_per_min=c.rate_limit_per_min, disabled=c.disabled)
+
+
+def _exception_info(r: Any, iso: Callable) -> admin_pb2.ExceptionInfo:
+    return admin_pb2.ExceptionInfo(id=r["id"], category=r["class"], severity=r["severity"], kind=r["kind"],
+                                   eid=r["eid"] or "", task_id=r["task_id"] or "", client_id=r["client_id"] or "",
+                                   detail=r["detail"] or "", opened_at=iso(r["opened_at"]),
+                                   deadline_at=iso(r["deadline_at"]), closed_at=iso(r["closed_at"]) or "")
 
 
 def _required(value: str, name: str) -> str:
@@ -72,13 +81,14 @@ def register(rpc: Callable, iso: Callable) -> None:
     async def list_exceptions(call, req):
         rows = await call.pool.fetch(LIST_EXCEPTIONS, req.include_closed, req.category or None,
                                      min(max(req.limit or 100, 1), 1000))
-        out = admin_pb2.ListExceptionsResponse()
-        for r in rows:
-            out.exceptions.add(id=r["id"], category=r["class"], severity=r["severity"], kind=r["kind"],
-                               eid=(r["eid"] or ""), task_id=r["task_id"] or "", client_id=r["client_id"] or "",
-                               detail=r["detail"] or "", opened_at=iso(r["opened_at"]),
-                               deadline_at=iso(r["deadline_at"]), closed_at=iso(r["closed_at"]) or "")
-        return out
+        return admin_pb2.ListExceptionsResponse(exceptions=[_exception_info(r, iso) for r in rows])
+
+    @rpc
+    async def close_exception(call, req):
+        if req.id <= 0:
+            raise InvalidArgument("id is required", reason="PARAM_INVALID")
+        await ops.close(call.pool, req.id, call.actor, req.resolution, req.report or None)
+        return _exception_info(await call.pool.fetchrow(ONE_EXCEPTION, req.id), iso)
 
     @rpc
     async def list_callbacks(call, req):
