@@ -52,12 +52,16 @@ cdef extern from *:
        immutable (str, int, None), else a shallow copy (the flat dicts and lists of values). */
     static CYTHON_INLINE PyObject *cat_handout(PyObject *t)
     {
+        PyObject *copy;
+        Py_INCREF(t);  /* held while copied: a GC run inside may re-enter and replace its slot */
         if (PyDict_CheckExact(t))
-            return PyDict_Copy(t);
-        if (PyList_CheckExact(t))
-            return PyList_GetSlice(t, 0, PY_SSIZE_T_MAX);
-        Py_INCREF(t);
-        return t;
+            copy = PyDict_Copy(t);
+        else if (PyList_CheckExact(t))
+            copy = PyList_GetSlice(t, 0, PY_SSIZE_T_MAX);
+        else
+            return t;
+        Py_DECREF(t);
+        return copy;
     }
 
     /* Store a new reference in a dict entry's value field, releasing the placeholder there. */
@@ -617,7 +621,6 @@ cdef struct Layout:
     unsigned char tags[LAYOUT_MAX]
     PyObject* template      # owned: head key, element names, comprehension_required -> None;
                             # NULL when names repeat or a tag has none (then key by key)
-    PyObject* keys[LAYOUT_MAX + 2]      # the template's keys in order, borrowed from it
 
 cdef Layout LAYOUTS[LAYOUT_SLOTS]
 
@@ -634,7 +637,7 @@ cdef int _new_layout(Layout* slot, unsigned long long h, unsigned char head, con
     cdef Py_ssize_t i, stride = 0, details = count
     cdef int nid, command = 0x40 if head & HEAD_OPEN_CHANNEL else -1
     cdef PyObject* keys[LAYOUT_MAX + 2]
-    cdef PyObject* old = slot.template
+    cdef PyObject* old
     template = None
     memset(seen, 0, N_IDS)
     for i in range(count - 1, -1, -1):
@@ -653,14 +656,15 @@ cdef int _new_layout(Layout* slot, unsigned long long h, unsigned char head, con
             PyDict_SetItem(template, <object>keys[i], None)
         if cat_dict_slots(template, keys, count + 2, &stride) is NULL:
             template = None  # not the table layout cat_dict_slots knows: key by key
+    # commit in one step, no Python code between reading the old template and replacing it
+    old = slot.template
     slot.template = NULL
     if template is not None:
         Py_INCREF(template)
         slot.template = <PyObject*>template
-        memcpy(slot.keys, keys, (count + 2) * sizeof(PyObject*))
-    Py_XDECREF(old)
     slot.hash, slot.count, slot.head = h, count, head
     memcpy(slot.tags, tags, count)
+    Py_XDECREF(old)
     return 0
 
 
@@ -680,26 +684,28 @@ cdef inline void _release(PyObject** values, Py_ssize_t n) noexcept:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef object _plain(bytes buf, Py_ssize_t pos, Py_ssize_t end, unsigned char head, object envelope):
-    """The decoded dict of buf[pos:end] in the plain case, else None (with nothing raised).
+cdef object _plain(const unsigned char* p, Py_ssize_t total, Py_ssize_t pos, Py_ssize_t end,
+                   unsigned char head, object envelope):
+    """The decoded dict of p[pos:end] (p holds `total` bytes) in the plain case, else None.
 
     Plain: one-byte tags and lengths that tile the content exactly, at most LAYOUT_MAX elements,
     Command details first in commands; the layout's names must not repeat. Values are decoded in
     wire order exactly as the walk decodes them, so a bad value raises here what the walk would;
     anything not plain is left to the walk. `envelope`: the head value of an envelope.
     """
-    cdef const unsigned char* p = buf
-    cdef Py_ssize_t total = len(buf), count = 0, n_cr = 0, length, vpos, i, k = 0, stride = 0
+    cdef Py_ssize_t count = 0, n_cr = 0, length, vpos, i, stride = 0
     cdef PyObject* values[LAYOUT_MAX]
     cdef unsigned char tags[LAYOUT_MAX]
-    cdef unsigned char crs[LAYOUT_MAX]
+    cdef unsigned char crs[LAYOUT_MAX]      # indices of the elements with the CR bit
     cdef unsigned long long h = 0xCBF29CE484222325ULL, key = 0  # h: FNV-1a over the tags
     cdef unsigned int meta = 0
     cdef unsigned char b, tag
     cdef int command = -1
     cdef MemoSlot* memo
     cdef Layout* layout
+    cdef PyObject** slots
     cdef PyObject** slot
+    cdef PyObject* name
     if head != HEAD_ENVELOPE and (pos + 1 >= end or p[pos] & 0x7F != 0x01):
         return None  # Command details must come first: the walk reports it after the others
     try:
@@ -724,7 +730,7 @@ cdef object _plain(bytes buf, Py_ssize_t pos, Py_ssize_t end, unsigned char head
             if tag == 0x01 and command < 0:
                 command = p[vpos + 1]  # its value decoded: three bytes
             tags[count] = tag
-            crs[count] = b >> 7
+            crs[n_cr] = count
             n_cr += b >> 7
             h = (h ^ tag) * 0x100000001B3ULL
             count += 1
@@ -742,21 +748,23 @@ cdef object _plain(bytes buf, Py_ssize_t pos, Py_ssize_t end, unsigned char head
         if layout.template is NULL:
             _release(values, count)
             return None
-        cr = PyList_New(n_cr)
-        for i in range(count):
-            if crs[i]:
-                Py_INCREF(<object>layout.keys[i + 1])
-                PyList_SET_ITEM(cr, k, <object>layout.keys[i + 1])
-                k += 1
+        # From here on only our own references: an allocation may run the GC, and a finalizer
+        # may decode and so replace this layout slot.
         out = PyDict_Copy(<object>layout.template)
+        slots = cat_dict_slots(out, NULL, count + 2, &stride)  # its keys were checked when made
+        if slots is NULL:
+            _release(values, count)
+            return None
+        cr = PyList_New(n_cr)
+        for i in range(n_cr):  # the names, as the copy holds them: key i is before value i
+            name = slots[(crs[i] + 1) * stride - 1]
+            Py_INCREF(<object>name)
+            PyList_SET_ITEM(cr, i, <object>name)
     except BaseException:
         _release(values, count)
         raise
-    slot = cat_dict_slots(out, NULL, count + 2, &stride)  # the template's keys were checked when made
-    if slot is NULL:
-        _release(values, count)
-        return None
-    _put(slot, envelope if head & HEAD_ENVELOPE else _named(COMMAND_NAMES, <unsigned char>command))
+    _put(slots, envelope if head & HEAD_ENVELOPE else _named(COMMAND_NAMES, <unsigned char>command))
+    slot = slots
     for i in range(count):
         slot += stride
         cat_put(slot, values[i])  # the dict takes over the reference
@@ -826,14 +834,10 @@ cdef inline Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* e
 
 
 cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
-    """Proactive command or terminal response: Command details must be the first element."""
+    """Proactive command or terminal response key by key: Command details must come first."""
     cdef int first = -1, command = -1
     cdef list cr
-    if FILL:
-        out = _plain(buf, pos, end, 0, None)
-        if out is not None:
-            return out
-    out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
+    cdef dict out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
     PyDict_SetItem(out, COMMAND, None)  # first key: the type of command, named below
     cr = _elements(buf, pos, end, out, True, &first, &command)
     if first != 0x01:
@@ -848,12 +852,20 @@ def decode_proactive(buf):
     cdef bytes b = buf if type(buf) is bytes else tlv_bytes(buf)
     cdef Py_ssize_t end = 0
     cdef Py_ssize_t pos = _outer(b, True, "a proactive command", &end)
+    if FILL:
+        out = _plain(b, end, pos, end, 0, None)
+        if out is not None:
+            return out
     return _with_command(b, pos, end)
 
 
 def decode_terminal_response(buf):
     """TERMINAL RESPONSE (TS 102 223 §6.8): bare COMPREHENSION-TLVs -> named fields."""
     cdef bytes b = buf if type(buf) is bytes else tlv_bytes(buf)
+    if FILL:
+        out = _plain(b, len(b), 0, len(b), 0, None)
+        if out is not None:
+            return out
     return _with_command(b, 0, len(b))
 
 
@@ -864,7 +876,7 @@ def decode_envelope(buf):
     cdef Py_ssize_t pos = _outer(b, False, "an envelope", &end)
     cdef int first = -1, command = -1
     if FILL:
-        out = _plain(b, pos, end, HEAD_ENVELOPE, ENVELOPES[b[0]])
+        out = _plain(b, end, pos, end, HEAD_ENVELOPE, ENVELOPES[b[0]])
         if out is not None:
             return out
     out = _PyDict_NewPresized(_count(b, pos, end) + 2)

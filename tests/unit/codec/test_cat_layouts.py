@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import sys
 import sysconfig
@@ -150,3 +151,29 @@ def test_bad_value_in_a_plain_layout_raises_and_leaks_nothing():
     for _ in range(200):
         assert _agree("decode_proactive", bad)[0] == "error"
     assert sys.getrefcount(apn) == before
+
+
+def test_decodes_reentered_from_the_gc_agree():
+    """A collection inside a decode may run code that decodes too (finalizers, gc callbacks) and
+    so replaces layout and value slots in use: results must not change."""
+    rng = random.Random("reentry")
+    inputs = [_proactive(_details(rng.choice((0x40, 0x41))),
+                         *[_tlv(t, SAMPLES[t]) for t in rng.sample(sorted(SAMPLES), rng.randint(1, 8))])
+              for _ in range(150)]
+    others = itertools.cycle(inputs[::-1])
+    runs = []
+
+    def decode_during_gc(phase, info):
+        if phase == "start":
+            runs.append(COMPILED.decode_proactive(next(others)))
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(decode_during_gc)
+    gc.set_threshold(1)
+    try:
+        for raw in inputs * 2:
+            _agree("decode_proactive", raw)
+    finally:
+        gc.callbacks.remove(decode_during_gc)
+        gc.set_threshold(*threshold)
+    assert runs
