@@ -198,3 +198,33 @@ async def test_slow_second_request_on_a_kept_alive_connection_is_cut(tmp_path, d
         writer.close()
     finally:
         s.stop(signal.SIGKILL)
+
+
+async def test_a_clients_rate_limit_holds_over_two_workers(tmp_path, db_url, pool):
+    """§7.1.2 (R17): 20 calls a minute means 20 in all, not 20 per worker: 60 calls on fresh connections
+    (spread over both workers by SO_REUSEPORT) get at most 20 answers, give or take one sync tick."""
+    import asyncio
+    import time
+
+    from esimota.sim import fleetdata
+
+    cid, _, secret, _ = await fleetdata.create_client(pool)
+    await pool.execute("UPDATE clients SET rate_limit_per_min = 20 WHERE client_id = $1", cid)
+    s = serve(tmp_path / "home", db_url, workers=2, tls=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{s.base_url}/api/v1/auth/token",
+                                params={"client_id": cid, "client_secret": secret}) as r:
+                token = (await r.json())["token"]
+        if time.time() % 60 > 40:  # one whole window for the 60 calls (about 3 s)
+            await asyncio.sleep(61 - time.time() % 60)
+        codes = []
+        for _ in range(60):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+                async with http.get(f"{s.base_url}/api/v1/write/provinces", params={"token": token}) as r:
+                    codes.append(r.status)
+            await asyncio.sleep(0.04)
+        assert set(codes) == {200, 429}
+        assert 20 <= codes.count(200) <= 24, codes  # per-worker windows would have let ~40 through
+    finally:
+        s.stop(signal.SIGKILL)

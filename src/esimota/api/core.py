@@ -13,7 +13,7 @@ from ..service import auth, staff_auth
 from . import status
 from .audit import AuditLog
 from .handlers import HANDLERS, Call
-from .limits import Quota, RateLimiter
+from .limits import Quota, RateLimiter, SharedWindows
 from .registry import Method
 
 logger = logging.getLogger("esimota.api")
@@ -47,6 +47,7 @@ class Api:
         self.clients = auth.ClientCache(pool)
         self.staff = staff_auth.StaffGate(pool)
         self.limiter = RateLimiter()
+        self.shared_limits = SharedWindows(pool, self.limiter)  # one client's calls counted over all workers
         self.audit = AuditLog(pool)
 
     async def start(self) -> None:
@@ -57,11 +58,13 @@ class Api:
                 logger.warning("cache not loaded yet", extra={"cache": type(cache).__name__,
                                                               "error": type(exc).__name__})
             cache.start()
+        self.shared_limits.start()
         self.audit.start()
 
     async def stop(self) -> None:
         await self.clients.stop()
         await self.staff.stop()
+        await self.shared_limits.stop()
         await self.audit.stop()
 
     async def authorise(self, method: Method, token: str | None, source_ip: str) -> Authorised:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import RateLimited
 
+logger = logging.getLogger("esimota.api")
 WINDOW_S = 60.0
 
 
@@ -26,11 +30,19 @@ class Quota:
 
 
 class RateLimiter:
-    """Counts calls per key in the current window of this process; over the limit → RateLimited."""
+    """Counts calls per key in the current window; over the limit → RateLimited.
 
-    def __init__(self, clock=time.monotonic) -> None:
-        self._clock = clock
-        self._windows: dict[object, list] = {}  # key -> [window index, count]
+    Alone it counts this process's calls. With `SharedWindows` syncing it, a client's count is the sum
+    over every worker: the other workers' calls as of the last sync (`shared`) plus this one's since.
+    """
+
+    def __init__(self, clock=time.time) -> None:
+        self._clock = clock  # wall time: windows begin on the minute on every node alike
+        # key -> [window index, calls here since the last sync, calls everywhere as of the last sync]
+        self._windows: dict[object, list] = {}
+
+    def window(self, now: float | None = None) -> int:
+        return int((self._clock() if now is None else now) // WINDOW_S)
 
     def hit(self, key: object, limit: int) -> Quota:
         now = self._clock()
@@ -39,12 +51,82 @@ class RateLimiter:
         if window is None or window[0] != index:
             if len(self._windows) > 100_000:  # forget idle callers (per-IP keys of GetToken)
                 self._windows = {k: w for k, w in self._windows.items() if w[0] == index}
-            window = self._windows[key] = [index, 0]
+            window = self._windows[key] = [index, 0, 0]
         reset = (index + 1) * WINDOW_S - now
-        if window[1] >= limit:
+        used = window[1] + window[2]
+        if used >= limit:
             exc = RateLimited(f"more than {limit} calls a minute; retry in {math.ceil(reset)} s",
                               retry_after=max(1, math.ceil(reset)))
             exc.quota = Quota(limit, 0, reset)  # type: ignore[attr-defined]
             raise exc
         window[1] += 1
-        return Quota(limit, limit - window[1], reset)
+        return Quota(limit, limit - used - 1, reset)
+
+    def unsynced(self, index: int) -> dict[int, int]:
+        """Per client (integer keys), the calls counted here in window `index` since the last sync."""
+        return {k: w[1] for k, w in self._windows.items() if isinstance(k, int) and w[0] == index and w[1]}
+
+    def synced(self, index: int, sent: dict[int, int], totals: dict[int, int]) -> None:
+        """After a sync: `sent` reached the database, whose totals (every worker) are now known."""
+        for key, total in totals.items():
+            window = self._windows.get(key)
+            if window is None or window[0] != index:
+                window = self._windows[key] = [index, 0, 0]
+            window[1] -= sent.get(key, 0)  # calls made while the sync was on its way stay unsynced
+            window[2] = total
+
+
+SYNC = """
+INSERT INTO rate_windows (client_id, window_no, calls)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[]) ORDER BY 1
+ON CONFLICT (client_id, window_no) DO UPDATE SET calls = rate_windows.calls + EXCLUDED.calls"""
+TOTALS = "SELECT client_id, calls FROM rate_windows WHERE window_no = $1"
+FORGET = "DELETE FROM rate_windows WHERE window_no < $1"
+
+
+class SharedWindows:
+    """Syncs a RateLimiter's client counts through the database every SYNC_S: one round trip per worker
+    per tick, none per call. A client can overshoot its limit by what the other workers let through
+    within one tick; the database being down leaves each worker counting alone until it is back."""
+
+    SYNC_S = 0.25
+
+    def __init__(self, pool: Any, limiter: RateLimiter) -> None:
+        self.pool = pool
+        self.limiter = limiter
+        self._task: asyncio.Task | None = None
+        self._failed_at = -1e9
+        self._forgot = -1
+
+    async def sync(self) -> None:
+        index = self.limiter.window()
+        sent = self.limiter.unsynced(index)
+        async with self.pool.acquire() as conn:
+            if sent:
+                keys = sorted(sent)
+                await conn.execute(SYNC, keys, [index] * len(keys), [sent[k] for k in keys])
+            rows = await conn.fetch(TOTALS, index)
+            if self._forgot != index:  # once a window: rows of windows gone by
+                await conn.execute(FORGET, index - 1)
+                self._forgot = index
+        self.limiter.synced(index, sent, {r["client_id"]: r["calls"] for r in rows})
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.SYNC_S)
+            try:
+                await self.sync()
+            except Exception as exc:  # the database may be down: count alone meanwhile
+                if time.monotonic() - self._failed_at > 30:
+                    self._failed_at = time.monotonic()
+                    logger.warning("rate limits not shared for now", extra={"error": type(exc).__name__})
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
