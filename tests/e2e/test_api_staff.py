@@ -39,7 +39,8 @@ def _changing(a: admin_pb2_grpc.AdminServiceStub, cid: str, iccid: str, md: tupl
 
 async def _state(pool) -> dict:
     async with pool.acquire() as conn:
-        return {t: v for t, v in (await backup.table_checksums(conn)).items() if t not in ("audit_log", "api_calls", "rate_windows")}
+        sums = await backup.table_checksums(conn)
+    return {t: v for t, v in sums.items() if t not in ("audit_log", "api_calls", "rate_windows")}
 
 
 async def _eventually(check, timeout: float = 5.0) -> None:
