@@ -9,6 +9,7 @@ Faults are switched on per device to exercise every path of the platform.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 
@@ -59,6 +60,62 @@ class Outcome:
     frames_in: int = 0
     frames_out: int = 0
     error: str = ""
+
+
+class _Link(asyncio.Protocol):
+    """One BIP channel as the module sees it: whole BCP/1 frames in (2-byte length first), bytes out.
+    A protocol rather than asyncio streams: a fleet runs hundreds of thousands of these."""
+
+    __slots__ = ("transport", "buf", "frames", "waiter", "closed")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.frames: collections.deque = collections.deque()
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while len(buf) >= 2:
+            end = 2 + ((buf[0] << 8) | buf[1])
+            if len(buf) < end:
+                break
+            self.frames.append(bytes(buf[2:end]))
+            del buf[:end]
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self) -> bytes | None:
+        """The next whole frame; None once the platform closed the channel first."""
+        while not self.frames:
+            if self.closed:
+                return None
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.frames.popleft()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Device:
@@ -120,34 +177,35 @@ class Device:
         self.out.error = "too many channels"
 
     # -- channels ---------------------------------------------------------------------------
-    async def _connect(self):
+    async def _connect(self) -> _Link:
         self.out.channels += 1
         local = (self.source, 0) if self.source else None
         async with asyncio.timeout(self.frame_timeout):  # no task per call, unlike wait_for
-            return await asyncio.open_connection(self.host, self.port, local_addr=local)
+            _, link = await asyncio.get_running_loop().create_connection(_Link, self.host, self.port,
+                                                                         local_addr=local)
+        return link
 
     def _next_counter(self) -> int:
         if not self.spec.faults.replay_counter or self.counter == 0:
             self.counter += 1
         return self.counter
 
-    async def _send(self, writer, frame: bytes) -> None:
+    async def _send(self, link: _Link, frame: bytes) -> None:
         if self.spec.faults.latency:
             await asyncio.sleep(self.spec.faults.latency)
-        writer.write(frame)
+        link.write(frame)
         self.out.frames_out += 1
-        await writer.drain()
 
     async def _write_channel(self, reason: int) -> int | None:
         """A channel of the write: HELLO, then answer COMMANDs until CLOSE. None if it dropped."""
-        reader, writer = await self._connect()
+        link = await self._connect()
         try:
             kid = bytes(16) if self.spec.faults.bad_mac else self.spec.kid
             iccid = wire.ef_iccid_text(self.files.read(MF, 0x2FE2)) or self.spec.temp_iccid
-            await self._send(writer, wire.hello_frame(kid, self.spec.eid, iccid, self.spec.imei,
+            await self._send(link, wire.hello_frame(kid, self.spec.eid, iccid, self.spec.imei,
                                                       self._next_counter(), self.spec.buffer_size, reason))
             while True:
-                ftype, body = await self._read_frame(reader)
+                ftype, body = await self._read_frame(link)
                 if ftype is None:
                     return None
                 if self._should_drop():
@@ -156,9 +214,9 @@ class Device:
                     return body[0] if body else 0x06
                 if ftype != wire.T_COMMAND:
                     return 0x06
-                await self._send(writer, self._answer(body))
+                await self._send(link, self._answer(body))
         finally:
-            writer.close()
+            link.close()
 
     def _should_drop(self) -> bool:
         k = self.spec.faults.drop_at_frame
@@ -184,24 +242,26 @@ class Device:
         return wire.response_frame(self.spec.kic, self.spec.kid, tar, cntr, 0x00, rapdus)
 
     async def _report_channel(self, result: int) -> int | None:
-        reader, writer = await self._connect()
+        link = await self._connect()
         try:
             iccid = wire.ef_iccid_text(self.files.read(MF, 0x2FE2))
-            await self._send(writer, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
-                                                       self._next_counter(), result))
-            ftype, body = await self._read_frame(reader)
+            await self._send(link, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
+                                                     self._next_counter(), result))
+            ftype, body = await self._read_frame(link)
             if ftype != wire.T_CLOSE:
                 return None
             return body[0] if body else 0x06
         finally:
-            writer.close()
+            link.close()
 
-    async def _read_frame(self, reader) -> tuple[int | None, bytes]:
+    async def _read_frame(self, link: _Link) -> tuple[int | None, bytes]:
+        """(frame type, body); (None, b"") when the channel closed or stayed silent for frame_timeout."""
         try:
             async with asyncio.timeout(self.frame_timeout):
-                head = await reader.readexactly(2)
-                frame = await reader.readexactly(int.from_bytes(head, "big"))
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+                frame = await link.read()
+        except (ConnectionError, asyncio.TimeoutError):
+            return None, b""
+        if not frame:  # closed, or an empty frame (no type): the channel is as good as dropped
             return None, b""
         self.out.frames_in += 1
         return frame[0], frame[1:]
