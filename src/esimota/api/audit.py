@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import ipaddress
@@ -12,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from ..background import Periodic
 from ..log import SECRET_KEYS
 
 logger = logging.getLogger("esimota.audit")
@@ -54,14 +54,16 @@ def _columns(rows: list[tuple]) -> list[list]:
     return [list(col) for col in zip(*rows)]
 
 
-class AuditLog:
-    """A per-worker buffer flushed with COPY every FLUSH_S; the hot path only appends a tuple."""
+class AuditLog(Periodic):
+    """A per-worker buffer written every FLUSH_S in one statement; the hot path only appends a tuple."""
+
+    every = FLUSH_S
+    chore = "call log flush"
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.pending: list[tuple] = []
         self.dropped = 0
-        self._task: asyncio.Task | None = None
 
     def record(self, *, client_id: str | None, transport: str, route: str, params: dict, code: int,
                reason: str | None, latency_s: float, source_ip: str | None) -> None:
@@ -95,20 +97,11 @@ class AuditLog:
                 self.dropped += 1
         return stored
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            await self.flush()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+    async def tick(self) -> None:
+        await self.flush()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await super().stop()
         await self.flush()
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..background import Periodic
 from ..errors import RateLimited
 
-logger = logging.getLogger("esimota.api")
 WINDOW_S = 60.0
 
 
@@ -84,18 +82,17 @@ TOTALS = "SELECT client_id, calls FROM rate_windows WHERE window_no = $1"
 FORGET = "DELETE FROM rate_windows WHERE window_no < $1"
 
 
-class SharedWindows:
-    """Syncs a RateLimiter's client counts through the database every SYNC_S: one round trip per worker
+class SharedWindows(Periodic):
+    """Syncs a RateLimiter's client counts through the database every 0.25 s: one round trip per worker
     per tick, none per call. A client can overshoot its limit by what the other workers let through
     within one tick; the database being down leaves each worker counting alone until it is back."""
 
-    SYNC_S = 0.25
+    every = 0.25
+    chore = "sharing rate-limit counts"
 
     def __init__(self, pool: Any, limiter: RateLimiter) -> None:
         self.pool = pool
         self.limiter = limiter
-        self._task: asyncio.Task | None = None
-        self._failed_at = -1e9
         self._forgot = -1
 
     async def sync(self) -> None:
@@ -111,22 +108,5 @@ class SharedWindows:
                 self._forgot = index
         self.limiter.synced(index, sent, {r["client_id"]: r["calls"] for r in rows})
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.SYNC_S)
-            try:
-                await self.sync()
-            except Exception as exc:  # the database may be down: count alone meanwhile
-                if time.monotonic() - self._failed_at > 30:
-                    self._failed_at = time.monotonic()
-                    logger.warning("rate limits not shared for now", extra={"error": type(exc).__name__})
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def tick(self) -> None:  # the database being down leaves each worker counting alone meanwhile
+        await self.sync()

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import config
+from ..background import Periodic
 from ..errors import InvalidArgument, PermissionDenied, Unauthenticated
 from ..store import clients as client_store
 from ..store.clients import Client
-
-logger = logging.getLogger("esimota.auth")
 
 TOKEN_TTL = 86400  # §7.1.2, §7.2.1: expire_time 86 400 s
 REFRESH_S = 2.0    # revocation (secret rotation, disable, whitelist) reaches every process within this
@@ -106,15 +104,17 @@ def _cached(row: Any) -> Cached:
     return Cached(Client.from_row(row), generation(row), nets)
 
 
-class ClientCache:
+class ClientCache(Periodic):
     """Every client, reloaded every REFRESH_S and on demand (an unknown or newer token), at most 4×/s."""
+
+    every = REFRESH_S
+    chore = "client cache refresh"
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.by_id: dict[str, Cached] = {}
         self.loaded_at = 0.0
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
 
     async def reload(self, *, min_age: float = 0.0) -> None:
         async with self._lock:
@@ -124,23 +124,8 @@ class ClientCache:
             self.by_id = {r["client_id"]: _cached(r) for r in rows}
             self.loaded_at = time.monotonic()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.reload()
-            except Exception as exc:  # the database may be down for a while: keep the last view
-                logger.warning("client cache refresh failed", extra={"error": type(exc).__name__})
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def tick(self) -> None:  # the database may be down for a while: the last view is kept
+        await self.reload()
 
     async def resolve(self, client_id: str, gen: int) -> Cached:
         """The client of a verified token; a rotated secret or a disabled account is 401 (R17)."""

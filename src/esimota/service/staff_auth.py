@@ -6,17 +6,16 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import logging
 import time
 from typing import Any
 
 from .. import config
+from ..background import Periodic
 from ..errors import InvalidArgument, PermissionDenied, Unauthenticated
 from ..store import audit
 from . import staff
 from .auth import derive_key
 
-logger = logging.getLogger("esimota.staff")
 
 TOKEN_TTL = 86400  # a working day and then some: a leaver's token dies with the account anyway
 REFRESH_S = 2.0    # role changes and disabled accounts reach every process within this (≤ 5 s)
@@ -77,12 +76,15 @@ async def issue_token(db: Any, signer: StaffTokenSigner, username: str | None, a
     return {"username": who, "token": token, "expire_time": ttl}
 
 
-class StaffGate:
+class StaffGate(Periodic):
     """Per admin call: the staff token's account and its roles from a cache — no database round trip.
 
     Active accounts are reloaded every REFRESH_S and on demand (an unknown name, at most 4×/s); activity
     is written back in one UPDATE per refresh, so `staff review` sees who uses the API.
     """
+
+    every = REFRESH_S
+    chore = "staff cache refresh"
 
     def __init__(self, pool: Any, signer: StaffTokenSigner | None = None) -> None:
         self.pool = pool
@@ -91,7 +93,6 @@ class StaffGate:
         self.loaded_at = 0.0
         self.seen: set[str] = set()
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
 
     async def reload(self) -> None:
         async with self._lock:
@@ -116,23 +117,8 @@ class StaffGate:
                 await asyncio.sleep(wait)
             await self._load()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.reload()
-            except Exception as exc:  # the database may be down for a while: keep the last view
-                logger.warning("staff cache refresh failed", extra={"error": type(exc).__name__})
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def tick(self) -> None:  # the database may be down for a while: the last view is kept
+        await self.reload()
 
     async def authorise(self, token: str | None, action: str, rpc: str) -> str:
         """The actor (`staff:USER`) if the token's account may do `action`; else 401 / 403 (audited)."""
