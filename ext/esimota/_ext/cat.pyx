@@ -2,21 +2,18 @@
 
 # Decoding walks the COMPREHENSION-TLVs once over the raw buffer and builds the named fields
 # directly; the encoder is shared with the twin (it is mostly Python objects, not byte walking).
-# The hot path (issue 3: OPEN CHANNEL to named fields in ≤ 2 µs and ≥ 20× the twin) makes no
-# Python-level lookups: element, device, bearer, transport and command names come from C arrays
-# indexed by the code byte, text is written straight into new str objects, short values come from
-# a memo of decoded values, and the result dict is a copy of a template of its keys filled in
-# place (see "result dicts from layout templates"); inputs outside that plain case take the
-# key-by-key walk, whose repeats are found with a C "seen" array.
+# The hot path (issue 3: OPEN CHANNEL to named fields in ≤ 2 µs) makes no Python-level lookups:
+# element, device, bearer, transport and command names come from C arrays indexed by the code
+# byte, repeats are found with a C "seen" array, and text is written straight into new str objects.
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_Contains, PyDict_Copy, PyDict_SetItem
-from cpython.list cimport PyList_Append, PyList_GetSlice, PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_Append, PyList_GetSlice
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_New
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcpy, memset
 
 from esimota._ext.tlv cimport tlv_ber_length, tlv_ber_tag, tlv_bytes, tlv_clength, tlv_ctag
 
@@ -45,35 +42,6 @@ cdef extern from *:
     }
     """
     unsigned long long cat_load_le(const unsigned char* p, Py_ssize_t n, bint wide) noexcept
-
-cdef extern from *:
-    """
-    /* A new reference to what a memo slot hands out for its template: the template itself when
-       immutable (str, int, None), else a shallow copy (the flat dicts and lists of values). */
-    static CYTHON_INLINE PyObject *cat_handout(PyObject *t)
-    {
-        PyObject *copy;
-        Py_INCREF(t);  /* held while copied: a GC run inside may re-enter and replace its slot */
-        if (PyDict_CheckExact(t))
-            copy = PyDict_Copy(t);
-        else if (PyList_CheckExact(t))
-            copy = PyList_GetSlice(t, 0, PY_SSIZE_T_MAX);
-        else
-            return t;
-        Py_DECREF(t);
-        return copy;
-    }
-
-    /* Store a new reference in a dict entry's value field, releasing the placeholder there. */
-    static CYTHON_INLINE void cat_put(PyObject **slot, PyObject *value)
-    {
-        PyObject *old = *slot;
-        *slot = value;
-        Py_XDECREF(old);
-    }
-    """
-    PyObject* cat_handout(PyObject* template) except NULL
-    void cat_put(PyObject** slot, PyObject* value) noexcept
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
@@ -389,43 +357,38 @@ cdef MemoSlot MEMO[MEMO_SIZE]       # static storage: zeroed, so every slot star
 
 cdef inline object _handout(object template):
     """The template itself when immutable, else a shallow copy (flat dict or list)."""
-    out = <object>cat_handout(<PyObject*>template)  # the cast takes a second reference
-    Py_DECREF(out)
-    return out
+    if type(template) is dict:
+        return PyDict_Copy(template)
+    if type(template) is list:
+        return PyList_GetSlice(template, 0, PY_SSIZE_T_MAX)
+    return template
 
 
-cdef inline MemoSlot* _memo_probe(const unsigned char* p, Py_ssize_t n, unsigned int tag, bint wide,
-                                  unsigned long long* key, unsigned int* meta) noexcept:
-    """The slot of a value of at most MEMO_MAX_LENGTH bytes (its template is the value's when
-    slot.meta == meta[0] and slot.value_bytes == key[0]). `wide`: 8 bytes may be read at p."""
-    key[0] = cat_load_le(p, n, wide)
-    meta[0] = ((tag << 4) | <unsigned int>n) + 1
-    return &MEMO[((key[0] ^ (<unsigned long long>meta[0] << 40)) * 0x9E3779B97F4A7C15ULL) >> 55]
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef object _memo_value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, unsigned int tag,
+                        bint wide):
+    """_value through the memo for short values; longer ones are decoded every time.
 
-
-cdef object _memo_miss(MemoSlot* slot, const unsigned char* p, Py_ssize_t n, Py_ssize_t voff,
-                       unsigned int tag, unsigned long long key, unsigned int meta):
-    """Decode a value (raising as ever), keep it in `slot`, hand it out."""
+    `wide`: 8 bytes may be read at p (the value's bytes are then loaded as one word).
+    """
+    cdef unsigned long long key
+    cdef unsigned int meta
+    cdef MemoSlot* slot
+    cdef PyObject* old
+    if n > MEMO_MAX_LENGTH or tag > 0x7FFF:
+        return _value(p, n, voff, tag)
+    key = cat_load_le(p, n, wide)
+    meta = ((tag << 4) | <unsigned int>n) + 1
+    slot = &MEMO[((key ^ (<unsigned long long>meta << 40)) * 0x9E3779B97F4A7C15ULL) >> 55]
+    if slot.meta == meta and slot.value_bytes == key:
+        return _handout(<object>slot.template)
     value = _value(p, n, voff, tag)
     old = slot.template
     Py_INCREF(value)
     slot.template, slot.meta, slot.value_bytes = <PyObject*>value, meta, key
     Py_XDECREF(old)
     return _handout(value)
-
-
-cdef inline object _memo_value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, unsigned int tag,
-                               bint wide):
-    """_value through the memo for short values; longer ones are decoded every time."""
-    cdef unsigned long long key
-    cdef unsigned int meta
-    cdef MemoSlot* slot
-    if n > MEMO_MAX_LENGTH or tag > 0x7FFF:
-        return _value(p, n, voff, tag)
-    slot = _memo_probe(p, n, tag, wide, &key, &meta)
-    if slot.meta == meta and slot.value_bytes == key:
-        return _handout(<object>slot.template)
-    return _memo_miss(slot, p, n, voff, tag, key, meta)
 
 
 def decode_value(tag, value, voff):
@@ -436,43 +399,33 @@ def decode_value(tag, value, voff):
 
 # --- the element walk (TS 102 223 §6.6, §6.8, §7: COMPREHENSION-TLVs in wire order) -------------
 
-cdef inline PyObject* _name_of(unsigned int tag, int command, bint* state, int* nid) noexcept:
-    """Borrowed name of an element (NULL when its tag has none) and its id in a "seen" array.
-
-    OPEN CHANNEL (§6.6.27) names two of its elements by place: the Other address before the
-    transport level is the local address, after it the destination; the first Text string is
-    the login, the second the password. `state`: transport level seen, login seen.
-    """
-    cdef PyObject* name = ELEMENT_NAMES[tag] if tag < 128 else NULL
-    nid[0] = tag
-    if name is NULL or command != 0x40:
-        return name
-    if tag == 0x3C:
-        state[0] = True
-    elif tag == 0x3E:
-        name, nid[0] = (<PyObject*>DESTINATION, ID_DESTINATION) if state[0] else (<PyObject*>LOCAL, ID_LOCAL)
-    elif tag == 0x0D:
-        name, nid[0] = (<PyObject*>PASSWORD, ID_PASSWORD) if state[1] else (<PyObject*>LOGIN, ID_LOGIN)
-        state[1] = True
-    return name
-
-
 cdef object _key(unsigned int tag, int command, bint* state, dict fields, unsigned char* seen):
-    """Element key: spec or positional name, tag_XX for unnamed tags, _2/_3 suffixes for repeats.
+    """Element key: positional names in OPEN CHANNEL, _2/_3 suffixes for repeats.
 
     `seen` (NULL when `fields` came from the caller) marks the names already used, so the first
     use of a named element needs no dict lookup; repeats and tag_XX names ask `fields`.
     """
-    cdef int i, nid
-    cdef PyObject* hit = _name_of(tag, command, state, &nid)
+    cdef PyObject* hit = ELEMENT_NAMES[tag] if tag < 128 else NULL
     cdef object name
+    cdef int i, nid = tag
     if hit is NULL:
         name = f"tag_{tag:02x}"
+        nid = -1
     else:
         name = <object>hit
-        if seen is not NULL and not seen[nid]:
-            seen[nid] = 1
-            return name
+    if command == 0x40:  # OPEN CHANNEL (§6.6.27) names two of its elements by place
+        if tag == 0x3C:
+            state[0] = True
+        elif tag == 0x3E:
+            name = DESTINATION if state[0] else LOCAL
+            nid = ID_DESTINATION if state[0] else ID_LOCAL
+        elif tag == 0x0D:
+            name = PASSWORD if state[1] else LOGIN
+            nid = ID_PASSWORD if state[1] else ID_LOGIN
+            state[1] = True
+    if seen is not NULL and nid >= 0 and not seen[nid]:
+        seen[nid] = 1
+        return name
     if PyDict_Contains(fields, name):
         i = 2
         while f"{name}_{i}" in fields:
@@ -532,273 +485,6 @@ def decode_elements(buf, pos, end, out):
     return _elements(tlv_bytes(buf), pos, end, out, False, &first, &command)
 
 
-# --- result dicts from layout templates ------------------------------------------------------------
-# Building the result dict key by key costs CPython ~200 instructions a key (PyDict_SetItem hashes,
-# probes, appends), as much as the rest of a decode. A decoded dict's keys depend only on its head
-# and the element tags in wire order (and whether the command is an OPEN CHANNEL), and a link sees
-# few such layouts, so the result is instead a copy of a private template holding the same keys
-# with None values (one allocation and a memcpy of its table), whose values are then replaced in
-# place. Only key layouts are kept, never values: every call returns a new dict, and the values put
-# in it are the decoder's own (new sub-dicts and lists, shared str/int/None only).
-#
-# The in-place write relies on the dict table layout of CPython 3.11-3.13 (with the GIL), checked:
-# a template's keys are compared entry by entry (by identity) when it is made, and every copy must
-# own a combined table of exactly that many entries, none deleted, so entry i holds key i; anything
-# else takes the key-by-key path, as do other interpreters and versions.
-
-cdef extern from *:
-    """
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) \
-        && !defined(PYPY_VERSION) && !defined(Py_LIMITED_API)
-    /* struct _dictkeysobject, identical in CPython 3.11, 3.12 and 3.13 (Include/internal/pycore_dict.h) */
-    typedef struct {
-        Py_ssize_t dk_refcnt;
-        uint8_t dk_log2_size;
-        uint8_t dk_log2_index_bytes;
-        uint8_t dk_kind;
-        uint32_t dk_version;
-        Py_ssize_t dk_usable;
-        Py_ssize_t dk_nentries;
-        char dk_indices[];
-    } cat_dictkeys;
-
-    /* The value field of entry 0 of a dict that holds n keys in a combined table of its own, with
-       no deleted entries (so entry i holds the i-th key in iteration order); entry i's value is at
-       [i * *stride]. With `keys`, the entries' keys must also be exactly keys[0..n) (by identity).
-       NULL when the dict is anything else. */
-    static CYTHON_INLINE PyObject **cat_dict_slots(PyObject *d, PyObject *const *keys, Py_ssize_t n,
-                                                  Py_ssize_t *stride)
-    {
-        PyDictObject *mp = (PyDictObject *)d;
-        cat_dictkeys *dk = (cat_dictkeys *)mp->ma_keys;
-        PyObject **slot;
-        Py_ssize_t i, step;
-        if (!PyDict_CheckExact(d) || mp->ma_values != NULL || mp->ma_used != n
-                || dk->dk_refcnt != 1 || dk->dk_nentries != n)
-            return NULL;
-        if (dk->dk_kind == 0)
-            step = 3;           /* DICT_KEYS_GENERAL: PyDictKeyEntry {me_hash, me_key, me_value} */
-        else if (dk->dk_kind == 1)
-            step = 2;           /* DICT_KEYS_UNICODE: PyDictUnicodeEntry {me_key, me_value} */
-        else
-            return NULL;
-        slot = (PyObject **)(dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes)) + (step - 1);
-        for (i = 0; keys != NULL && i < n; i++)
-            if (slot[i * step - 1] != keys[i])
-                return NULL;
-        *stride = step;
-        return slot;
-    }
-    #else
-    static PyObject **cat_dict_slots(PyObject *d, PyObject *const *keys, Py_ssize_t n, Py_ssize_t *stride)
-    {
-        (void)d; (void)keys; (void)n; (void)stride;
-        return NULL;
-    }
-    #endif
-    """
-    PyObject** cat_dict_slots(object d, PyObject** keys, Py_ssize_t n, Py_ssize_t* stride)
-    bint PyObject_GC_IsTracked(object op)
-    void PyObject_GC_Track(void* op)
-
-
-cdef inline void _put(PyObject** slot, object value) noexcept:
-    """Replace the value in a filled entry (its old value is None or another placeholder)."""
-    Py_INCREF(value)
-    cat_put(slot, <PyObject*>value)
-
-
-cdef enum:
-    LAYOUT_MAX = 16         # elements of a layout kept as a template; longer ones go key by key
-    LAYOUT_SLOTS = 64       # a power of two
-    HEAD_ENVELOPE = 1       # Layout.head: "command" (0) or "envelope" first,
-    HEAD_OPEN_CHANNEL = 2   # | the first Command details is an OPEN CHANNEL (§6.6.27 names)
-
-cdef struct Layout:
-    unsigned long long hash # of head and tags; 0 = empty slot
-    Py_ssize_t count        # elements
-    unsigned char head
-    unsigned char tags[LAYOUT_MAX]
-    PyObject* template      # owned: head key, element names, comprehension_required -> None;
-                            # NULL when names repeat or a tag has none (then key by key)
-
-cdef Layout LAYOUTS[LAYOUT_SLOTS]
-
-cdef str COMMAND = "command", ENVELOPE = "envelope", CR_KEY = "comprehension_required"
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef int _new_layout(Layout* slot, unsigned long long h, unsigned char head, const unsigned char* tags,
-                     Py_ssize_t count) except -1:
-    """Name the elements as the walk would (see _key) and keep their template in `slot`."""
-    cdef unsigned char[N_IDS] seen
-    cdef bint[2] state = [False, False]
-    cdef Py_ssize_t i, stride = 0, details = count
-    cdef int nid, command = 0x40 if head & HEAD_OPEN_CHANNEL else -1
-    cdef PyObject* keys[LAYOUT_MAX + 2]
-    cdef PyObject* old
-    template = None
-    memset(seen, 0, N_IDS)
-    for i in range(count - 1, -1, -1):
-        if tags[i] == 0x01:
-            details = i  # positional names start after the first Command details
-    keys[0] = <PyObject*>(ENVELOPE if head & HEAD_ENVELOPE else COMMAND)
-    keys[count + 1] = <PyObject*>CR_KEY
-    for i in range(count):
-        keys[i + 1] = _name_of(tags[i], command if i > details else -1, state, &nid)
-        if keys[i + 1] is NULL or seen[nid]:
-            break
-        seen[nid] = 1
-    else:
-        template = {}
-        for i in range(count + 2):
-            PyDict_SetItem(template, <object>keys[i], None)
-        if cat_dict_slots(template, keys, count + 2, &stride) is NULL:
-            template = None  # not the table layout cat_dict_slots knows: key by key
-    # commit in one step, no Python code between reading the old template and replacing it
-    old = slot.template
-    slot.template = NULL
-    if template is not None:
-        Py_INCREF(template)
-        slot.template = <PyObject*>template
-    slot.hash, slot.count, slot.head = h, count, head
-    memcpy(slot.tags, tags, count)
-    Py_XDECREF(old)
-    return 0
-
-
-cdef PyObject* _miss_ref(MemoSlot* memo, const unsigned char* p, Py_ssize_t n, Py_ssize_t voff,
-                         unsigned int tag, unsigned long long key, unsigned int meta) except NULL:
-    """A new reference to the value that _memo_miss or (for long values, memo NULL) _value gives."""
-    value = _value(p, n, voff, tag) if memo is NULL else _memo_miss(memo, p, n, voff, tag, key, meta)
-    Py_INCREF(value)
-    return <PyObject*>value
-
-
-cdef inline void _release(PyObject** values, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t i
-    for i in range(n):
-        Py_XDECREF(values[i])
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef object _plain(const unsigned char* p, Py_ssize_t total, Py_ssize_t pos, Py_ssize_t end,
-                   unsigned char head, object envelope):
-    """The decoded dict of p[pos:end] (p holds `total` bytes) in the plain case, else None.
-
-    Plain: one-byte tags and lengths that tile the content exactly, at most LAYOUT_MAX elements,
-    Command details first in commands; the layout's names must not repeat. Values are decoded in
-    wire order exactly as the walk decodes them, so a bad value raises here what the walk would;
-    anything not plain is left to the walk. `envelope`: the head value of an envelope.
-    """
-    cdef Py_ssize_t count = 0, n_cr = 0, length, vpos, i, stride = 0
-    cdef PyObject* values[LAYOUT_MAX]
-    cdef unsigned char tags[LAYOUT_MAX]
-    cdef unsigned char crs[LAYOUT_MAX]      # indices of the elements with the CR bit
-    cdef unsigned long long h = 0xCBF29CE484222325ULL, key = 0  # h: FNV-1a over the tags
-    cdef unsigned int meta = 0
-    cdef unsigned char b, tag
-    cdef int command = -1
-    cdef MemoSlot* memo
-    cdef Layout* layout
-    cdef PyObject** slots
-    cdef PyObject** slot
-    cdef PyObject* name
-    if head != HEAD_ENVELOPE and (pos + 1 >= end or p[pos] & 0x7F != 0x01):
-        return None  # Command details must come first: the walk reports it after the others
-    try:
-        while pos < end:
-            if count == LAYOUT_MAX or pos + 1 >= end:
-                break
-            b = p[pos]
-            tag = b & 0x7F
-            length = p[pos + 1]
-            vpos = pos + 2
-            # §7.1.1.1: 00, 80, 7F and FF are not one-byte tags (7F opens the three-byte form)
-            if tag == 0x00 or tag == 0x7F or length >= 0x80 or vpos + length > end:
-                break
-            if length <= MEMO_MAX_LENGTH:
-                memo = _memo_probe(p + vpos, length, tag, vpos + 8 <= total, &key, &meta)
-                if memo.meta == meta and memo.value_bytes == key:
-                    values[count] = cat_handout(memo.template)
-                else:
-                    values[count] = _miss_ref(memo, p + vpos, length, vpos, tag, key, meta)
-            else:
-                values[count] = _miss_ref(NULL, p + vpos, length, vpos, tag, 0, 0)
-            if tag == 0x01 and command < 0:
-                command = p[vpos + 1]  # its value decoded: three bytes
-            tags[count] = tag
-            crs[n_cr] = count
-            n_cr += b >> 7
-            h = (h ^ tag) * 0x100000001B3ULL
-            count += 1
-            pos = vpos + length
-        if pos < end:
-            _release(values, count)
-            return None
-        if command == 0x40:
-            head |= HEAD_OPEN_CHANNEL
-        h = ((h ^ head) * 0x100000001B3ULL) | 1
-        layout = &LAYOUTS[(h >> 32) & (LAYOUT_SLOTS - 1)]
-        if layout.hash != h or layout.count != count or layout.head != head \
-                or memcmp(layout.tags, tags, count) != 0:
-            _new_layout(layout, h, head, tags, count)
-        if layout.template is NULL:
-            _release(values, count)
-            return None
-        # From here on only our own references: an allocation may run the GC, and a finalizer
-        # may decode and so replace this layout slot.
-        out = PyDict_Copy(<object>layout.template)
-        slots = cat_dict_slots(out, NULL, count + 2, &stride)  # its keys were checked when made
-        if slots is NULL:
-            _release(values, count)
-            return None
-        cr = PyList_New(n_cr)
-        for i in range(n_cr):  # the names, as the copy holds them: key i is before value i
-            name = slots[(crs[i] + 1) * stride - 1]
-            Py_INCREF(<object>name)
-            PyList_SET_ITEM(cr, i, <object>name)
-    except BaseException:
-        _release(values, count)
-        raise
-    _put(slots, envelope if head & HEAD_ENVELOPE else _named(COMMAND_NAMES, <unsigned char>command))
-    slot = slots
-    for i in range(count):
-        slot += stride
-        cat_put(slot, values[i])  # the dict takes over the reference
-    _put(slot + stride, cr)
-    if not PyObject_GC_IsTracked(out):  # the template held only atoms; now it holds containers
-        PyObject_GC_Track(<PyObject*>out)
-    return out
-
-
-cdef bint _fill_works():
-    """Whether the in-place fill is available here and gives the dict that SetItem would."""
-    cdef PyObject* keys[3]
-    cdef Py_ssize_t stride = 0, i
-    cdef PyObject** slots
-    keys[0], keys[1], keys[2] = <PyObject*>COMMAND, <PyObject*>ENVELOPE, <PyObject*>CR_KEY
-    template = dict.fromkeys([COMMAND, ENVELOPE, CR_KEY])
-    out = PyDict_Copy(template)
-    slots = cat_dict_slots(out, keys, 3, &stride)
-    if slots is NULL:
-        return False
-    values = (1, [2], "3")
-    for i in range(3):
-        _put(slots + i * stride, values[i])
-    PyObject_GC_Track(<PyObject*>out)
-    return (list(out.items()) == [(COMMAND, 1), (ENVELOPE, [2]), (CR_KEY, "3")]
-            and out[ENVELOPE] == [2] and template == dict.fromkeys([COMMAND, ENVELOPE, CR_KEY]))
-
-
-FILL_IN_PLACE = _fill_works()   # read by the tests: True on CPython 3.11-3.13
-cdef bint FILL = FILL_IN_PLACE
-
-
-# --- the decoders -----------------------------------------------------------------------------------
-
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef Py_ssize_t _count(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end):
@@ -810,7 +496,7 @@ cdef Py_ssize_t _count(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end):
     return count
 
 
-cdef inline Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) except -1:
+cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) except -1:
     """Open the BER-TLV around a proactive command or envelope: returns the content start."""
     cdef const unsigned char* p = buf
     cdef Py_ssize_t n = len(buf), pos, vpos
@@ -834,52 +520,40 @@ cdef inline Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* e
 
 
 cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
-    """Proactive command or terminal response key by key: Command details must come first."""
+    """Proactive command or terminal response: Command details must be the first element."""
+    cdef dict out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
     cdef int first = -1, command = -1
     cdef list cr
-    cdef dict out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
-    PyDict_SetItem(out, COMMAND, None)  # first key: the type of command, named below
+    PyDict_SetItem(out, "command", None)  # first key: the type of command, named below
     cr = _elements(buf, pos, end, out, True, &first, &command)
     if first != 0x01:
         raise BadTagError("command details must come first", pos, 0x01)
-    PyDict_SetItem(out, COMMAND, _named(COMMAND_NAMES, <unsigned char>command))
-    PyDict_SetItem(out, CR_KEY, cr)
+    PyDict_SetItem(out, "command", _named(COMMAND_NAMES, <unsigned char>command))
+    PyDict_SetItem(out, "comprehension_required", cr)
     return out
 
 
 def decode_proactive(buf):
     """Proactive command 'D0' (TS 102 223 §6.6) -> named fields."""
-    cdef bytes b = buf if type(buf) is bytes else tlv_bytes(buf)
+    cdef bytes b = tlv_bytes(buf)
     cdef Py_ssize_t end = 0
     cdef Py_ssize_t pos = _outer(b, True, "a proactive command", &end)
-    if FILL:
-        out = _plain(b, end, pos, end, 0, None)
-        if out is not None:
-            return out
     return _with_command(b, pos, end)
 
 
 def decode_terminal_response(buf):
     """TERMINAL RESPONSE (TS 102 223 §6.8): bare COMPREHENSION-TLVs -> named fields."""
-    cdef bytes b = buf if type(buf) is bytes else tlv_bytes(buf)
-    if FILL:
-        out = _plain(b, len(b), 0, len(b), 0, None)
-        if out is not None:
-            return out
+    cdef bytes b = tlv_bytes(buf)
     return _with_command(b, 0, len(b))
 
 
 def decode_envelope(buf):
     """ENVELOPE 'D6' event download or 'D1' SMS-PP download (TS 102 223 §7) -> named fields."""
-    cdef bytes b = buf if type(buf) is bytes else tlv_bytes(buf)
+    cdef bytes b = tlv_bytes(buf)
     cdef Py_ssize_t end = 0
     cdef Py_ssize_t pos = _outer(b, False, "an envelope", &end)
+    cdef dict out = _PyDict_NewPresized(_count(b, pos, end) + 2)
     cdef int first = -1, command = -1
-    if FILL:
-        out = _plain(b, end, pos, end, HEAD_ENVELOPE, ENVELOPES[b[0]])
-        if out is not None:
-            return out
-    out = _PyDict_NewPresized(_count(b, pos, end) + 2)
-    PyDict_SetItem(out, ENVELOPE, ENVELOPES[b[0]])
-    PyDict_SetItem(out, CR_KEY, _elements(b, pos, end, out, True, &first, &command))
+    PyDict_SetItem(out, "envelope", ENVELOPES[b[0]])
+    PyDict_SetItem(out, "comprehension_required", _elements(b, pos, end, out, True, &first, &command))
     return out
