@@ -181,6 +181,7 @@ def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "esimota.cli", "serve", "--host", settings.host,
             "--http-port", str(settings.http_port), "--grpc-port", str(settings.grpc_port),
             "--bip-port", str(settings.bip_port), "--workers", "1"] + (["--no-tls"] if not settings.tls else [])
+    env["ESIMOTA_SUPERVISOR_PID"] = str(os.getpid())
     procs = [subprocess.Popen(argv, env=dict(env, ESIMOTA_WORKER_ID=str(i))) for i in range(settings.workers)]
 
     def forward(signum, _frame):
@@ -192,6 +193,21 @@ def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [pr.wait() for pr in procs]
     return max(codes) if codes else 0
+
+
+def _die_with_supervisor() -> bool:
+    """A worker drains and exits when its supervisor dies, even by kill -9 (Linux PR_SET_PDEATHSIG sends
+    it SIGTERM): an orphan would keep serving the shared ports beside the next server's workers.
+    False if the supervisor is gone already."""
+    expected = int(os.environ.get("ESIMOTA_SUPERVISOR_PID", "0") or 0)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM is the only way out
+        pass
+    return not expected or os.getppid() == expected
 
 
 def _run(main: Any) -> None:
@@ -212,6 +228,8 @@ def serve_main(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     worker_id = int(os.environ.get("ESIMOTA_WORKER_ID", "-1"))
     if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
+        if not _die_with_supervisor():
+            return 0
         _run(_run_worker(settings, worker_id))
         return 0
     started_db = _prepare(settings)

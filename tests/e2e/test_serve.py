@@ -228,3 +228,24 @@ async def test_a_clients_rate_limit_holds_over_two_workers(tmp_path, db_url, poo
         assert 20 <= codes.count(200) <= 24, codes  # per-worker windows would have let ~40 through
     finally:
         s.stop(signal.SIGKILL)
+
+
+async def test_workers_exit_when_their_supervisor_is_killed(tmp_path, db_url):
+    """kill -9 of the supervisor: its workers drain and exit by themselves (no orphan keeps serving the
+    shared ports beside a restarted server)."""
+    import asyncio
+    import os
+    import time
+
+    s = serve(tmp_path / "home", db_url, workers=2, tls=False)
+    workers = s.pids
+    assert len(workers) == 2 and s.proc.pid not in workers
+    s.proc.kill()
+    s.proc.wait(5)
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
+                 " Z " not in open(f"/proc/{pid}/stat").read()[:64]]
+    assert alive == [], f"orphaned workers still running: {alive}"
