@@ -225,7 +225,9 @@ async def test_a_clients_rate_limit_holds_over_two_workers(tmp_path, db_url, poo
                     codes.append(r.status)
             await asyncio.sleep(0.04)
         assert set(codes) == {200, 429}
-        assert 20 <= codes.count(200) <= 24, codes  # per-worker windows would have let ~40 through
+        # per-worker windows let 20 through on each worker (35-40 here); shared ones 20 plus what
+        # the other worker admitted within one 0.25 s sync tick
+        assert 20 <= codes.count(200) <= 28, codes
     finally:
         s.stop(signal.SIGKILL)
 
