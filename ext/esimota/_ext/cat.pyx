@@ -13,7 +13,7 @@ from cpython.list cimport PyList_Append, PyList_GetSlice
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_New
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from esimota._ext.tlv cimport tlv_ber_length, tlv_ber_tag, tlv_bytes, tlv_clength, tlv_ctag
 
@@ -45,9 +45,6 @@ cdef extern from *:
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
-    # public in CPython's cpython/dictobject.h (what Cython itself uses for large dict literals):
-    # sizing the result dict once avoids the rehash at its sixth key
-    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef dict ENVELOPES = T.ENVELOPES
 cdef str GSM = T.GSM_ALPHABET, BCD = T.BCD_DIGITS
@@ -485,17 +482,6 @@ def decode_elements(buf, pos, end, out):
     return _elements(tlv_bytes(buf), pos, end, out, False, &first, &command)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef Py_ssize_t _count(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end):
-    """How many elements buf[pos:end] seems to hold: only a size hint for the result dict."""
-    cdef Py_ssize_t count = 0
-    while pos + 1 < end and p[pos] != 0x7F and p[pos + 1] < 0x80:
-        pos += 2 + p[pos + 1]
-        count += 1
-    return count
-
-
 cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) except -1:
     """Open the BER-TLV around a proactive command or envelope: returns the content start."""
     cdef const unsigned char* p = buf
@@ -519,12 +505,149 @@ cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) exc
     return vpos
 
 
+# --- key layouts ------------------------------------------------------------------------------------
+# A result's keys, in order, depend only on its kind (command or envelope), its type of command
+# and the sequence of its element tags with their CR bits, and a handful of such layouts cover BIP
+# traffic. Each layout keeps a private template dict of its keys with None values: a decode copies
+# it (PyDict_Copy clones a clean table in one go: no insertions, no growth) and then only replaces
+# values (PyDict_SetItem on a key already there, its hash cached on the str), in the same order
+# as the general walk sets them, so values and key order are the same. Templates are never handed
+# out, the CR names are handed out as a fresh list, and a decode holds its own reference to its
+# layout, so a re-entrant decode (a GC callback) that evicts the slot cannot change the result.
+# Inputs that do not fit (a long tag or length, more than LAYOUT_MAX elements, anything truncated,
+# Command details not first) take the general walk, which also raises every error.
+
+cdef enum:
+    LAYOUT_SLOTS = 64               # a power of two: direct-mapped, a new layout evicts the old
+    LAYOUT_MAX = 16                 # elements per layout
+    KIND_COMMAND = 1                # "command" first, then elements, then CR names
+    KIND_ENVELOPE = 2               # "envelope" first, then elements, then CR names
+
+
+@cython.final
+@cython.no_gc
+cdef class _Layout:
+    """Keys of one element layout: a template dict, the element keys, the CR names."""
+    cdef int kind, command
+    cdef Py_ssize_t n
+    cdef unsigned char tags[LAYOUT_MAX]
+    cdef dict template              # keys in result order, None values; never handed out
+    cdef tuple names                # owns the element keys that `keys` borrows
+    cdef list cr                    # CR names, handed out as a copy
+    cdef PyObject* keys[LAYOUT_MAX]
+
+
+cdef PyObject* LAYOUTS[LAYOUT_SLOTS]    # owned references; static storage starts NULL
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _scan(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, unsigned char* tags,
+                      Py_ssize_t* vpos, int* command):
+    """Tag bytes and value offsets of the elements in p[pos:end], and the type of command of the
+    first Command details; -1 if an element does not fit a layout (then the general walk runs)."""
+    cdef Py_ssize_t n = 0
+    cdef unsigned char b
+    command[0] = -1
+    while pos < end:
+        if n == LAYOUT_MAX or pos + 1 >= end:
+            return -1
+        b = p[pos]
+        if b == 0x00 or b == 0x7F or b == 0x80 or b == 0xFF or p[pos + 1] >= 0x80 \
+                or pos + 2 + p[pos + 1] > end:
+            return -1
+        if (b & 0x7F) == 0x01 and command[0] < 0:
+            if p[pos + 1] != 3:
+                return -1  # the general walk raises the length error where the twin does
+            command[0] = p[pos + 3]
+        tags[n], vpos[n] = b, pos + 2
+        n += 1
+        pos += 2 + p[pos + 1]
+    return n
+
+
+cdef _Layout _new_layout(int kind, int command, const unsigned char* tags, Py_ssize_t n):
+    """The keys the general walk would set for these elements, in its order (see _elements)."""
+    cdef _Layout lay = _Layout.__new__(_Layout)
+    cdef dict t = {}
+    cdef list names = [], cr = []
+    cdef bint[2] state = [False, False]
+    cdef unsigned char[N_IDS] seen
+    cdef int cmd = -1
+    cdef Py_ssize_t i
+    memset(seen, 0, N_IDS)
+    t["command" if kind == KIND_COMMAND else "envelope"] = None
+    for i in range(n):
+        name = _key(tags[i] & 0x7F, cmd, state, t, seen)
+        if (tags[i] & 0x7F) == 0x01 and cmd < 0:
+            cmd = command
+        t[name] = None
+        names.append(name)
+        if tags[i] & 0x80:
+            cr.append(name)
+    t["comprehension_required"] = None
+    lay.kind, lay.command, lay.n = kind, command, n
+    memcpy(lay.tags, tags, n)
+    lay.template, lay.names, lay.cr = t, tuple(names), cr
+    for i in range(n):
+        lay.keys[i] = <PyObject*>lay.names[i]
+    return lay
+
+
+cdef _Layout _layout(int kind, int command, const unsigned char* tags, Py_ssize_t n):
+    """The layout of these elements, made on first sight (evicting its slot's previous one)."""
+    cdef unsigned long long h = 0xCBF29CE484222325ULL ^ <unsigned long long>(kind * 512 + command + 1)
+    cdef Py_ssize_t i
+    cdef PyObject* old
+    cdef _Layout lay
+    for i in range(n):  # FNV-1a over the tag bytes
+        h = (h ^ tags[i]) * 0x100000001B3ULL
+    i = <Py_ssize_t>(((h ^ <unsigned long long>n) * 0x9E3779B97F4A7C15ULL) >> 58)
+    old = LAYOUTS[i]
+    if old is not NULL:
+        lay = <_Layout>old
+        if lay.kind == kind and lay.command == command and lay.n == n \
+                and memcmp(lay.tags, tags, n) == 0:
+            return lay
+    lay = _new_layout(kind, command, tags, n)
+    old = LAYOUTS[i]
+    Py_INCREF(lay)
+    LAYOUTS[i] = <PyObject*>lay
+    Py_XDECREF(old)
+    return lay
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef dict _filled(_Layout lay, bytes buf, const Py_ssize_t* vpos, object head):
+    """The layout's template copied, then every value set in the general walk's order."""
+    cdef const unsigned char* p = buf
+    cdef Py_ssize_t total = len(buf), i, v
+    cdef dict out = PyDict_Copy(lay.template)
+    if lay.kind == KIND_ENVELOPE:
+        PyDict_SetItem(out, "envelope", head)
+    for i in range(lay.n):
+        v = vpos[i]
+        PyDict_SetItem(out, <object>lay.keys[i],
+                       _memo_value(p + v, p[v - 1], v, lay.tags[i] & 0x7F, v + 8 <= total))
+    if lay.kind == KIND_COMMAND:
+        PyDict_SetItem(out, "command", head)
+    PyDict_SetItem(out, "comprehension_required", PyList_GetSlice(lay.cr, 0, PY_SSIZE_T_MAX))
+    return out
+
+
 cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
     """Proactive command or terminal response: Command details must be the first element."""
-    cdef dict out = _PyDict_NewPresized(_count(buf, pos, end) + 2)
+    cdef unsigned char[LAYOUT_MAX] tags
+    cdef Py_ssize_t[LAYOUT_MAX] vpos
     cdef int first = -1, command = -1
+    cdef Py_ssize_t n = _scan(buf, pos, end, tags, vpos, &command)
+    cdef dict out
     cdef list cr
-    PyDict_SetItem(out, "command", None)  # first key: the type of command, named below
+    if n > 0 and (tags[0] & 0x7F) == 0x01:
+        return _filled(_layout(KIND_COMMAND, command, tags, n), buf, vpos,
+                       _named(COMMAND_NAMES, <unsigned char>command))
+    out = {"command": None}  # first key: the type of command, named below
     cr = _elements(buf, pos, end, out, True, &first, &command)
     if first != 0x01:
         raise BadTagError("command details must come first", pos, 0x01)
@@ -552,8 +675,13 @@ def decode_envelope(buf):
     cdef bytes b = tlv_bytes(buf)
     cdef Py_ssize_t end = 0
     cdef Py_ssize_t pos = _outer(b, False, "an envelope", &end)
-    cdef dict out = _PyDict_NewPresized(_count(b, pos, end) + 2)
+    cdef unsigned char[LAYOUT_MAX] tags
+    cdef Py_ssize_t[LAYOUT_MAX] vpos
     cdef int first = -1, command = -1
-    PyDict_SetItem(out, "envelope", ENVELOPES[b[0]])
+    cdef Py_ssize_t n = _scan(b, pos, end, tags, vpos, &command)
+    cdef dict out
+    if n >= 0:
+        return _filled(_layout(KIND_ENVELOPE, command, tags, n), b, vpos, ENVELOPES[b[0]])
+    out = {"envelope": ENVELOPES[b[0]]}
     PyDict_SetItem(out, "comprehension_required", _elements(b, pos, end, out, True, &first, &command))
     return out
