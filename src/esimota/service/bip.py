@@ -34,6 +34,7 @@ from .common import CST
 log = logging.getLogger("esimota.bip")
 
 CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
+YIELD_EVERY = 64  # cards judged between two turns of the event loop
 STUCK_GENERAL = dt.timedelta(minutes=30)
 
 CHIPS_FOR_UPDATE = """
@@ -145,8 +146,10 @@ class ChannelService:
             if cards:
                 rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev[2]["eid"] for ev in cards}))
                 chips = {r["eid"]: r for r in rows}
-                for ev in cards:
+                for i, ev in enumerate(cards, 1):
                     await self._judge_card(conn, ev, chips, batch)
+                    if i % YIELD_EVERY == 0:  # let the loop accept and read meanwhile (a group may
+                        await asyncio.sleep(0)  # hold thousands of HELLOs; the listen queue is finite)
             for ev in events:
                 self._note_session_event(ev, batch)
             await self._write(conn, batch)
