@@ -1,6 +1,6 @@
 """Fleet capacity test (DESIGN §8): the platform against a simulated fleet on this machine.
 
-    python benchmarks/fleet.py --devices 20000 --workers 2 --procs 2
+    python benchmarks/fleet.py --devices 20000 --workers 2 --procs 4
     python benchmarks/fleet.py --idle 100000 --workers 6 --procs 6
 
 Write mode: a fresh database, N generated chips and numbers, an auto-allocation apply for each,
@@ -144,7 +144,8 @@ def run_writes(args) -> dict:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
                                   extra_env={"ESIMOTA_DB_POOL": str(args.pool)})
             try:
-                opt = FleetOptions(port=served.bip_port, procs=args.procs, concurrency=args.concurrency,
+                opt = FleetOptions(port=served.bip_port, procs=args.procs,
+                                   concurrency=args.concurrency or args.devices,
                                    ramp_per_s=args.ramp, sources=args.sources)
                 spies = profile(served.pids, args.profile)
                 pg = launch.postgres_pids()
@@ -244,8 +245,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2, help="platform worker processes")
-    ap.add_argument("--procs", type=int, default=2, help="fleet processes")
-    ap.add_argument("--concurrency", type=int, default=2000)
+    ap.add_argument("--procs", type=int, default=4, help="fleet processes")
+    ap.add_argument("--concurrency", type=int, default=0, help="devices in flight at once (0: all of them)")
     ap.add_argument("--ramp", type=float, default=0.0, help="power-ons per second (0: all at once)")
     ap.add_argument("--sources", type=int, default=8, help="loopback source addresses")
     ap.add_argument("--buffer", type=int, default=1024, help="the cards' BIP buffer size")
