@@ -1,10 +1,12 @@
-"""Benchmark: §7.2.2.3 status queries through the HTTPS bridge of one worker (issue 5: ≥ 3,000/s, p99 < 25 ms).
+"""Benchmark: §7.2.2.3 status queries (issue 5: ≥ 3,000/s, p99 < 25 ms) and §7.2.2.2 applies through the
+HTTPS bridge of one worker.
 
 Run: .venv/bin/python benchmarks/bench_api.py [--seconds 15] [--concurrency 32] [--procs 1] [--no-tls]
-                                               [--driver wrk|aiohttp]
+                                               [--driver wrk|aiohttp] [--route status|apply] [--chips N]
 Creates a scratch database, a fleet of 200 chips (half with an open task), starts `esimota serve
 --workers 1`, and drives GET /api/v1/write/status over keep-alive connections on loopback, each
-request naming the next chip. The load generator is wrk (C, one thread; `apt-get install wrk`) when
+request naming the next chip. With --route apply, each request POSTs an auto-allocation apply for the
+next chip of --chips (give enough for the run: every apply takes a chip and a number). The load generator is wrk (C, one thread; `apt-get install wrk`) when
 it is installed, else aiohttp clients in separate processes (--driver aiohttp), which need about as
 much CPU per request as the server and so share the two cores with it. Prints requests/s,
 p50/p99/max latency and non-200 answers as JSON.
@@ -42,13 +44,13 @@ from esimota.store.embedded import Cluster  # noqa: E402
 from tests.support.platform import serve  # noqa: E402
 
 
-async def _prepare(url: str, chips: int) -> tuple[str, str, list[str]]:
-    """The fleet, a high rate limit for the benchmark client, and applies on every second chip."""
+async def _prepare(url: str, chips: int, pre_apply: bool = True) -> tuple[str, str, list[str]]:
+    """The fleet, a high rate limit for the benchmark client, and (for status) applies on every second chip."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     fleet = await fleetdata.generate(pool, chips)
     await pool.execute("UPDATE clients SET rate_limit_per_min = 100000000")
     client = await clients.get(pool, fleet.client_id)
-    for dev in fleet.devices[::2]:
+    for dev in fleet.devices[::2] if pre_apply else ():
         await writing.apply_write(pool, client, writing.ApplyRequest(dev.eid, 1, "44"))
     await pool.close()
     return fleet.client_id, fleet.client_secret, [d.eid for d in fleet.devices]
@@ -77,11 +79,14 @@ async def _load(base: str, cert: str | None, token: str, eids: list[str], second
 
 WRK_SCRIPT = """
 local paths = {%s}
+local bodies = {%s}
 local n = 0
 local bad = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", paths[(n %% #paths) + 1])
+  local i = (n %% #paths) + 1
+  if #bodies == 0 then return wrk.format("GET", paths[i]) end
+  return wrk.format("POST", paths[i], {["Content-Type"] = "application/json"}, bodies[i])
 end
 response = function(status, headers, body)
   if status ~= 200 then bad = bad + 1 end
@@ -95,11 +100,16 @@ end
 """
 
 
-def _wrk(base: str, token: str, eids: list[str], seconds: float, conc: int) -> dict:
-    """wrk on one thread with `conc` keep-alive connections; its Lua script walks the chips."""
-    paths = ", ".join(f'"/api/v1/write/status?token={token}&eid={e}"' for e in eids)
+def _wrk(base: str, token: str, eids: list[str], seconds: float, conc: int, route: str = "status") -> dict:
+    """wrk on one thread with `conc` keep-alive connections; its Lua script walks the chips (status: GET
+    by eid; apply: POST an auto-allocation apply of each chip in turn, §7.2.2.2)."""
+    if route == "apply":
+        paths = ", ".join(f'"/api/v1/write/apply?token={token}"' for _ in eids)
+        bodies = ", ".join("'" + json.dumps({"eid": e, "write_type": 1, "province_code": "44"}) + "'" for e in eids)
+    else:
+        paths, bodies = ", ".join(f'"/api/v1/write/status?token={token}&eid={e}"' for e in eids), ""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(WRK_SCRIPT % paths)
+        script.write(WRK_SCRIPT % (paths, bodies))
         script.flush()
         out = subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{round(seconds)}s", "-s", script.name, base],
                              capture_output=True, text=True, check=True).stdout
@@ -127,6 +137,8 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=200)
     ap.add_argument("--no-tls", action="store_true")
     ap.add_argument("--driver", choices=("wrk", "aiohttp"), default="wrk" if shutil.which("wrk") else "aiohttp")
+    ap.add_argument("--route", choices=("status", "apply"), default="status",
+                    help="apply: each request applies for a new chip (wrk only; give --chips enough for the run)")
     a = ap.parse_args()
     server_url = os.environ.get("DATABASE_URL") or Cluster(Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data"))).start()
     name = f"esimota_bench_api_{uuid.uuid4().hex[:8]}"
@@ -139,24 +151,25 @@ def main() -> None:
     asyncio.run(create(f'CREATE DATABASE "{name}"'))
     try:
         asyncio.run(migrate.migrate_url(url))
-        cid, secret, eids = asyncio.run(_prepare(url, a.chips))
+        cid, secret, eids = asyncio.run(_prepare(url, a.chips, pre_apply=a.route == "status"))
         with tempfile.TemporaryDirectory() as home:
             platform = serve(Path(home), url, workers=1, tls=not a.no_tls)
             try:
                 cert = None if a.no_tls else str(platform.cert)
                 token = asyncio.run(_token(platform.base_url, cert, cid, secret))
-                asyncio.run(_load(platform.base_url, cert, token, eids, 2, a.concurrency))  # warm-up
+                if a.route == "status":
+                    asyncio.run(_load(platform.base_url, cert, token, eids, 2, a.concurrency))  # warm-up
                 if a.driver == "wrk":
                     pg = launch.postgres_pids()
                     cpu0, pg0 = launch.cpu_seconds(platform.pids), launch.cpu_seconds(pg)
-                    w = _wrk(platform.base_url, token, eids, a.seconds, a.concurrency * a.procs)
+                    w = _wrk(platform.base_url, token, eids, a.seconds, a.concurrency * a.procs, a.route)
                     cpu, pg_cpu = launch.cpu_seconds(platform.pids) - cpu0, launch.cpu_seconds(pg) - pg0
                     print(json.dumps({"requests": w["requests"], "seconds": a.seconds,
                                       "per_second": round(w["requests"] / a.seconds),
                                       "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
                                       "max_ms": w["max_us"] / 1000, "non_200": w["errors"],
                                       "tls": not a.no_tls, "concurrency": a.concurrency * a.procs,
-                                      "driver": "wrk",
+                                      "driver": "wrk", "route": a.route,
                                       # CPU per request, steadier than requests/s on a shared machine
                                       "worker_cpu_us_per_request": round(cpu * 1e6 / max(1, w["requests"])),
                                       "postgres_cpu_us_per_request": round(pg_cpu * 1e6 / max(1, w["requests"]))}))
