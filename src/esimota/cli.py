@@ -23,6 +23,13 @@ PLUGINS = (
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def staff_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`--json` and `--as USER` (default ESIMOTA_STAFF), as every admin and operations command takes them."""
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+    return p
+
+
 def emit(args: argparse.Namespace, payload: dict, text: str | None = None) -> None:
     """Print a command's result: JSON with --json, else the human line (or the JSON)."""
     if getattr(args, "json", False) or text is None:

@@ -28,16 +28,20 @@ def master_key(base: Path | None = None) -> bytes:
 
     Generated on first start with mode 0600; production passes its own.
     """
-    env = os.environ.get("ESIMOTA_MASTER_KEY")
+    return key_from_env_or_file("ESIMOTA_MASTER_KEY", (base or home()) / "master.key")
+
+
+def key_from_env_or_file(env_name: str, path: Path) -> bytes:
+    """A 32-byte key: the environment variable (64 hex digits), else `path`, generated once with mode 0600."""
+    env = os.environ.get(env_name)
     if env:
         try:
             key = bytes.fromhex(env.strip())
         except ValueError:
             key = b""
         if len(key) != 32:
-            raise ConfigError("ESIMOTA_MASTER_KEY must be 64 hex digits (32 bytes)")
+            raise ConfigError(f"{env_name} must be 64 hex digits (32 bytes)")
         return key
-    path = (base or home()) / "master.key"
     if not path.exists():
         try:
             _write_secret(path, secrets.token_hex(32) + "\n")

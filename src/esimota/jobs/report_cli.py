@@ -205,9 +205,7 @@ def _run(fn, text=None):
 
 
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
-    return p
+    return _cli().staff_flags(p)
 
 
 def _report_parsers(sub) -> None:

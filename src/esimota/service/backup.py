@@ -55,21 +55,7 @@ def newest(out_dir: Path) -> Path | None:
 
 def backup_key(home: Path | None = None) -> bytes:
     """ESIMOTA_BACKUP_KEY (64 hex) or HOME/backup.key (0600, generated once). Keep a copy apart from backups."""
-    env = os.environ.get("ESIMOTA_BACKUP_KEY")
-    if env:
-        try:
-            key = bytes.fromhex(env.strip())
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise ConfigError("ESIMOTA_BACKUP_KEY must be 64 hex digits (32 bytes)")
-        return key
-    path = (home or config.home()) / "backup.key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    return bytes.fromhex(path.read_text().strip())
+    return config.key_from_env_or_file("ESIMOTA_BACKUP_KEY", (home or config.home()) / "backup.key")
 
 
 def key_id(key: bytes) -> str:
