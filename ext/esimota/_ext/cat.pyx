@@ -8,16 +8,18 @@
 
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_Contains, PyDict_Copy, PyDict_SetItem
+from cpython.dict cimport PyDict_Contains, PyDict_SetItem
 from cpython.list cimport PyList_Append, PyList_GetSlice
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_New
 from libc.string cimport memcmp, memcpy, memset
 
 from esimota._ext.tlv cimport tlv_ber_length, tlv_ber_tag, tlv_bytes, tlv_clength, tlv_ctag
 
 import ipaddress
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 
 from esimota.codec import _cat_py as _twin
 from esimota.codec import _cat_tables as T
@@ -54,6 +56,156 @@ encode_value = _twin.encode_value
 encode_proactive = _twin.encode_proactive
 encode_terminal_response = _twin.encode_terminal_response
 encode_envelope = _twin.encode_envelope
+
+
+# --- results: Fields, a read-only mapping of a shared key set and a tuple of values -----------------
+# Same behaviour as the twin's esimota.codec._types.Fields (a dict inside). Here a record is its
+# shape (_Keys: the names in order and where each is, shared by every record of that shape) and a
+# tuple of values: one object and one tuple per record instead of a dict table, and, being
+# read-only, a record of immutable values can be shared (the value memo below hands them out).
+
+@cython.final
+@cython.no_gc
+cdef class _Keys:
+    """Names of one record shape, in order, and the position of each."""
+    cdef tuple names
+    cdef dict index
+
+
+cdef _Keys _keys(tuple names):
+    cdef _Keys k = _Keys.__new__(_Keys)
+    k.names, k.index = names, {name: i for i, name in enumerate(names)}
+    return k
+
+
+cdef _Keys NO_KEYS = _keys(())
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Fields:
+    """Named fields of a decoded CAT structure (TS 102 223): a read-only mapping, keys in wire order.
+
+    What a card or terminal sent is a fact, so its decoded form cannot be changed in place: an
+    element that repeats from command to command may be one shared record. `to_dict()` gives
+    plain dicts and lists (to change, or for JSON); `Fields(mapping)` builds one, and the encoders
+    take any mapping. Equal to any mapping with the same items, like a dict (order aside).
+    """
+    cdef _Keys _k
+    cdef tuple _v
+
+    def __cinit__(self, *args, **kwargs):
+        self._k, self._v = NO_KEYS, ()
+
+    def __init__(self, data=()):
+        if self._k is not NO_KEYS:
+            raise TypeError("Fields is read-only")
+        d = dict(data)
+        self._k, self._v = _keys(tuple(d)), tuple(d.values())
+
+    def __getitem__(self, key):
+        return self._v[<Py_ssize_t>self._k.index[key]]
+
+    def __len__(self):
+        return len(self._v)
+
+    def __iter__(self):
+        return iter(self._k.names)
+
+    def __contains__(self, key):
+        return key in self._k.index
+
+    def get(self, key, default=None):
+        i = self._k.index.get(key)
+        return default if i is None else self._v[<Py_ssize_t>i]
+
+    def keys(self):
+        return KeysView(self)
+
+    def items(self):
+        return _Items(self)
+
+    def values(self):
+        return ValuesView(self)
+
+    def _pairs(self):
+        return zip(self._k.names, self._v)
+
+    def __eq__(self, other):
+        cdef Fields o
+        if type(other) is Fields:
+            o = <Fields>other
+            if o._k is self._k:
+                return self._v == o._v
+        elif not isinstance(other, Mapping):
+            return NotImplemented
+        if len(other) != len(self._v):
+            return False
+        for k, v in zip(self._k.names, self._v):
+            if k not in other or not (other[k] == v):
+                return False
+        return True
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Fields({dict(zip(self._k.names, self._v))!r})"
+
+    def __reduce__(self):
+        return Fields, (dict(zip(self._k.names, self._v)),)
+
+    def to_dict(self):
+        """Plain dicts and lists all the way down (a copy: changing it changes nothing here)."""
+        return {k: _plain(v) for k, v in zip(self._k.names, self._v)}
+
+
+class _Items(ItemsView):
+    """items() of a Fields: a set-like view that iterates without a lookup per key."""
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._pairs()
+
+
+Mapping.register(Fields)
+
+
+def _plain(value):
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+cdef inline Fields _rec(_Keys keys, tuple values):
+    cdef Fields f = Fields.__new__(Fields)
+    f._k, f._v = keys, values
+    return f
+
+
+cdef Fields _from_dict(dict d):
+    """A record of a dict's items (the general walk: a shape of its own, not kept)."""
+    return _rec(_keys(tuple(d)), tuple(d.values()))
+
+
+cdef _Keys K_COMMAND_DETAILS = _keys(("command_number", "type_of_command", "command_qualifier"))
+cdef _Keys K_DEVICES = _keys(("source_device_identity", "destination_device_identity"))
+cdef _Keys K_DURATION = _keys(("time_unit", "time_interval"))
+cdef _Keys K_ICON = _keys(("icon_qualifier", "icon_identifier"))
+cdef _Keys K_STATUS = _keys(("channel_id", "link_established", "status_bits", "further_info"))
+cdef _Keys K_RESULT = _keys(("general_result", "additional_information"))
+cdef _Keys K_FILES = _keys(("number_of_files", "files"))
+cdef _Keys K_BEARER = _keys(("bearer_type", "bearer_parameters"))
+cdef _Keys K_TRANSPORT = _keys(("transport_protocol_type", "port_number"))
+cdef _Keys K_TEXT = _keys(("data_coding_scheme", "text"))
+cdef _Keys K_TEXT_DATA = _keys(("data_coding_scheme", "data"))
+cdef _Keys K_ADDRESS = _keys(("ton_npi", "dialling_number"))
+cdef _Keys K_OTHER_ADDRESS = _keys(("type_of_address", "address"))
 
 
 # --- name tables: code byte -> borrowed name, NULL when the spec table has none ------------------
@@ -165,17 +317,16 @@ cdef object _small(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
     """Fixed-size elements: command details, device identities, duration, icon, sizes, status."""
     if tag == 0x01:
         _need(n, 3, voff, tag)
-        return {"command_number": p[0], "type_of_command": p[1], "command_qualifier": p[2]}
+        return _rec(K_COMMAND_DETAILS, (p[0], p[1], p[2]))
     if tag == 0x02:
         _need(n, 2, voff, tag)
-        return {"source_device_identity": _named(DEVICE_NAMES, p[0]),
-                "destination_device_identity": _named(DEVICE_NAMES, p[1])}
+        return _rec(K_DEVICES, (_named(DEVICE_NAMES, p[0]), _named(DEVICE_NAMES, p[1])))
     if tag == 0x04:
         _need(n, 2, voff, tag)
-        return {"time_unit": p[0], "time_interval": p[1]}
+        return _rec(K_DURATION, (p[0], p[1]))
     if tag == 0x1E:
         _need(n, 2, voff, tag)
-        return {"icon_qualifier": p[0], "icon_identifier": p[1]}
+        return _rec(K_ICON, (p[0], p[1]))
     if tag == 0x37:
         _need(n, 1, voff, tag)
         return p[0]
@@ -183,8 +334,7 @@ cdef object _small(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
         _need(n, 2, voff, tag)
         return (p[0] << 8) | p[1]
     _need(n, 2, voff, tag)  # 0x38 channel status (§8.56)
-    return {"channel_id": p[0] & 0x07, "link_established": (p[0] & 0x80) != 0,
-            "status_bits": (p[0] >> 3) & 0x0F, "further_info": p[1]}
+    return _rec(K_STATUS, (p[0] & 0x07, (p[0] & 0x80) != 0, (p[0] >> 3) & 0x0F, p[1]))
 
 
 @cython.boundscheck(False)
@@ -196,11 +346,11 @@ cdef object _structured(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, i
     if tag == 0x03:
         if n == 0:
             raise LengthError("empty result", voff, tag)
-        return {"general_result": p[0], "additional_information": _hex(p + 1, n - 1)}
+        return _rec(K_RESULT, (p[0], _hex(p + 1, n - 1)))
     if tag == 0x12:
         if n == 0:
             raise LengthError("empty file list", voff, tag)
-        return {"number_of_files": p[0], "files": _hex(p + 1, n - 1)}
+        return _rec(K_FILES, (p[0], _hex(p + 1, n - 1)))
     if tag == 0x19:
         events = []
         for i in range(n):
@@ -209,10 +359,9 @@ cdef object _structured(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, i
     if tag == 0x35:
         if n == 0:
             raise LengthError("empty bearer description", voff, tag)
-        return {"bearer_type": _named(BEARER_NAMES, p[0]), "bearer_parameters": _hex(p + 1, n - 1)}
+        return _rec(K_BEARER, (_named(BEARER_NAMES, p[0]), _hex(p + 1, n - 1)))
     _need(n, 3, voff, tag)  # 0x3C UICC/terminal interface transport level (§8.59)
-    return {"transport_protocol_type": _named(TRANSPORT_NAMES, p[0]),
-            "port_number": (p[1] << 8) | p[2]}
+    return _rec(K_TRANSPORT, (_named(TRANSPORT_NAMES, p[0]), (p[1] << 8) | p[2]))
 
 
 @cython.boundscheck(False)
@@ -235,16 +384,15 @@ cdef object _text_string(const unsigned char* p, Py_ssize_t n):
     if n == 0:
         return None
     if p[0] == 0x04:
-        return {"data_coding_scheme": p[0], "text": (<const char*>p)[1:n].decode("latin-1")}
+        return _rec(K_TEXT, (p[0], (<const char*>p)[1:n].decode("latin-1")))
     if p[0] == 0x08 and (n - 1) % 2 == 0:
-        return {"data_coding_scheme": p[0],
-                "text": (<const char*>p)[1:n].decode("utf-16-be", "surrogatepass")}
-    return {"data_coding_scheme": p[0], "data": _hex(p + 1, n - 1)}
+        return _rec(K_TEXT, (p[0], (<const char*>p)[1:n].decode("utf-16-be", "surrogatepass")))
+    return _rec(K_TEXT_DATA, (p[0], _hex(p + 1, n - 1)))
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef dict _address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
+cdef Fields _address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
     """Address (TS 102 223 §8.1): TON/NPI, then swapped BCD digits, 'F' filler last."""
     cdef Py_ssize_t i
     cdef int lo, hi
@@ -261,7 +409,7 @@ cdef dict _address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
                 raise BadValueError("filler inside the number", voff + i, tag)
         else:
             digits.append(BCD[hi])
-    return {"ton_npi": p[0], "dialling_number": "".join(digits)}
+    return _rec(K_ADDRESS, (p[0], "".join(digits)))
 
 
 cdef object _other_address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int tag):
@@ -271,13 +419,13 @@ cdef object _other_address(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff
     if p[0] == 0x21:
         if n != 5:
             raise LengthError("address of the wrong size", voff, tag)
-        return {"type_of_address": "ipv4", "address": _dotted(p + 1)}
+        return _rec(K_OTHER_ADDRESS, ("ipv4", _dotted(p + 1)))
     if p[0] == 0x57:
         if n != 17:
             raise LengthError("address of the wrong size", voff, tag)
         raw = PyBytes_FromStringAndSize(<const char*>p + 1, 16)
-        return {"type_of_address": "ipv6", "address": ipaddress.IPv6Address(raw).compressed}
-    return {"type_of_address": p[0], "address": _hex(p + 1, n - 1)}
+        return _rec(K_OTHER_ADDRESS, ("ipv6", ipaddress.IPv6Address(raw).compressed))
+    return _rec(K_OTHER_ADDRESS, (p[0], _hex(p + 1, n - 1)))
 
 
 @cython.boundscheck(False)
@@ -336,8 +484,8 @@ cdef object _value(const unsigned char* p, Py_ssize_t n, Py_ssize_t voff, int ta
 # An element's named form depends only on its tag and value bytes, and most BIP elements are a
 # few bytes that repeat from command to command (command details, device identities, bearer,
 # transport level, address, APN). Values of up to 8 bytes are kept in a small direct-mapped table
-# of templates: str, int and None are immutable and shared; dicts and lists (flat, of immutable
-# items) are handed out as shallow copies, so no caller ever holds the template itself. Errors
+# of templates: str, int, None and Fields of those are immutable and shared; a list (the event
+# list, of names) is handed out as a copy, so no caller ever holds a mutable template. Errors
 # are never cached: a miss decodes (and raises) exactly as before.
 
 cdef struct MemoSlot:
@@ -353,9 +501,7 @@ cdef MemoSlot MEMO[MEMO_SIZE]       # static storage: zeroed, so every slot star
 
 
 cdef inline object _handout(object template):
-    """The template itself when immutable, else a shallow copy (flat dict or list)."""
-    if type(template) is dict:
-        return PyDict_Copy(template)
+    """The template itself when immutable, else a copy (a flat list)."""
     if type(template) is list:
         return PyList_GetSlice(template, 0, PY_SSIZE_T_MAX)
     return template
@@ -508,14 +654,12 @@ cdef Py_ssize_t _outer(bytes buf, bint proactive, str what, Py_ssize_t* end) exc
 # --- key layouts ------------------------------------------------------------------------------------
 # A result's keys, in order, depend only on its kind (command or envelope), its type of command
 # and the sequence of its element tags with their CR bits, and a handful of such layouts cover BIP
-# traffic. Each layout keeps a private template dict of its keys with None values: a decode copies
-# it (PyDict_Copy clones a clean table in one go: no insertions, no growth) and then only replaces
-# values (PyDict_SetItem on a key already there, its hash cached on the str), in the same order
-# as the general walk sets them, so values and key order are the same. Templates are never handed
-# out, the CR names are handed out as a fresh list, and a decode holds its own reference to its
-# layout, so a re-entrant decode (a GC callback) that evicts the slot cannot change the result.
-# Inputs that do not fit (a long tag or length, more than LAYOUT_MAX elements, anything truncated,
-# Command details not first) take the general walk, which also raises every error.
+# traffic. Each layout keeps the shape of its results (_Keys) and its CR names: a decode makes the
+# tuple of values (the head, the elements in wire order, a fresh list of the CR names) and one
+# Fields around it. A decode holds its own reference to its layout, so a re-entrant decode (a GC
+# callback) that evicts the slot cannot change the result. Inputs that do not fit (a long tag or
+# length, more than LAYOUT_MAX elements, anything truncated, Command details not first) take the
+# general walk, which also raises every error.
 
 cdef enum:
     LAYOUT_SLOTS = 64               # a power of two: direct-mapped, a new layout evicts the old
@@ -527,14 +671,12 @@ cdef enum:
 @cython.final
 @cython.no_gc
 cdef class _Layout:
-    """Keys of one element layout: a template dict, the element keys, the CR names."""
+    """One element layout: its tags, the shape of its results, its CR names."""
     cdef int kind, command
     cdef Py_ssize_t n
     cdef unsigned char tags[LAYOUT_MAX]
-    cdef dict template              # keys in result order, None values; never handed out
-    cdef tuple names                # owns the element keys that `keys` borrows
+    cdef _Keys keys                 # head, element names, "comprehension_required"
     cdef list cr                    # CR names, handed out as a copy
-    cdef PyObject* keys[LAYOUT_MAX]
 
 
 cdef PyObject* LAYOUTS[LAYOUT_SLOTS]    # owned references; static storage starts NULL
@@ -570,7 +712,7 @@ cdef _Layout _new_layout(int kind, int command, const unsigned char* tags, Py_ss
     """The keys the general walk would set for these elements, in its order (see _elements)."""
     cdef _Layout lay = _Layout.__new__(_Layout)
     cdef dict t = {}
-    cdef list names = [], cr = []
+    cdef list cr = []
     cdef bint[2] state = [False, False]
     cdef unsigned char[N_IDS] seen
     cdef int cmd = -1
@@ -582,15 +724,12 @@ cdef _Layout _new_layout(int kind, int command, const unsigned char* tags, Py_ss
         if (tags[i] & 0x7F) == 0x01 and cmd < 0:
             cmd = command
         t[name] = None
-        names.append(name)
         if tags[i] & 0x80:
             cr.append(name)
     t["comprehension_required"] = None
     lay.kind, lay.command, lay.n = kind, command, n
     memcpy(lay.tags, tags, n)
-    lay.template, lay.names, lay.cr = t, tuple(names), cr
-    for i in range(n):
-        lay.keys[i] = <PyObject*>lay.names[i]
+    lay.keys, lay.cr = _keys(tuple(t)), cr
     return lay
 
 
@@ -617,26 +756,27 @@ cdef _Layout _layout(int kind, int command, const unsigned char* tags, Py_ssize_
     return lay
 
 
+cdef inline void _put(tuple values, Py_ssize_t i, object value):
+    Py_INCREF(value)
+    PyTuple_SET_ITEM(values, i, value)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef dict _filled(_Layout lay, bytes buf, const Py_ssize_t* vpos, object head):
-    """The layout's template copied, then every value set in the general walk's order."""
+cdef Fields _filled(_Layout lay, bytes buf, const Py_ssize_t* vpos, object head):
+    """The layout's record: the head, every element's value in wire order, the CR names."""
     cdef const unsigned char* p = buf
     cdef Py_ssize_t total = len(buf), i, v
-    cdef dict out = PyDict_Copy(lay.template)
-    if lay.kind == KIND_ENVELOPE:
-        PyDict_SetItem(out, "envelope", head)
+    cdef tuple values = PyTuple_New(lay.n + 2)   # unset items are NULL: a raise frees it safely
+    _put(values, 0, head)
     for i in range(lay.n):
         v = vpos[i]
-        PyDict_SetItem(out, <object>lay.keys[i],
-                       _memo_value(p + v, p[v - 1], v, lay.tags[i] & 0x7F, v + 8 <= total))
-    if lay.kind == KIND_COMMAND:
-        PyDict_SetItem(out, "command", head)
-    PyDict_SetItem(out, "comprehension_required", PyList_GetSlice(lay.cr, 0, PY_SSIZE_T_MAX))
-    return out
+        _put(values, i + 1, _memo_value(p + v, p[v - 1], v, lay.tags[i] & 0x7F, v + 8 <= total))
+    _put(values, lay.n + 1, PyList_GetSlice(lay.cr, 0, PY_SSIZE_T_MAX))
+    return _rec(lay.keys, values)
 
 
-cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
+cdef Fields _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
     """Proactive command or terminal response: Command details must be the first element."""
     cdef unsigned char[LAYOUT_MAX] tags
     cdef Py_ssize_t[LAYOUT_MAX] vpos
@@ -653,7 +793,7 @@ cdef dict _with_command(bytes buf, Py_ssize_t pos, Py_ssize_t end):
         raise BadTagError("command details must come first", pos, 0x01)
     PyDict_SetItem(out, "command", _named(COMMAND_NAMES, <unsigned char>command))
     PyDict_SetItem(out, "comprehension_required", cr)
-    return out
+    return _from_dict(out)
 
 
 def decode_proactive(buf):
@@ -684,4 +824,4 @@ def decode_envelope(buf):
         return _filled(_layout(KIND_ENVELOPE, command, tags, n), b, vpos, ENVELOPES[b[0]])
     out = {"envelope": ENVELOPES[b[0]]}
     PyDict_SetItem(out, "comprehension_required", _elements(b, pos, end, out, True, &first, &command))
-    return out
+    return _from_dict(out)

@@ -1,14 +1,17 @@
 """Pure-Python twin of esimota._ext.cat: BIP proactive commands, terminal responses, envelopes."""
 
-# Decoded form (DESIGN §4, §7): a dict whose keys are the spec's element names in snake_case, in
-# wire order, plus "command" (or "envelope") and "comprehension_required" (the names whose CR bit
-# is set), so that encoding it gives back the same bytes. Numbers are ints, addresses and APNs text.
+# Decoded form (DESIGN §4, §7): a read-only mapping (Fields) whose keys are the spec's element names
+# in snake_case, in wire order, plus "command" (or "envelope") and "comprehension_required" (the
+# names whose CR bit is set, a list), so that encoding it gives back the same bytes. Structured
+# element values are Fields too; numbers are ints, addresses and APNs text. The encoders take any
+# mapping (a Fields, or a dict built by hand or by Fields.to_dict()).
 
 from __future__ import annotations
 
 import ipaddress
 
 from esimota.codec import _cat_tables as T
+from esimota.codec._types import Fields as Fields, wrap  # Fields: the result type, re-exported
 from esimota.codec._tlv_py import (_ctag, _ctlv_length, _length, _tag, ber_encode_length,
                                     ctlv_encode_length, ctlv_encode_tag)
 from esimota.errors import BadTagError, BadValueError, LengthError, TruncatedError
@@ -41,10 +44,10 @@ def _text_string(value, voff, tag):
         return None
     dcs, body = value[0], value[1:]
     if dcs == 0x04:
-        return {"data_coding_scheme": dcs, "text": body.decode("latin-1")}
+        return wrap({"data_coding_scheme": dcs, "text": body.decode("latin-1")})
     if dcs == 0x08 and len(body) % 2 == 0:
-        return {"data_coding_scheme": dcs, "text": body.decode("utf-16-be", "surrogatepass")}
-    return {"data_coding_scheme": dcs, "data": body.hex()}
+        return wrap({"data_coding_scheme": dcs, "text": body.decode("utf-16-be", "surrogatepass")})
+    return wrap({"data_coding_scheme": dcs, "data": body.hex()})
 
 
 def _address(value, voff, tag):
@@ -61,7 +64,7 @@ def _address(value, voff, tag):
                     raise BadValueError("filler inside the number", voff + i, tag)
                 continue
             digits.append(T.BCD_DIGITS[nib])
-    return {"ton_npi": value[0], "dialling_number": "".join(digits)}
+    return wrap({"ton_npi": value[0], "dialling_number": "".join(digits)})
 
 
 def _other_address(value, voff, tag):
@@ -71,14 +74,14 @@ def _other_address(value, voff, tag):
     kind, raw = value[0], value[1:]
     size = T.ADDRESS_SIZES.get(kind)
     if size is None:
-        return {"type_of_address": kind, "address": raw.hex()}
+        return wrap({"type_of_address": kind, "address": raw.hex()})
     if len(raw) != size:
         raise LengthError("address of the wrong size", voff, tag)
     if size == 4:
         text = f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
     else:
         text = ipaddress.IPv6Address(raw).compressed
-    return {"type_of_address": T.ADDRESS_TYPES[kind], "address": text}
+    return wrap({"type_of_address": T.ADDRESS_TYPES[kind], "address": text})
 
 
 def _apn(value, voff, tag):
@@ -103,17 +106,17 @@ def _small(value, voff, tag):
     """Fixed-size elements: command details, device identities, duration, icon, sizes, status."""
     if tag == 0x01:
         _need(value, 3, voff, tag)
-        return {"command_number": value[0], "type_of_command": value[1], "command_qualifier": value[2]}
+        return wrap({"command_number": value[0], "type_of_command": value[1], "command_qualifier": value[2]})
     if tag == 0x02:
         _need(value, 2, voff, tag)
-        return {"source_device_identity": T.named(T.DEVICES, value[0]),
-                "destination_device_identity": T.named(T.DEVICES, value[1])}
+        return wrap({"source_device_identity": T.named(T.DEVICES, value[0]),
+                "destination_device_identity": T.named(T.DEVICES, value[1])})
     if tag == 0x04:
         _need(value, 2, voff, tag)
-        return {"time_unit": value[0], "time_interval": value[1]}
+        return wrap({"time_unit": value[0], "time_interval": value[1]})
     if tag == 0x1E:
         _need(value, 2, voff, tag)
-        return {"icon_qualifier": value[0], "icon_identifier": value[1]}
+        return wrap({"icon_qualifier": value[0], "icon_identifier": value[1]})
     if tag == 0x37:
         _need(value, 1, voff, tag)
         return value[0]
@@ -121,8 +124,8 @@ def _small(value, voff, tag):
         _need(value, 2, voff, tag)
         return (value[0] << 8) | value[1]
     _need(value, 2, voff, tag)  # 0x38 channel status (§8.56)
-    return {"channel_id": value[0] & 0x07, "link_established": bool(value[0] & 0x80),
-            "status_bits": (value[0] >> 3) & 0x0F, "further_info": value[1]}
+    return wrap({"channel_id": value[0] & 0x07, "link_established": bool(value[0] & 0x80),
+            "status_bits": (value[0] >> 3) & 0x0F, "further_info": value[1]})
 
 
 def _structured(value, voff, tag):
@@ -130,20 +133,20 @@ def _structured(value, voff, tag):
     if tag == 0x03:
         if not value:
             raise LengthError("empty result", voff, tag)
-        return {"general_result": value[0], "additional_information": value[1:].hex()}
+        return wrap({"general_result": value[0], "additional_information": value[1:].hex()})
     if tag == 0x12:
         if not value:
             raise LengthError("empty file list", voff, tag)
-        return {"number_of_files": value[0], "files": value[1:].hex()}
+        return wrap({"number_of_files": value[0], "files": value[1:].hex()})
     if tag == 0x19:
         return [T.named(T.EVENTS, b) for b in value]
     if tag == 0x35:
         if not value:
             raise LengthError("empty bearer description", voff, tag)
-        return {"bearer_type": T.named(T.BEARERS, value[0]), "bearer_parameters": value[1:].hex()}
+        return wrap({"bearer_type": T.named(T.BEARERS, value[0]), "bearer_parameters": value[1:].hex()})
     _need(value, 3, voff, tag)  # 0x3C UICC/terminal interface transport level (§8.59)
-    return {"transport_protocol_type": T.named(T.TRANSPORTS, value[0]),
-            "port_number": (value[1] << 8) | value[2]}
+    return wrap({"transport_protocol_type": T.named(T.TRANSPORTS, value[0]),
+            "port_number": (value[1] << 8) | value[2]})
 
 
 _SMALL = (0x01, 0x02, 0x04, 0x1E, 0x37, 0x38, 0x39)
@@ -239,7 +242,7 @@ def _with_command(buf, pos, end):
         raise BadTagError("command details must come first", pos, 0x01)
     out["command"] = T.named(T.COMMAND_TYPES, details["type_of_command"])
     out["comprehension_required"] = cr
-    return out
+    return wrap(out)
 
 
 def decode_proactive(buf):
@@ -261,7 +264,7 @@ def decode_envelope(buf):
     tag, pos, end = _outer(buf, tuple(T.ENVELOPES), "an envelope")
     out = {"envelope": T.ENVELOPES[tag]}
     out["comprehension_required"] = decode_elements(buf, pos, end, out)
-    return out
+    return wrap(out)
 
 
 # --- encoding ----------------------------------------------------------------------------------------
@@ -356,7 +359,7 @@ def encode_value(tag, value):
 
 
 def encode_elements(fields):
-    """The COMPREHENSION-TLVs of a decoded dict, in its key order (CR from comprehension_required)."""
+    """The COMPREHENSION-TLVs of decoded fields (any mapping), in its key order (CR from comprehension_required)."""
     cr_names = fields.get("comprehension_required")
     out = bytearray()
     for name, value in fields.items():

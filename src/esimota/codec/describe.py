@@ -7,19 +7,21 @@ Public API:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from esimota.codec import apdu, cat, frames, packet, script, sms, tlv
 from esimota.errors import CodecError, SecurityError
 
 
 def _json(value):
-    """bytes -> hex, tuples/named tuples -> lists/dicts, recursively."""
+    """bytes -> hex, tuples/named tuples -> lists/dicts, mappings (CAT Fields) -> dicts, recursively."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     if isinstance(value, tuple) and hasattr(value, "_asdict"):
         return {k: _json(v) for k, v in value._asdict().items()}
     if isinstance(value, (list, tuple)):
         return [_json(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {k: _json(v) for k, v in value.items()}
     return value
 

@@ -1,4 +1,4 @@
-"""The compiled CAT decoders' layout path (result dicts copied from key templates) matches the twin."""
+"""The compiled CAT decoders' layout path (records of a kept shape, memoised values) matches the twin."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gc
 import itertools
 import random
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,9 @@ def _details(command: int = 0x40) -> bytes:
 
 
 def _shape(x):
-    """Values with their types and dict key order, so that 1 != True and order counts."""
-    if isinstance(x, dict):
-        return ("dict", [(k, _shape(v)) for k, v in x.items()])
+    """Values with their types and key order, so that 1 != True and order counts."""
+    if isinstance(x, Mapping):
+        return (type(x).__name__, [(k, _shape(v)) for k, v in x.items()])
     if isinstance(x, list):
         return ("list", [_shape(v) for v in x])
     return (type(x).__name__, x)
@@ -60,28 +61,40 @@ def _agree(name: str, raw: bytes):
     return b
 
 
-def _containers(x):
-    if isinstance(x, (dict, list)):
+def _lists(x):
+    """Every mutable object in a result: its lists (records are read-only)."""
+    if isinstance(x, list):
         yield x
-        for v in (x.values() if isinstance(x, dict) else x):
-            yield from _containers(v)
+    for v in (x.values() if isinstance(x, Mapping) else x if isinstance(x, list) else ()):
+        yield from _lists(v)
 
 
 def test_only_the_public_c_api():
-    """Key templates are filled through PyDict_Copy and PyDict_SetItem: no private dict calls and
-    no writes into CPython's dict tables (a layout-dependent poke was backed out, 307e3b5)."""
+    """No private dict calls and no writes into CPython's dict tables (a layout-dependent poke
+    was backed out, 307e3b5): records are a tuple and a shared key set."""
     source = (Path(__file__).resolve().parents[3] / "ext" / "esimota" / "_ext" / "cat.pyx").read_text()
     for private in ("_PyDict_", "PyDictKeysObject", "PyDictObject", "ma_keys", "ma_values", "dk_"):
         assert private not in source, private
 
 
-def test_results_share_no_mutable_object():
-    first, second = COMPILED.decode_proactive(OPEN_CHANNEL), COMPILED.decode_proactive(OPEN_CHANNEL)
-    assert not {id(c) for c in _containers(first)} & {id(c) for c in _containers(second)}
-    first["command_details"]["command_number"] = 99
+@pytest.mark.parametrize("impl", [PURE, COMPILED], ids=["pure", "compiled"])
+def test_results_are_read_only_and_share_no_mutable_object(impl):
+    """Records may be shared between results (the compiled memo does), so none can be changed in
+    place; the one mutable part, the list of CR names, is each result's own."""
+    first, second = impl.decode_proactive(OPEN_CHANNEL), impl.decode_proactive(OPEN_CHANNEL)
+    assert len(list(_lists(first))) == 1
+    assert not {id(c) for c in _lists(first)} & {id(c) for c in _lists(second)}
+    with pytest.raises(TypeError):
+        first["command_details"]["command_number"] = 99
+    with pytest.raises(TypeError):
+        first["extra"] = 1
+    with pytest.raises(TypeError):
+        del first["buffer_size"]
+    with pytest.raises(TypeError):
+        first.__init__({"command": "close_channel"})
+    with pytest.raises(AttributeError):
+        first._d = {}
     first["comprehension_required"].append("network_access_name")
-    first["extra"] = 1
-    del first["buffer_size"]
     assert _agree("decode_proactive", OPEN_CHANNEL) == ("ok", _shape(second))
     assert gc.is_tracked(second) and second == PURE.decode_proactive(OPEN_CHANNEL)
 

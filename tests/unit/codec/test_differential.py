@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 
 import pytest
 
@@ -18,8 +19,8 @@ TOTAL = int(os.environ.get("ESIMOTA_DIFF_N", "100000"))
 
 
 def _shape(x):
-    """Results with their types and dict key order (1 != True, {"a", "b"} != {"b", "a"} here)."""
-    if isinstance(x, dict):
+    """Results with their types and key order (1 != True, {"a", "b"} != {"b", "a"} here)."""
+    if isinstance(x, Mapping):
         return type(x).__name__, [(k, _shape(v)) for k, v in x.items()]
     if isinstance(x, (list, tuple)):
         return type(x).__name__, [_shape(v) for v in x]
