@@ -34,12 +34,14 @@ Progress = Callable[[int, int], None]
 
 NUMBER_STAGE = """
 CREATE TEMP TABLE number_stage (line int, msisdn text, iccid text, imsi_enc bytea, keys_enc bytea,
-    province_code text, services text[], monthly_quota_mb numeric) ON COMMIT DROP;
+    province_code text, services text[], monthly_quota_mb numeric, imsi_tag bytea) ON COMMIT DROP;
 CREATE TEMP TABLE number_chunk (LIKE number_stage) ON COMMIT DROP"""
 NUMBER_CHUNK_TO_STAGE = "INSERT INTO number_stage SELECT * FROM number_chunk"
 NUMBER_STAGE_COLS = ["line", "msisdn", "iccid", "imsi_enc", "keys_enc", "province_code", "services",
-                     "monthly_quota_mb"]
-# In-file duplicates, then rows that disagree with what is stored (the same file again agrees).
+                     "monthly_quota_mb", "imsi_tag"]
+# In-file duplicates, then rows that disagree with what is stored (the same file again agrees). IMSIs
+# are compared by their blind-index tags (the IMSIs themselves are stored encrypted); the detail of
+# IMSI_EXISTS names the number that holds it, never the IMSI.
 NUMBER_CHECKS = """
 SELECT line, 'DUPLICATE_ICCID' AS reason, iccid AS detail FROM (
   SELECT line, iccid, row_number() OVER (PARTITION BY iccid ORDER BY line) AS n FROM number_stage) d WHERE n > 1
@@ -48,13 +50,16 @@ SELECT line, 'DUPLICATE_MSISDN', msisdn FROM (
   SELECT line, msisdn, row_number() OVER (PARTITION BY msisdn ORDER BY line) AS n FROM number_stage) d WHERE n > 1
 UNION ALL
 SELECT s.line, 'ICCID_EXISTS', s.iccid FROM number_stage s JOIN numbers n ON n.iccid = s.iccid
-  WHERE n.msisdn <> s.msisdn OR n.province_code <> s.province_code
+  WHERE n.msisdn <> s.msisdn OR n.province_code <> s.province_code OR n.imsi_tag <> s.imsi_tag
 UNION ALL
 SELECT s.line, 'MSISDN_EXISTS', s.msisdn FROM number_stage s JOIN numbers n ON n.msisdn = s.msisdn
-  WHERE n.iccid <> s.iccid"""
+  WHERE n.iccid <> s.iccid
+UNION ALL
+SELECT s.line, 'IMSI_EXISTS', 'IMSI already held by ICCID ' || n.iccid FROM number_stage s
+  JOIN numbers n ON n.imsi_tag = s.imsi_tag WHERE n.iccid <> s.iccid"""
 NUMBER_INSERT = """
-INSERT INTO numbers (msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb)
-SELECT msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb FROM number_chunk
+INSERT INTO numbers (msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag)
+SELECT msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag FROM number_chunk
 ON CONFLICT DO NOTHING"""
 
 CHIP_STAGE = """
@@ -153,7 +158,8 @@ class _NumberParser:
                 iccid = iccid.upper()
                 imsi_enc, keys_enc = number_store.encrypt_secrets(self.ring, iccid, imsi, bytes.fromhex(ki),
                                                                   bytes.fromhex(opc))
-                return (line, msisdn, iccid, imsi_enc, keys_enc, province, svc_list, amount)
+                return (line, msisdn, iccid, imsi_enc, keys_enc, province, svc_list, amount,
+                        number_store.imsi_tag(self.ring, imsi))
         return self._slow(line, _fields(raw))
 
     def _slow(self, line: int, f: list[str]) -> tuple:
@@ -173,7 +179,7 @@ class _NumberParser:
             raise DomainError("IMSI repeated in this file", reason="DUPLICATE_IMSI")
         self.imsis.add(int(imsi))
         imsi_enc, keys_enc = number_store.encrypt_secrets(self.ring, iccid, imsi, ki, opc)
-        return (line, msisdn, iccid, imsi_enc, keys_enc, province, svc, quota)
+        return (line, msisdn, iccid, imsi_enc, keys_enc, province, svc, quota, number_store.imsi_tag(self.ring, imsi))
 
 
 def _chip_row(line: int, raw: str, segments: tuple[str, ...]) -> tuple:
@@ -266,6 +272,7 @@ async def import_numbers(db: Any, path: str, *, progress: Progress | None = None
     async with connection(db) as conn:
         ring = await crypto.keyring(conn)
         async with conn.transaction():
+            await number_store.tag_untagged(conn, ring)  # numbers stored before migration 0009
             await conn.execute(NUMBER_STAGE)
             count, inserted, problems = await _stage(conn, path, NUMBER_COLUMNS, _NumberParser(ring),
                                                      _copy_and_insert_numbers(conn), progress)

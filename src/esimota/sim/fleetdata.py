@@ -25,7 +25,7 @@ from .device import DeviceSpec, Faults
 CHIP_COLUMNS = ("eid", "batch_id", "chip_model", "imei", "temp_iccid", "temp_msisdn", "network_type",
                 "open_time", "temp_expires_on", "test_flow_bytes", "remaining_flow_bytes", "owner_client_id")
 NUMBER_COLUMNS = ("msisdn", "iccid", "imsi_enc", "keys_enc", "province_code", "services", "monthly_quota_mb",
-                  "client_id", "allocated_at")
+                  "client_id", "allocated_at", "imsi_tag")
 
 
 @dataclass
@@ -95,7 +95,7 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
         ki, opc = os.urandom(16), os.urandom(16)
         imsi_enc, keys_enc = number_store.encrypt_secrets(ring, iccid, imsi, ki, opc)
         number_rows.append((msisdn, iccid, imsi_enc, keys_enc, province, ["data"], 100, client_pk,
-                            dt.datetime.now(dt.timezone.utc)))
+                            dt.datetime.now(dt.timezone.utc), number_store.imsi_tag(ring, imsi)))
         plain.append({"msisdn": msisdn, "iccid": iccid, "imsi": imsi, "ki": ki, "opc": opc})
     await db.copy_records_to_table("chips", records=chip_rows, columns=CHIP_COLUMNS)
     await db.copy_records_to_table("numbers", records=number_rows, columns=NUMBER_COLUMNS)

@@ -7,6 +7,7 @@ or column does not decrypt. Plaintexts never appear in messages or logs.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from typing import Any
@@ -23,6 +24,11 @@ _REFRESH_S = 60.0  # a process picks up a key rotated elsewhere within this time
 SELECT_KEYS = "SELECT version, wrapped FROM data_keys ORDER BY version"
 INSERT_KEY = "INSERT INTO data_keys (version, wrapped) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING"
 UPDATE_WRAP = "UPDATE data_keys SET wrapped = $2 WHERE version = $1"
+SELECT_INDEX_KEYS = "SELECT purpose, wrapped FROM index_keys ORDER BY purpose"
+INSERT_INDEX_KEY = "INSERT INTO index_keys (purpose, wrapped) VALUES ($1, $2) ON CONFLICT (purpose) DO NOTHING"
+UPDATE_INDEX_WRAP = "UPDATE index_keys SET wrapped = $2 WHERE purpose = $1"
+#: blind indexes (migration 0009): purpose -> what it indexes
+INDEX_PURPOSES = ("numbers.imsi",)
 
 
 def _wrap_aad(version: int) -> bytes:
@@ -42,13 +48,31 @@ def unwrap(master: bytes, version: int, wrapped: bytes) -> bytes:
         raise ConfigError(f"data key v{version} does not unwrap: wrong at-rest master key") from None
 
 
+def _index_aad(purpose: str) -> bytes:
+    return b"esimota.index_key|" + purpose.encode()
+
+
+def wrap_index_key(master: bytes, purpose: str, key: bytes) -> bytes:
+    """An index key wrapped (AES-256-GCM) under the master key, bound to its purpose."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master).encrypt(nonce, key, _index_aad(purpose))
+
+
+def unwrap_index_key(master: bytes, purpose: str, wrapped: bytes) -> bytes:
+    try:
+        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], _index_aad(purpose))
+    except InvalidTag:
+        raise ConfigError(f"index key {purpose} does not unwrap: wrong at-rest master key") from None
+
+
 class KeyRing:
     """The unwrapped data keys of one database; new ciphertexts use the newest version."""
 
-    def __init__(self, keys: dict[int, bytes]) -> None:
+    def __init__(self, keys: dict[int, bytes], index_keys: dict[str, bytes] | None = None) -> None:
         if not keys:
             raise ConfigError("no data key")
         self._aead = {v: AESGCM(k) for v, k in keys.items()}
+        self._index = dict(index_keys or {})
         self.active = max(keys)
         self._prefix = self.active.to_bytes(4, "big")
         self.loaded_at = time.monotonic()
@@ -60,6 +84,15 @@ class KeyRing:
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)
         return self._prefix + nonce + self._aead[self.active].encrypt(nonce, plaintext, aad)
+
+    def blind(self, purpose: str, value: bytes) -> bytes:
+        """The blind-index tag of `value` (16 bytes of HMAC-SHA-256 under the purpose's index key):
+        equal values, equal tags; the value cannot be read back from it without the key."""
+        try:
+            key = self._index[purpose]
+        except KeyError:
+            raise ConfigError(f"no index key for {purpose}") from None
+        return hmac.digest(key, value, "sha256")[:16]
 
     def decrypt(self, blob: bytes, aad: bytes) -> bytes:
         version = int.from_bytes(blob[:4], "big")
@@ -83,7 +116,14 @@ async def load(db: Any, master: bytes | None = None) -> KeyRing:
     if not rows:
         await db.execute(INSERT_KEY, 1, wrap(master, 1, AESGCM.generate_key(256)))
         rows = await db.fetch(SELECT_KEYS)  # another process may have won the insert: use its key
-    return KeyRing({r["version"]: unwrap(master, r["version"], r["wrapped"]) for r in rows})
+    index = await db.fetch(SELECT_INDEX_KEYS)
+    missing = set(INDEX_PURPOSES) - {r["purpose"] for r in index}
+    if missing:  # first use (a new database, or one migrated to 0009): made once, kept for good
+        for purpose in sorted(missing):
+            await db.execute(INSERT_INDEX_KEY, purpose, wrap_index_key(master, purpose, os.urandom(32)))
+        index = await db.fetch(SELECT_INDEX_KEYS)  # another process may have won an insert: use its key
+    return KeyRing({r["version"]: unwrap(master, r["version"], r["wrapped"]) for r in rows},
+                   {r["purpose"]: unwrap_index_key(master, r["purpose"], r["wrapped"]) for r in index})
 
 
 # Key rings by pool or connection. Pools cannot be weakly referenced (asyncpg's __slots__), so the

@@ -81,4 +81,9 @@ async def rotate(db: Any, master: bytes, *, new_master: bytes | None = None, bat
                 key = crypto.unwrap(master, r["version"], r["wrapped"])
                 await conn.execute(crypto.UPDATE_WRAP, r["version"], crypto.wrap(new_master, r["version"], key))
                 rewrapped += 1
+            for r in await conn.fetch(crypto.SELECT_INDEX_KEYS + " FOR UPDATE"):
+                key = crypto.unwrap_index_key(master, r["purpose"], r["wrapped"])
+                await conn.execute(crypto.UPDATE_INDEX_WRAP, r["purpose"],
+                                   crypto.wrap_index_key(new_master, r["purpose"], key))
+                rewrapped += 1
     return Rotation(version=version, reencrypted=total, rewrapped=rewrapped)

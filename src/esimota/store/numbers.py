@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import DomainError
 from . import crypto
 from .keys import aad
 
@@ -34,6 +35,40 @@ def encrypt_secrets(ring: crypto.KeyRing, iccid: str, imsi: str, ki: bytes, opc:
     """The stored forms of IMSI and Ki‖OPc, bound to the number's ICCID (DESIGN §2: never in clear)."""
     return (ring.encrypt(imsi.encode(), aad(IMSI_AAD, iccid)),
             ring.encrypt(ki + opc, aad(KEYS_AAD, iccid)))
+
+
+def imsi_tag(ring: crypto.KeyRing, imsi: str) -> bytes:
+    """The IMSI's blind-index tag (migration 0009): one number per IMSI, with the IMSI kept encrypted."""
+    return ring.blind("numbers.imsi", imsi.encode())
+
+
+# Tags of numbers stored before migration 0009, computed from their ciphertexts (in batches).
+SELECT_UNTAGGED = "SELECT id, iccid, imsi_enc FROM numbers WHERE imsi_tag IS NULL ORDER BY id LIMIT $1"
+SET_TAGS = """
+UPDATE numbers n SET imsi_tag = u.tag FROM unnest($1::bigint[], $2::bytea[]) AS u(id, tag) WHERE n.id = u.id"""
+
+
+HOLDERS = "SELECT iccid, imsi_tag FROM numbers WHERE imsi_tag = ANY($1::bytea[]) ORDER BY iccid"
+
+
+async def tag_untagged(conn: Any, ring: crypto.KeyRing, batch: int = 5000) -> int:
+    """Give every number without an IMSI tag its tag; returns how many. Run inside the caller's
+    transaction: two stored numbers with one IMSI (nothing prevented it before 0009) stop it with
+    STORED_IMSI_REPEATED naming both ICCIDs, and the caller's transaction changes nothing."""
+    done = 0
+    while True:
+        rows = await conn.fetch(SELECT_UNTAGGED, batch)
+        if not rows:
+            return done
+        tags = [imsi_tag(ring, ring.decrypt(r["imsi_enc"], aad(IMSI_AAD, r["iccid"])).decode()) for r in rows]
+        first: dict[bytes, str] = {h["imsi_tag"]: h["iccid"] for h in await conn.fetch(HOLDERS, tags)}
+        for r, tag in zip(rows, tags):
+            if tag in first:
+                raise DomainError(f"numbers {first[tag]} and {r['iccid']} are stored with one IMSI; correct "
+                                  "them before importing", reason="STORED_IMSI_REPEATED")
+            first[tag] = r["iccid"]
+        await conn.execute(SET_TAGS, [r["id"] for r in rows], tags)
+        done += len(rows)
 
 
 async def decrypt_secrets(db: Any, row: Any) -> tuple[str, bytes, bytes]:

@@ -99,6 +99,10 @@ async def test_keys_rotate_reencrypts_while_data_stays_readable(db_url, tmp_path
     (tmp_path / "m2").write_text("6b" * 32)
     out = json.loads(esimota(db_url, "keys", "rotate", "--new-master-key-file", str(tmp_path / "m2"),
                              "--json").stdout)
-    assert out["rewrapped"] == 3
+    assert out["rewrapped"] == 3 + len(crypto.INDEX_PURPOSES)  # the data keys and the IMSI index key
     ring = await crypto.load(pool, bytes.fromhex("6b" * 32))
     assert ring.versions == [1, 2, 3]
+    from esimota.store import numbers as number_store
+    from ..conftest import iccid, imsi
+    stored = await pool.fetchval("SELECT imsi_tag FROM numbers WHERE iccid = $1", iccid(2))
+    assert stored == number_store.imsi_tag(ring, imsi(2))  # the same index key under the new master

@@ -2,10 +2,10 @@
 
 import pytest
 
-from esimota.errors import ImportRejected
+from esimota.errors import DomainError, ImportRejected
 from esimota.service import admin, imports, queries
 
-from ..conftest import BATCH_KEY, eid, write_chips, write_numbers
+from ..conftest import BATCH_KEY, eid, iccid, imsi, write_chips, write_numbers
 
 
 async def test_chip_import_rejects_bad_rows_and_changes_nothing(pool, tmp_path):
@@ -38,6 +38,64 @@ async def test_conflicts_with_stored_rows_are_bad_rows(pool, tmp_path):
         await imports.import_numbers(pool, str(other))
     assert [(p[0], p[1]) for p in err.value.problems] == [(3, "ICCID_EXISTS"), (5, "DUPLICATE_IMSI")]
     assert await pool.fetchval("SELECT count(*) FROM numbers") == 3
+
+
+async def test_an_imsi_already_stored_is_refused_without_showing_it(pool, tmp_path):
+    """One number per IMSI across imports (IMSIs are stored encrypted, R14: compared by blind-index
+    tags): a new ICCID with a stored IMSI is IMSI_EXISTS, a stored ICCID with another IMSI is
+    ICCID_EXISTS; nothing is stored, and no message or detail holds the IMSI."""
+    first = write_numbers(tmp_path / "a.csv", range(3))
+    assert (await imports.import_numbers(pool, str(first))).imported == 3
+    rows = first.read_text().splitlines()
+    other = tmp_path / "b.csv"
+    other.write_text("\n".join([
+        rows[0],
+        write_numbers(tmp_path / "x.csv", [7]).read_text().splitlines()[1].replace(imsi(7), imsi(1)),
+        rows[3].replace(imsi(2), imsi(8)),
+        write_numbers(tmp_path / "y.csv", [9]).read_text().splitlines()[1],
+    ]) + "\n")
+    with pytest.raises(ImportRejected) as err:
+        await imports.import_numbers(pool, str(other))
+    assert [(p[0], p[1]) for p in err.value.problems] == [(2, "IMSI_EXISTS"), (3, "ICCID_EXISTS")]
+    assert err.value.problems[0][2] == f"IMSI already held by ICCID {iccid(1)}"
+    assert imsi(1) not in str(err.value.problems) and imsi(1) not in str(err.value)
+    assert await pool.fetchval("SELECT count(*) FROM numbers") == 3
+    tags = await pool.fetch("SELECT imsi_tag FROM numbers")
+    assert len({r["imsi_tag"] for r in tags}) == 3 and all(len(r["imsi_tag"]) == 16 for r in tags)
+    assert all(imsi(i).encode() not in r["imsi_tag"] for r in tags for i in range(3))
+
+
+async def test_numbers_stored_before_the_imsi_index_get_tags_at_the_next_import(pool, tmp_path):
+    """Migration 0009 adds the tags empty: the next import computes them from the ciphertexts (in its
+    own transaction) and then sees a repeated IMSI; two stored numbers with one IMSI stop it, unchanged."""
+    from esimota.store import crypto
+    from esimota.store import numbers as number_store
+    assert (await imports.import_numbers(pool, str(write_numbers(tmp_path / "a.csv", range(4))))).imported == 4
+    before = {r["iccid"]: r["imsi_tag"] for r in await pool.fetch("SELECT iccid, imsi_tag FROM numbers")}
+    await pool.execute("UPDATE numbers SET imsi_tag = NULL")
+    clash = tmp_path / "b.csv"
+    clash.write_text(write_numbers(tmp_path / "x.csv", [9]).read_text().replace(imsi(9), imsi(3)))
+    with pytest.raises(ImportRejected) as err:
+        await imports.import_numbers(pool, str(clash))
+    assert [(p[0], p[1]) for p in err.value.problems] == [(2, "IMSI_EXISTS")]
+    assert await pool.fetchval("SELECT count(*) FROM numbers WHERE imsi_tag IS NULL") == 4  # rolled back
+    assert (await imports.import_numbers(pool, str(write_numbers(tmp_path / "c.csv", [5])))).imported == 1
+    after = {r["iccid"]: r["imsi_tag"] for r in await pool.fetch("SELECT iccid, imsi_tag FROM numbers")}
+    assert {k: after[k] for k in before} == before and after[iccid(5)] is not None
+    ring = await crypto.keyring(pool)
+    assert after[iccid(5)] == number_store.imsi_tag(ring, imsi(5))
+    # two numbers stored with one IMSI (as before 0009 nothing prevented): the tagging refuses them
+    await pool.execute("UPDATE numbers SET imsi_tag = NULL")
+    row = await pool.fetchrow("SELECT imsi_enc FROM numbers WHERE iccid = $1", iccid(0))
+    moved = ring.encrypt(ring.decrypt(row["imsi_enc"], number_store.aad(number_store.IMSI_AAD, iccid(0))),
+                         number_store.aad(number_store.IMSI_AAD, iccid(1)))
+    await pool.execute("UPDATE numbers SET imsi_enc = $1 WHERE iccid = $2", moved, iccid(1))
+    with pytest.raises(DomainError) as stopped:
+        await imports.import_numbers(pool, str(write_numbers(tmp_path / "d.csv", [6])))
+    assert stopped.value.reason == "STORED_IMSI_REPEATED" and imsi(0) not in str(stopped.value)
+    assert iccid(0) in str(stopped.value) and iccid(1) in str(stopped.value)
+    assert await pool.fetchval("SELECT count(*) FROM numbers WHERE imsi_tag IS NULL") == 5
+    assert await pool.fetchval("SELECT count(*) FROM numbers") == 5
 
 
 async def test_header_and_field_count(pool, tmp_path):
