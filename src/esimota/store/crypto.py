@@ -31,21 +31,29 @@ UPDATE_INDEX_WRAP = "UPDATE index_keys SET wrapped = $2 WHERE purpose = $1"
 INDEX_PURPOSES = ("numbers.imsi",)
 
 
+def _seal(master: bytes, key: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master).encrypt(nonce, key, aad)
+
+
+def _open(master: bytes, wrapped: bytes, aad: bytes, what: str) -> bytes:
+    try:
+        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], aad)
+    except InvalidTag:
+        raise ConfigError(f"{what} does not unwrap: wrong at-rest master key") from None
+
+
 def _wrap_aad(version: int) -> bytes:
     return b"esimota.data_key|%d" % version
 
 
 def wrap(master: bytes, version: int, key: bytes) -> bytes:
-    """A data key wrapped (AES-256-GCM) under the master key."""
-    nonce = os.urandom(12)
-    return nonce + AESGCM(master).encrypt(nonce, key, _wrap_aad(version))
+    """A data key wrapped (AES-256-GCM) under the master key, bound to its version."""
+    return _seal(master, key, _wrap_aad(version))
 
 
 def unwrap(master: bytes, version: int, wrapped: bytes) -> bytes:
-    try:
-        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(version))
-    except InvalidTag:
-        raise ConfigError(f"data key v{version} does not unwrap: wrong at-rest master key") from None
+    return _open(master, wrapped, _wrap_aad(version), f"data key v{version}")
 
 
 def _index_aad(purpose: str) -> bytes:
@@ -54,15 +62,11 @@ def _index_aad(purpose: str) -> bytes:
 
 def wrap_index_key(master: bytes, purpose: str, key: bytes) -> bytes:
     """An index key wrapped (AES-256-GCM) under the master key, bound to its purpose."""
-    nonce = os.urandom(12)
-    return nonce + AESGCM(master).encrypt(nonce, key, _index_aad(purpose))
+    return _seal(master, key, _index_aad(purpose))
 
 
 def unwrap_index_key(master: bytes, purpose: str, wrapped: bytes) -> bytes:
-    try:
-        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], _index_aad(purpose))
-    except InvalidTag:
-        raise ConfigError(f"index key {purpose} does not unwrap: wrong at-rest master key") from None
+    return _open(master, wrapped, _index_aad(purpose), f"index key {purpose}")
 
 
 class KeyRing:
