@@ -3,15 +3,18 @@
 Real sockets on 127.0.0.1, the real platform worker, the real PostgreSQL, the simulated device.
 """
 
+import asyncio
 import datetime as dt
+import sys
 
 import pytest
 
 from esimota.ota import personalise as P
+from esimota.ota import wire
 from esimota.sim import fleetdata
 from esimota.sim.card import ADF, MF
 from esimota.sim.device import Device, Faults
-from tests.support.bip import apply_all, worker
+from tests.support.bip import apply_all, gather_limited, worker
 
 pytestmark = pytest.mark.pure_twin  # the multiplexer runs compiled, and as its twin in the ESIMOTA_PURE=1 leg
 
@@ -156,3 +159,37 @@ async def test_drop_at_every_frame_resumes_and_completes(pool, platform):
     assert states == [4] * n
     bound = await pool.fetchval("SELECT count(DISTINCT chip_id) FROM numbers WHERE status = 'bound'")
     assert bound == n
+
+
+async def _hostile_channel(port: int, frame: bytes) -> bytes:
+    """One channel, one bad frame: everything the platform answers until it cuts the channel."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(frame)
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_hostile_channels_leave_no_state_behind(pool, platform):
+    """RELIABILITY.md (hostile BIP input): after 3,000 channels of bad frames, 200 at a time so that
+    they crowd the same slots of the timing wheel, the worker holds what it held before — no channel,
+    no transport, no deadline, and no slot of the wheel still holding the table it grew to."""
+    driver = platform.bip_driver
+    wheel = driver.mux.wheel
+    tables = sum(sys.getsizeof(s) for s in wheel.slots)
+    port = platform.ports["bip"]
+    bad = [bytes((0, 3, 0x07, 1, 2)),  # no such frame type: CLOSE(06)
+           bytes((0, 0)),  # length 0: CLOSE(06)
+           bytes((0, 4, 0x03, 0, 0, 0)),  # a RESPONSE before any HELLO: CLOSE(06)
+           wire.hello_frame(bytes(16), fleetdata.make_eid(99_999_998), "89860000000000000000", None, 1, 512, 1)]
+    answers = await gather_limited([_hostile_channel(port, bad[i % len(bad)]) for i in range(3000)], limit=200)
+    assert all(a[2:3] == bytes((wire.T_CLOSE,)) for a in answers)
+    assert {a[3] for a in answers} == {1, 6}  # unknown chip, protocol error
+    for _ in range(200):  # the worker's side of the last cuts runs on this loop too
+        if not driver.transports and not driver.mux.channels:
+            break
+        await asyncio.sleep(0.01)
+    assert not driver.transports and not driver.mux.channels and not driver.mux.by_eid
+    assert len(wheel) == 0 and not wheel.slot_of
+    assert sum(sys.getsizeof(s) for s in wheel.slots) == tables

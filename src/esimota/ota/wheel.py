@@ -8,6 +8,10 @@ class TimingWheel:
 
     A deadline further than the wheel's span waits in its slot for later turns: a swept entry whose
     deadline is still ahead is simply left in place.
+
+    A slot emptied is cleared: a Python set never gives back the table it grew to, so without it every
+    slot kept the table of its busiest moment, and a worker under a storm of short channels grew by
+    megabytes of empty tables per turn of the wheel (4096 slots; RELIABILITY.md).
     """
 
     def __init__(self, resolution: float = 0.25, slots: int = 4096) -> None:
@@ -25,7 +29,7 @@ class TimingWheel:
         """Arm (or re-arm) the single deadline of `key`."""
         old = self.slot_of.get(key)
         if old is not None:
-            self.slots[old].discard(key)
+            self._drop(old, key)
         tick = self._tick(when)
         if self.cursor_tick is not None and tick < self.cursor_tick:
             tick = self.cursor_tick  # already past: swept at the next expire
@@ -38,7 +42,13 @@ class TimingWheel:
         slot = self.slot_of.pop(key, None)
         if slot is not None:
             del self.deadline[key]
-            self.slots[slot].discard(key)
+            self._drop(slot, key)
+
+    def _drop(self, slot: int, key) -> None:
+        keys = self.slots[slot]
+        keys.discard(key)
+        if not keys:
+            keys.clear()  # frees a grown table (discard never shrinks one); nothing to do on a small one
 
     def __len__(self) -> int:
         return len(self.deadline)
@@ -59,5 +69,7 @@ class TimingWheel:
                 del self.deadline[key]
                 del self.slot_of[key]
                 due.append(key)
+            if not slot:
+                slot.clear()
         self.cursor_tick = end
         return due

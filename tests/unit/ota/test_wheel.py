@@ -1,6 +1,7 @@
 """The timing wheel of the multiplexer (DESIGN §5.5): one deadline per channel, expiry in order of time."""
 
 import random
+import sys
 
 from hypothesis import given, strategies as st
 
@@ -43,3 +44,29 @@ def test_matches_a_plain_dictionary(arms, probes):
             del ref[k]
         assert due == want
     assert len(w) == len(ref)
+
+
+def _tables(w: TimingWheel) -> int:
+    return sum(sys.getsizeof(s) for s in w.slots)
+
+
+def test_emptied_slots_give_their_tables_back():
+    """A storm of short channels (RELIABILITY.md): each 0.25 s brings 300 channels into one slot, most
+    cut at once, the rest expired. A set keeps the table it grew to unless cleared; the wheel must end
+    as small as it started, not with every slot at the size of its busiest moment."""
+    w = TimingWheel(resolution=0.25, slots=64)
+    empty = _tables(w)
+    now, key = 0.0, 0
+    for _ in range(3 * 64):  # three turns of the wheel
+        now += 0.25
+        for i in range(300):
+            key += 1
+            w.set(key, now + 3.0)
+            if i % 4:
+                w.cancel(key)  # answered and cut
+            elif i % 8 == 0:
+                w.set(key, now + 5.0)  # re-armed (a frame arrived)
+        w.expire(now)
+    w.expire(now + 10.0)
+    assert len(w) == 0
+    assert _tables(w) == empty
