@@ -1,7 +1,7 @@
 # Augmenting declarations for _mux.py (STYLE 3): the same source runs as Python and compiles to C.
 
 cdef class Session:
-    cdef public object eid, task_id, kic, kid, apdus, context, expect, chunks
+    cdef public object eid, task_id, kic, kid, apdus, context, expect, chunks, owner
     cdef public long long cntr, cntr_end, in_flight_cntr
     cdef public Py_ssize_t next_chunk, acked, traffic, buffer_size
     cdef public bint retried

@@ -31,9 +31,10 @@ class Session:
 
     __slots__ = ("eid", "task_id", "kic", "kid", "cntr", "cntr_end", "apdus", "context", "expect",
                  "chunks", "next_chunk", "acked", "retried", "in_flight_cntr", "traffic", "buffer_size",
-                 "started")
+                 "started", "owner")
 
-    def __init__(self, eid, task_id, kic, kid, cntr, cntr_end, apdus, context, expect, acked=0):
+    def __init__(self, eid, task_id, kic, kid, cntr, cntr_end, apdus, context, expect, acked=0, owner=None):
+        self.owner = owner  # the service's own reference (the chip row's id), carried to every event
         self.eid = eid
         self.task_id = task_id
         self.kic = kic

@@ -116,7 +116,6 @@ class ChannelService:
         self.chip_keys: OrderedDict = OrderedDict()  # eid -> (kic, kid, dek); bounded, oldest out first
         self.key_cache = key_cache
         self.actor = actor
-        self.chip_of_session: dict = {}  # task_pk -> chip_id, for progress and traffic
 
     async def handle(self, events: list, driver) -> None:
         """Judge a group of events, commit what they change in one transaction, then answer the cards.
@@ -210,8 +209,7 @@ class ChannelService:
         first = counters[1] + 1
         counters[1] += CNTR_BLOCK
         session = Session(chip["eid"], chip["task_pk"], kic, kid, first, counters[1] + 1,
-                          script.apdus, script.context, script.expect, chip["script_acked"])
-        self.chip_of_session[chip["task_pk"]] = chip["id"]
+                          script.apdus, script.context, script.expect, chip["script_acked"], owner=chip["id"])
         if state == CardState.AWAITING_POWER_ON:
             batch.start_chips.append(chip["id"])
         batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
@@ -288,7 +286,7 @@ class ChannelService:
             batch.finals.append(lambda conn, s=session, f=ev[3]: self._session_failed(conn, s, f))
             batch.replies.append(("close", cid, M.C_DONE))
         if kind in (M.EV_DONE, M.EV_FAILED, M.EV_TIMEOUT, M.EV_GONE, M.EV_PROTOCOL):
-            chip_id = self.chip_of_session.get(session.task_id)
+            chip_id = session.owner
             if chip_id is not None and session.traffic:
                 batch.traffic[chip_id] = batch.traffic.get(chip_id, 0) + session.traffic
                 session.traffic = 0

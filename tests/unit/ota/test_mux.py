@@ -83,6 +83,22 @@ def test_hello_is_reported_then_the_whole_script_runs(M):
     assert applet.committed
 
 
+def test_the_services_owner_reference_rides_on_every_session_event(M):
+    """The service's own reference (the chip row) comes back with each event of the session, so
+    the service keeps no table of sessions that would grow with every write."""
+    mux = M.Mux()
+    mux.open(1, 0.0)
+    mux.feed(1, _hello(), 0.0)
+    mux.drain()
+    s = _session(M)
+    assert s.owner is None
+    s = M.Session(s.eid, s.task_id, s.kic, s.kid, s.cntr, s.cntr_end, s.apdus, s.context, s.expect, 0, owner=4242)
+    mux.start_write(1, s, 1024, 0.0)
+    seen, _, _ = _drive(M, mux, 1, Applet(CardFiles(), DEK))
+    assert seen and all(e[2].owner == 4242 for e in seen)
+    assert {e[0] for e in seen} >= {M.EV_ACK, M.EV_DONE}
+
+
 def test_chunks_fit_the_buffer_and_split_between_apdus(M):
     s = _session(M)
     chunks = M.plan_chunks(s, 160)
