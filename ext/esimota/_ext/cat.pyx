@@ -23,6 +23,7 @@ from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 
 from esimota.codec import _cat_py as _twin
 from esimota.codec import _cat_tables as T
+from esimota.codec._types import plain as _plain
 from esimota.errors import BadTagError, BadValueError, LengthError, TruncatedError
 
 cdef extern from *:
@@ -172,14 +173,6 @@ class _Items(ItemsView):
 
 
 Mapping.register(Fields)
-
-
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 cdef inline Fields _rec(_Keys keys, tuple values):
