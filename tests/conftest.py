@@ -25,13 +25,18 @@ def _with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
-    """A server URL tests may create databases on: DATABASE_URL, else the embedded cluster."""
+def pg_server_url():
+    """A server URL tests may create databases on: DATABASE_URL, else the embedded cluster (stopped
+    at the end if this session started it, so a CI run leaves no server behind)."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        return url
-    home = Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data")).resolve()
-    return Cluster(home).start()
+        yield url
+        return
+    cluster = Cluster(Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data")).resolve())
+    was_running = cluster.running()
+    yield cluster.start()
+    if not was_running:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
