@@ -99,9 +99,7 @@ def register(rpc: Callable, iso: Callable) -> None:
 
     @rpc
     async def repush_callback(call, req):
-        await callbacks.repush(call.pool, _required(req.event_id, "event_id"))
-        rows = await callbacks.list_callbacks(call.pool, event_id=req.event_id)
-        return _callback_info(rows[0], iso)
+        return _callback_info(await callbacks.repush(call.pool, _required(req.event_id, "event_id")), iso)
 
 
 def _callback_info(r: dict, iso: Callable) -> admin_pb2.CallbackInfo:

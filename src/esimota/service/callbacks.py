@@ -136,18 +136,25 @@ async def _failed(conn: Any, row: Any, detail: str) -> str:
     return "exhausted"
 
 
-async def repush(db: Any, event_id: str) -> None:
-    """Admin re-push (DESIGN §6): the same event_id, a fresh schedule, delivered at least once more."""
-    async with connection(db) as conn:
+async def repush(db: Any, event_id: str) -> dict:
+    """Admin re-push (DESIGN §6): the same event_id, a fresh schedule, delivered at least once more.
+    Returns the callback as the re-push left it (read in the same transaction: the dispatcher, woken
+    at its commit, may already be sending it by the time the caller looks again)."""
+    async with connection(db) as conn, conn.transaction():
         if await conn.fetchval(REPUSH, event_id) is None:
             raise NotFound("unknown event_id", reason="EVENT_NOT_FOUND")
+        return (await _listed(conn, None, event_id))[0]
 
 
 async def list_callbacks(db: Any, *, task_id: str | None = None, event_id: str | None = None) -> list[dict]:
     """Callbacks of a task or one event, each with every attempt (R27)."""
     async with connection(db) as conn:
-        rows = [dict(r) for r in await conn.fetch(LIST, task_id or None, event_id or None)]
-        attempts = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
+        return await _listed(conn, task_id, event_id)
+
+
+async def _listed(conn: Any, task_id: str | None, event_id: str | None) -> list[dict]:
+    rows = [dict(r) for r in await conn.fetch(LIST, task_id or None, event_id or None)]
+    attempts = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
     for r in rows:
         r["history"] = [dict(a) for a in attempts if a["outbox_id"] == r["id"]]
     return rows
