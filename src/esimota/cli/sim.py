@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import random
-import sys
 from pathlib import Path
 
 from ..errors import InvalidArgument
