@@ -41,7 +41,7 @@ JOBS = (callback_job.job, retention.job, ops.watchdog_job, ops.monitoring_job, o
 
 @dataclass
 class Platform:
-    """What one worker holds: settings, the pool, and the three listeners."""
+    """What one worker holds: settings, the pool, the Api, the BIP driver, the three listeners and the jobs."""
 
     settings: config.Settings
     worker_id: int = 0
