@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..ota import wire
-from .card import Applet, CardFiles, MF
+from ..codec import packet
+from .card import MF, Applet, CardFiles, command_refusal
 
 # REPORT results (DESIGN §5.1)
 R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
@@ -225,9 +226,12 @@ class Device:
             return True
         return False
 
-    def _answer(self, packet: bytes) -> bytes:
+    def _answer(self, body: bytes) -> bytes:
         """Unwrap a command packet, run its script on the applet, wrap the response packet."""
-        tar, cntr, apdus = wire.open_command(self.spec.kic, self.spec.kid, packet)
+        refusal = command_refusal(body)
+        if refusal is not None:  # answered in the clear header's TAR, counter 0: nothing was opened
+            return wire.response_frame(self.spec.kic, self.spec.kid, bytes(packet_tar(body)), 0, refusal, [])
+        tar, cntr, apdus = wire.open_command(self.spec.kic, self.spec.kid, body)
         if cntr <= self.last_ota_cntr:  # TS 102 225 table 5.2: counter low
             return wire.response_frame(self.spec.kic, self.spec.kid, tar, cntr, 0x02, [])
         self.last_ota_cntr = cntr
@@ -265,3 +269,11 @@ class Device:
             return None, b""
         self.out.frames_in += 1
         return frame[0], frame[1:]
+
+
+def packet_tar(body: bytes) -> bytes:
+    """The TAR of a command packet's clear header (zeros when even that is cut short)."""
+    try:
+        return packet.peek_command(body)["tar"]
+    except wire.CodecError:
+        return bytes(3)
