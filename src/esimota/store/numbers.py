@@ -28,7 +28,6 @@ CLOSE_NO_RESOURCE = """
 UPDATE exceptions SET closed_at = now(), closed_by = 'platform', resolution = $2
 WHERE kind = 'NO_RESOURCE:' || $1 AND closed_at IS NULL AND severity = 'general'
   AND EXISTS (SELECT 1 FROM numbers WHERE province_code = $1 AND status = 'available')"""
-BIND = "UPDATE numbers SET status = 'bound', chip_id = $2, opened_at = $3 WHERE id = $1"
 SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
 SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
 ALLOCATE = """
