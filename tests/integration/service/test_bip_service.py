@@ -3,6 +3,7 @@
 The transitions it drives (R9, R10, R11) and what each outcome leaves: state, number, exceptions, callback.
 """
 
+import datetime as dt
 import json
 
 import pytest
@@ -154,3 +155,45 @@ async def test_a_buffer_too_small_is_refused_alone(pool, seeded):
     assert (await _state(pool, 6), await _state(pool, 7)) == (2, 3)
     assert (await _exceptions(pool, 6))[0] == [("CHANNEL_PROTOCOL_ERROR", False)]
     assert (await _exceptions(pool, 7))[0] == []
+
+
+async def test_stuck_writing_closes_on_success_unless_severe(pool, seeded, port):
+    """docs/operations.md: STUCK_WRITING closes itself when the card succeeds; a severe one (over 1 h, table 4)
+    still needs its report (§8.3.1)."""
+    from esimota.service import ops
+
+    a, _ = seeded
+    devices = {}
+    for i, age in ((8, dt.timedelta(minutes=31)), (9, dt.timedelta(hours=2))):
+        await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, province_code="44"))
+        devices[i] = await cards.start_writing(await cards.spec_for(pool, eid(i), KEY), port)
+        await pool.execute("UPDATE tasks t SET progress_at = now() - $2::interval, started_at = now() - $2::interval "
+                           "FROM chips c WHERE c.id = t.chip_id AND c.eid = $1", eid(i), age)  # time passes
+    await ops.scan(pool)
+    assert (await _exceptions(pool, 8))[0] == [("STUCK_WRITING", False)]
+    assert (await _exceptions(pool, 9))[0] == [("STUCK_WRITING_SEVERE", False)]
+    for dev in devices.values():
+        await cards.finish(dev)
+    kinds, why = await _exceptions(pool, 8)
+    assert kinds == [("STUCK_WRITING", True)] and "succeeded" in why[0]
+    assert (await _exceptions(pool, 9))[0] == [("STUCK_WRITING_SEVERE", False)]
+
+
+async def test_no_resource_closes_when_a_number_is_given_back(pool, port):
+    """Table 3 无可用省份资源 closes itself, with the reason, when the province has a number again — here the
+    one a failed write gave back (DESIGN §3)."""
+    from esimota.sim import fleetdata
+    from esimota.store import clients as client_store
+
+    fleet = await fleetdata.generate(pool, 2, numbers=1, province="45")
+    client = await client_store.get(pool, fleet.client_id)
+    first, second = fleet.devices
+    await writing.apply_write(pool, client, ApplyRequest(first.eid, 1, province_code="45"))
+    with pytest.raises(PermissionDenied) as err:
+        await writing.apply_write(pool, client, ApplyRequest(second.eid, 1, province_code="45"))
+    assert err.value.reason == "NO_RESOURCE"
+    assert await pool.fetchval("SELECT closed_at FROM exceptions WHERE kind = 'NO_RESOURCE:45'") is None
+    assert not (await cards.write(first, port, chip_fault=True)).ok
+    row = await pool.fetchrow("SELECT closed_at, resolution FROM exceptions WHERE kind = 'NO_RESOURCE:45'")
+    assert row["closed_at"] is not None and "given back" in row["resolution"]
+    assert (await writing.apply_write(pool, client, ApplyRequest(second.eid, 1, province_code="45"))).created
