@@ -3,6 +3,7 @@
 The transitions it drives (R9, R10, R11) and what each outcome leaves: state, number, exceptions, callback.
 """
 
+import asyncio
 import datetime as dt
 import json
 
@@ -46,6 +47,18 @@ async def _payloads(pool, i):
     rows = await pool.fetch("SELECT payload FROM callback_outbox o JOIN tasks t ON t.id = o.task_id "
                             "JOIN chips c ON c.id = t.chip_id WHERE c.eid = $1 ORDER BY o.id", eid(i))
     return [json.loads(r[0]) for r in rows]
+
+
+async def _send(port: int, frame: bytes) -> int:
+    """One channel, one card frame: the reason of the CLOSE the platform answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(frame)
+        answer = await reader.read()
+        assert answer[2] == wire.T_CLOSE, answer
+        return answer[3]
+    finally:
+        writer.close()
 
 
 async def test_a_whole_write(pool, seeded, port):
@@ -101,6 +114,10 @@ async def test_a_failure_gives_the_number_back_and_a_reapply_completes(pool, see
     assert (status.card_status, status.write_time) == (5, None)
     kind = "CHIP_FAULT" if fault == "chip_fault" else "DATA_ERROR"
     assert (await _exceptions(pool, 2))[0] == [(kind, False)]
+    if fault == "lying_iccid":  # a liar that heard no answer repeats its REPORT: judged already, CLOSE(00)
+        spec.counter += 1
+        assert await _send(port, wire.report_frame(spec.kid, eid(2), iccid(999), spec.counter, 0)) == 0
+        assert len(await _payloads(pool, 2)) == 1 and await _state(pool, 2) == 5
     again = await writing.apply_write(pool, a, ApplyRequest(eid(2), 1, province_code="44"))
     assert again.created and again.card_status == 2
     assert (await _number(pool, again.task_id))["id"] == first["id"]  # the pool gave the same number back
