@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.lifecycle import CardState
 from ..errors import InvalidArgument, NotFound
 from . import crypto
 from .keys import aad
@@ -18,23 +19,15 @@ LOCK_CHIP = "SELECT * FROM chips WHERE eid = $1 FOR UPDATE"
 LOCK_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1 FOR UPDATE"
 SET_STATE = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
 SET_OWNER = "UPDATE chips SET owner_client_id = $2 WHERE id = $1 AND owner_client_id IS NULL"
-SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, used) WHERE c.id = u.id"""
 BLACKLISTED = """
 SELECT kind FROM blacklist WHERE (kind = 'eid' AND value = $1) OR (kind = 'imei' AND value = $2) ORDER BY kind"""
 ADD_BLACKLIST = "INSERT INTO blacklist (kind, value, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-LOCK_COUNTERS = "SELECT * FROM chip_counters WHERE chip_id = $1 FOR UPDATE"
-ADVANCE_CARD_COUNTER = """
-UPDATE chip_counters SET card_counter = $2, updated_at = now() WHERE chip_id = $1 AND card_counter < $2"""
-# A block of platform CNTR values (TS 102 225 §5.1.1) reserved before use, so a restart never reuses one.
-RESERVE_CNTR = """
-UPDATE chip_counters SET cntr_reserved = cntr_reserved + $2, updated_at = now()
-WHERE chip_id = (SELECT id FROM chips WHERE eid = $1) RETURNING cntr_reserved"""
-EXPIRING = """
+EXPIRING = f"""
 SELECT eid, temp_iccid, temp_msisdn, network_type, open_time, temp_expires_on, state, owner_client_id
-FROM chips WHERE state <> 4 AND temp_expires_on <= $1 AND ($2::bigint IS NULL OR owner_client_id = $2)
+FROM chips WHERE state <> {int(CardState.WRITE_SUCCEEDED)} AND temp_expires_on <= $1 AND ($2::bigint IS NULL OR owner_client_id = $2)
 ORDER BY temp_expires_on, eid LIMIT $3"""
 
 
@@ -81,13 +74,3 @@ async def blacklisted(db: Any, eid: str, imei: str | None) -> list[str]:
 
 async def add_blacklist(db: Any, kind: str, value: str, reason: str) -> None:
     await db.execute(ADD_BLACKLIST, kind, value, reason)
-
-
-async def reserve_cntr(db: Any, eid: str, count: int) -> tuple[int, int]:
-    """Reserve `count` platform CNTR values for a chip: returns (first, last), both inclusive."""
-    if count <= 0:
-        raise InvalidArgument("reserve at least one counter value")
-    last = await db.fetchval(RESERVE_CNTR, eid, count)
-    if last is None:
-        raise NotFound("unknown EID", reason="EID_NOT_FOUND")
-    return last - count + 1, last
