@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from .. import config
 from ..errors import PermissionDenied, Unauthenticated
 from ..service import auth, staff_auth
 from . import status
+from .addresses import CallerAddress
 from .audit import AuditLog
 from .handlers import HANDLERS, Call
-from .limits import Quota, RateLimiter, SharedWindows
+from .limits import Quota, RateLimiter, SharedWindows, StreamCap
 from .registry import Method
 
 logger = logging.getLogger("esimota.api")
@@ -46,7 +48,9 @@ class Api:
         self.signer = signer or auth.signer_from_config()
         self.clients = auth.ClientCache(pool)
         self.staff = staff_auth.StaffGate(pool)
+        self.addresses = CallerAddress(self.settings.trusted_proxy_header, self.settings.trusted_proxies)
         self.limiter = RateLimiter()
+        self.watches = StreamCap(self.settings.watch_streams_per_client)
         self.shared_limits = SharedWindows(pool, self.limiter)  # one client's calls counted over all workers
         self.audit = AuditLog(pool)
 
@@ -88,7 +92,8 @@ class Api:
         if method.permission not in client.permissions:
             raise PermissionDenied(f"the client has no {method.permission} permission", reason="NO_PERMISSION")
         quota = self.limiter.hit(client.id, client.rate_limit_per_min)
-        return Authorised(Call(self.pool, self.signer, client, source_ip, f"client:{client.client_id}"),
+        charge = functools.partial(self.limiter.hit, client.id, client.rate_limit_per_min)
+        return Authorised(Call(self.pool, self.signer, client, source_ip, f"client:{client.client_id}", charge),
                           quota, client.client_id)
 
     def log_call(self, method: Method, transport: str, params: dict, who: str | None, code: int,
@@ -113,11 +118,17 @@ class Api:
 
     async def stream(self, method: Method, request: Any, *, token: str | None, source_ip: str,
                      params: dict) -> AsyncIterator[Any]:
-        """A streaming call (gRPC only): authorised once, logged once when it ends."""
-        t0, who, code, reason = time.perf_counter(), None, 200, None
+        """A streaming call (gRPC only): authorised once, logged once when it ends.
+
+        A partner's server stream (WatchWriteStatus) holds a place of its client's cap while it runs
+        (over the cap: RESOURCE_EXHAUSTED) and is given the moment its lifetime ends (`Call.until`)."""
+        t0, who, code, reason, held = time.perf_counter(), None, 200, None, None
         try:
             granted = await self.authorise(method, token, source_ip)
             who = granted.client_id
+            if method.server_streaming and granted.call.client is not None:
+                held = self.watches.enter(granted.call.client.id)
+                granted.call.until = time.monotonic() + self.settings.watch_lifetime_s
             result = HANDLERS[method.name](granted.call, request)
             if method.server_streaming:
                 async for item in result:
@@ -129,4 +140,6 @@ class Api:
             code, reason = o.http, o.reason
             raise Failed(o, getattr(exc, "quota", None)) from None
         finally:
+            if held is not None:
+                self.watches.leave(held)
             self.log_call(method, "grpc", params, who, code, reason, t0, source_ip)

@@ -161,14 +161,18 @@ def check_ip(entry: Cached, source_ip: str) -> None:
 
 async def get_token(db: Any, signer: TokenSigner, client_id: str, client_secret: str,
                     source_ip: str) -> tuple[str, int]:
-    """§7.2.1: 400 on a missing parameter, 401 on a wrong id or secret, 403 outside the whitelist."""
+    """§7.2.1: 400 on a missing parameter, 401 on a wrong id or secret, 403 outside the whitelist.
+
+    The whitelist is checked before the secret: from outside it, no answer says whether a guessed
+    secret was right (§6.2.1.1 报白 is the first gate, R17)."""
     if not client_id or not client_secret:
         raise InvalidArgument("client_id and client_secret are required", reason="CREDENTIALS_REQUIRED")
     row = await db.fetchrow(CLIENT_COLUMNS + " WHERE client_id = $1", client_id)
-    if row is None or not client_store.verify_secret(row["secret_hash"], client_secret) \
-            or row["disabled_at"] is not None:
+    if row is None:
         raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
     check_ip(_cached(row), source_ip)
+    if not client_store.verify_secret(row["secret_hash"], client_secret) or row["disabled_at"] is not None:
+        raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
     return signer.issue(client_id, generation(row))
 
 

@@ -8,21 +8,25 @@ from urllib.parse import unquote
 import grpc
 
 from .. import messages
+from ..addresses import CallerAddress
 from ..core import Api, Failed
 from ..registry import METHODS, Method, services
 
 
-def peer_ip(context: grpc.aio.ServicerContext, header: str | None) -> str:
-    """The caller's address: the trusted proxy header (metadata) if configured, else the peer."""
-    if header:
-        for key, value in context.invocation_metadata() or ():
-            if key == header.lower() and value:
-                return value.split(",")[-1].strip()
+def peer_ip(context: grpc.aio.ServicerContext, addresses: CallerAddress) -> str:
+    """The caller's address: the TCP peer, or behind a trusted proxy the rightmost untrusted hop of the
+    proxy header's metadata (the same rule as the bridge, DESIGN §6)."""
     peer = unquote(context.peer() or "")
     kind, _, rest = peer.partition(":")
     if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return rest.rpartition(":")[0] if kind == "ipv4" else rest
+        peer = rest.rpartition(":")[0].strip("[]")
+    elif kind == "ipv4":
+        peer = rest.rpartition(":")[0]
+    else:
+        peer = rest
+    header = (addresses.header or "").lower()
+    values = [v for k, v in context.invocation_metadata() or () if header and k == header and isinstance(v, str)]
+    return addresses.resolve(peer, values)
 
 
 def bearer(context: grpc.aio.ServicerContext) -> str | None:
@@ -47,7 +51,7 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
 
     def where(context) -> dict:
         api = api_of()
-        return {"token": bearer(context), "source_ip": peer_ip(context, api.settings.trusted_proxy_header)}
+        return {"token": bearer(context), "source_ip": peer_ip(context, api.addresses)}
 
     async def unary(request, context):
         try:
