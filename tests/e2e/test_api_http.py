@@ -220,12 +220,12 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
 
 async def test_call_log_keeps_every_call_without_secrets(running, pool):
     """R27: client, route, parameters (no secret), code, latency, source IP; purged after 6 months."""
-    from esimota.api import audit
+    from esimota.store import call_log
 
     async with aiohttp.ClientSession() as http:
         token = await running.token(http)
         await running.get(http, "/api/v1/chip/info", token=token, eid=running.fleet.devices[0].eid)
-    await running.platform.api.audit.flush()
+    await running.platform.api.call_log.flush()
     rows = await pool.fetch("SELECT * FROM api_calls ORDER BY id")
     assert [(r["route"], r["code"]) for r in rows] == [("/esimota.v1.AuthService/GetToken", 200),
                                                        ("/esimota.v1.QueryService/GetChip", 200)]
@@ -234,7 +234,7 @@ async def test_call_log_keeps_every_call_without_secrets(running, pool):
     assert rows[1]["client_id"] == running.fleet.client_id and str(rows[1]["source_ip"]) == "127.0.0.1"
     assert json.loads(rows[1]["params"]) == {"eid": running.fleet.devices[0].eid}
     await pool.execute("UPDATE api_calls SET at = now() - interval '200 days' WHERE id = $1", rows[0]["id"])
-    assert await audit.purge(pool) == 1
+    assert await call_log.purge(pool) == 1
     assert await pool.fetchval("SELECT count(*) FROM api_calls") == 1
 
 

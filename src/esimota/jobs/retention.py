@@ -6,8 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..api import audit
-from ..store import bip_log
+from ..store import bip_log, call_log
 
 logger = logging.getLogger("esimota.retention")
 INTERVAL_S = 3600.0
@@ -17,9 +16,9 @@ async def job(platform: Any) -> None:
     """JOBS entry: purge, then sleep an hour; a failed purge is retried at the next turn."""
     while True:
         try:
-            purged = await audit.purge(platform.pool)
+            purged = await call_log.purge(platform.pool)
             if purged:
-                logger.info("call log purged", extra={"rows": purged, "days": audit.RETENTION_DAYS})
+                logger.info("call log purged", extra={"rows": purged, "days": call_log.RETENTION_DAYS})
             purged = await bip_log.purge(platform.pool)
             if purged:
                 logger.info("BIP channel log purged", extra={"rows": purged, "days": bip_log.RETENTION_DAYS})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -14,8 +14,6 @@ Registrar = Callable[[web.Application], None]
 #: Application keys: the worker's asyncpg pool and its Platform (esimota.server.Platform).
 POOL = web.AppKey("pool", object)
 PLATFORM = web.AppKey("platform", object)
-#: Route registrars added by the API layer (routes generated from google.api.http annotations).
-REGISTRARS: list[Registrar] = []
 
 
 @web.middleware
@@ -98,13 +96,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-def create_app(pool=None, *, client_max_size: int = 64 * 1024) -> web.Application:
-    """The bridge: bounded bodies (64 KiB), health and metrics, plus every registered route set."""
+def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
+    """The bridge: bounded bodies (64 KiB), health and metrics, plus the route sets of `registrars`
+    (the API's, generated from the google.api.http annotations, given by server.py)."""
     app = web.Application(middlewares=[_measure, _json_errors], client_max_size=client_max_size)
     app.on_response_prepare.append(_harden)
     app[POOL] = pool
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
-    for register in REGISTRARS:
+    for register in registrars:
         register(app)
     return app
