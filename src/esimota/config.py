@@ -113,6 +113,11 @@ class Settings:
     # a proxy header trusted for the caller's address (e.g. X-Forwarded-For), off by default
     trusted_proxy_header: str | None = field(
         default_factory=lambda: os.environ.get("ESIMOTA_TRUSTED_PROXY_HEADER") or None)
+    # the operations listener (DESIGN §6): AdminService and IngestService over gRPC on admin_port,
+    # /metrics over HTTPS on admin_http_port, both on admin_host (loopback unless configured)
+    admin_host: str = field(default_factory=lambda: os.environ.get("ESIMOTA_ADMIN_HOST", "127.0.0.1"))
+    admin_port: int = field(default_factory=lambda: _int_env("ESIMOTA_ADMIN_PORT", 9443))
+    admin_http_port: int = field(default_factory=lambda: _int_env("ESIMOTA_ADMIN_HTTP_PORT", 9444))
     # peers whose proxy header is believed (CIDR list, empty by default: the header is ignored)
     trusted_proxies: tuple = field(default_factory=lambda: cidr_list("ESIMOTA_TRUSTED_PROXIES"))
     # callback targets inside private/loopback/link-local ranges that may still be called (CIDR list)

@@ -104,8 +104,8 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
         assert tuple(kind) == ("interface", "CALLBACK_FAILED")
         rx.failures = 0
         event_id = rx.bodies[0]["event_id"]
-        async with r.channel() as ch:
-            admin = admin_pb2_grpc.AdminServiceStub(ch)
+        async with r.admin_channel() as ach:
+            admin = admin_pb2_grpc.AdminServiceStub(ach)
             md = (("authorization", f"Bearer {r.staff_token}"),)
             info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
             assert info.status == "pending"

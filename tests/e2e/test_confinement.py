@@ -179,3 +179,41 @@ async def test_tls_12_aead_only_and_13_old_versions_and_cbc_refused(tmp_path, mo
                 await loop.run_in_executor(None, _handshake, port, cert, version, ciphers)
     finally:
         await stop(r)
+
+
+async def _listed(channel) -> set[str]:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    async for answer in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+        return {s.name for s in answer.list_services_response.service}
+    return set()
+
+
+async def test_staff_services_and_metrics_only_on_the_operations_listener(tmp_path, monkeypatch, db_url, pool):
+    """DESIGN §6: reflection on the partner port lists partner services only, AdminService and IngestService
+    are not served there at all, and /metrics is not on the bridge; the operations listener has them."""
+    from esimota.v1 import admin_pb2, admin_pb2_grpc
+
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
+    try:
+        async with r.channel() as ch, r.admin_channel() as ach:
+            partner, staff = await _listed(ch), await _listed(ach)
+            assert {"esimota.v1.AuthService", "esimota.v1.WritingService"} <= partner
+            assert not partner & {"esimota.v1.AdminService", "esimota.v1.IngestService"}
+            assert {"esimota.v1.AdminService", "esimota.v1.IngestService"} <= staff
+            assert "esimota.v1.WritingService" not in staff
+            md = (("authorization", f"Bearer {r.staff_token}"),)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await admin_pb2_grpc.AdminServiceStub(ch).ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=md)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert (await admin_pb2_grpc.AdminServiceStub(ach).ListExceptions(
+                admin_pb2.ListExceptionsRequest(), metadata=md)) is not None
+        async with aiohttp.ClientSession() as http:
+            code, body, _ = await r.get(http, "/metrics")
+            assert (code, body["error"]) == (404, "ROUTE_NOT_FOUND")
+            async with http.get(f"https://127.0.0.1:{r.platform.ports['admin_http']}/metrics", ssl=r.ssl) as resp:
+                assert resp.status == 200 and "esimota_http_requests_total" in await resp.text()
+        assert r.platform.settings.admin_host == "127.0.0.1"  # loopback unless configured
+    finally:
+        await stop(r)

@@ -76,13 +76,9 @@ class Api:
         if method.permission == "public":
             quota = self.limiter.hit(("ip", source_ip), TOKEN_CALLS_PER_IP)
             return Authorised(Call(self.pool, self.signer, None, source_ip, "public"), quota, None)
-        if method.permission == "staff":  # AdminService: the staff member's roles, per call (R28)
+        if method.permission == "staff":  # AdminService, IngestService: the staff member's roles, per call (R28)
             actor = await self.staff.authorise(token, method.staff_action, method.name)
             return Authorised(Call(self.pool, self.signer, None, source_ip, actor), None, actor)
-        if method.permission == "admin":  # IngestService: the operator's feeds
-            if not self.signer.is_admin(token):
-                raise Unauthenticated("an admin token is required", reason="ADMIN_TOKEN_REQUIRED")
-            return Authorised(Call(self.pool, self.signer, None, source_ip, "admin-api"), None, "admin")
         if not token:
             raise Unauthenticated("token is required (query token= or Authorization: Bearer)",
                                   reason="TOKEN_REQUIRED")

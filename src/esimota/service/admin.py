@@ -64,9 +64,10 @@ async def create_client(db: Any, *, name: str, phone: str, ip: str | list[str], 
     return NewClient(Client.from_row(row), secret, cb_secret)
 
 
-async def _update(db: Any, actor: str, action: str, client_id: str, sql: str, *args: Any, **detail: Any) -> Client:
+async def _update(db: Any, actor: str, action: str, client_ref: str, sql: str, *args: Any, **detail: Any) -> Client:
+    """One change of a client named by its id or its name (DESIGN §7 `--client`), audited."""
     async with connection(db) as conn, conn.transaction():
-        await client_store.get(conn, client_id)  # NotFound first
+        client_id = (await client_store.resolve(conn, client_ref)).client_id  # NotFound first
         row = await conn.fetchrow(sql, client_id, *args)
         await audit.record(conn, actor, action, client_id, **detail)
     return Client.from_row(row)
@@ -76,6 +77,7 @@ async def rotate_secret(db: Any, client_id: str, *, callback: bool = False,
                         actor: str = "admin") -> tuple[Client, str]:
     """A new interface secret (R17: keys can be rotated), or with callback=True a new callback secret."""
     secret = secrets.token_urlsafe(32)
+    client_id = (await client_store.resolve(db, client_id)).client_id
     if callback:
         blob = await client_store.encrypt_callback_secret(db, client_id, secret)
         client = await _update(db, actor, "client.rotate_callback_secret", client_id,
@@ -123,7 +125,7 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
         except InvalidArgument as exc:
             problems.append((line, exc.reason, exc.message))
     async with connection(db) as conn, conn.transaction():
-        client = await client_store.get(conn, client_id)
+        client = await client_store.resolve(conn, client_id)
         wanted = [iccid for _, iccid in wanted_lines]
         state = {r["iccid"]: r for r in await conn.fetch(number_store.ALLOCATION_STATE, wanted)}
         for line, iccid in wanted_lines:
@@ -135,7 +137,7 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
         if problems:
             raise ImportRejected(sorted(problems), source="allocation")
         done = [r["iccid"] for r in await conn.fetch(number_store.ALLOCATE, client.id, wanted)]
-        await audit.record(conn, actor, "numbers.allocate", client_id, count=len(done))
+        await audit.record(conn, actor, "numbers.allocate", client.client_id, count=len(done))
     return done
 
 

@@ -51,8 +51,6 @@ class TokenSigner:
     def __init__(self, master: bytes) -> None:
         self._key = derive_key(master, b"api token v1")
         self._verified: dict[str, tuple[str, int, int]] = {}  # token → (client_id, generation, expiry)
-        self.admin_token = "adm." + _b64(hmac.new(derive_key(master, b"admin token v1"), b"admin",
-                                                  hashlib.sha256).digest())
 
     def _mac(self, body: str) -> str:
         return _b64(hmac.digest(self._key, body.encode(), "sha256")[:16])
@@ -85,9 +83,6 @@ class TokenSigner:
             self._verified.clear()
         self._verified[token] = (parts[1], int(parts[2]), int(parts[3]))
         return parts[1], int(parts[2])
-
-    def is_admin(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,10 @@ UNION ALL SELECT state::text, 'lifecycle', count(*) FROM chips WHERE batch_id = 
 CHIPS_OF = "SELECT id, eid, logistics_status FROM chips WHERE batch_id = $1 AND ($2::text[] IS NULL OR eid = ANY($2)) FOR UPDATE"
 SET_PRODUCTION = "UPDATE chips SET production_status = $2 WHERE id = ANY($1::bigint[])"
 SET_LOGISTICS = "UPDATE chips SET logistics_status = $2 WHERE id = ANY($1::bigint[])"
-CLIENT = "SELECT id FROM clients WHERE client_id = $1"
+# `--client` takes a client's id or its name (DESIGN §7); a name two clients share names neither
+CLIENT = """
+SELECT coalesce((SELECT id FROM clients WHERE client_id = $1),
+                (SELECT min(id) FROM clients WHERE name = $1 HAVING count(*) = 1))"""
 INSERT_PROJECT = """
 INSERT INTO projects (client_id, name, application_field) VALUES ($1, $2, $3)
 ON CONFLICT (client_id, name) DO UPDATE SET application_field = excluded.application_field RETURNING id"""

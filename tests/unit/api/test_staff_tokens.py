@@ -53,7 +53,7 @@ class FakePool:
     async def fetch(self, sql, *args):
         assert sql == staff_auth.ACCOUNTS
         self.fetches += 1
-        return [{"username": u, "roles": r} for u, r in self.accounts.items()]
+        return [{"username": u, "roles": r, "revoked": 0} for u, r in self.accounts.items()]
 
     async def execute(self, sql, *args):
         self.executed.append((sql, args))

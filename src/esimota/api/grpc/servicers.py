@@ -10,7 +10,7 @@ import grpc
 from .. import messages
 from ..addresses import CallerAddress
 from ..core import Api, Failed
-from ..registry import METHODS, Method, services
+from ..registry import METHODS, Method, partner_services, staff_services
 
 
 def peer_ip(context: grpc.aio.ServicerContext, addresses: CallerAddress) -> str:
@@ -94,10 +94,19 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
     return make(fn, request_deserializer=method.input.FromString, response_serializer=method.output.SerializeToString)
 
 
-def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+def _register(server: grpc.aio.Server, platform: Any, names: list[str]) -> list[str]:
     """Add a generic handler per service; `platform.api` (built by server.py) serves the calls."""
-    names = services()
     for name in names:
         table = {m.name: _handler(m, platform) for m in METHODS if m.service == name}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, table),))
     return names
+
+
+def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+    """The partner services (auth, writing, queries): the partner gRPC port."""
+    return _register(server, platform, partner_services())
+
+
+def register_staff(server: grpc.aio.Server, platform: Any) -> list[str]:
+    """AdminService and IngestService: the operations listener only (DESIGN §6)."""
+    return _register(server, platform, staff_services())

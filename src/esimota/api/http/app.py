@@ -1,4 +1,4 @@
-"""The HTTP bridge's application: /healthz, /metrics, and the routes later built from the proto (§7)."""
+"""The HTTP bridge's application (/healthz and the routes built from the proto, §7), and the operations side's (/metrics)."""
 
 from __future__ import annotations
 
@@ -96,14 +96,23 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
+def create_ops_app(pool=None) -> web.Application:
+    """The HTTPS side of the operations listener (DESIGN §6): /metrics and /healthz, never on a partner port."""
+    app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024)
+    app[POOL] = pool
+    app.on_response_prepare.append(_harden)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
 def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
-    """The bridge: bounded bodies (64 KiB), health and metrics, plus the route sets of `registrars`
+    """The bridge: bounded bodies (64 KiB), health, plus the route sets of `registrars`
     (the API's, generated from the google.api.http annotations, given by server.py)."""
     app = web.Application(middlewares=[_measure, _json_errors], client_max_size=client_max_size)
     app.on_response_prepare.append(_harden)
     app[POOL] = pool
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
     for register in registrars:
         register(app)
     return app

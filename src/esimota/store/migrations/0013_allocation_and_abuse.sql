@@ -25,3 +25,6 @@ CREATE TABLE bip_refusals (
     PRIMARY KEY (minute, source, reason)
 );
 CREATE INDEX bip_attempts_at ON bip_attempts (at);
+
+-- `esimota staff revoke USER`: staff tokens issued at or before this moment no longer work (R28).
+ALTER TABLE staff_accounts ADD COLUMN tokens_revoked_at timestamptz;
