@@ -37,7 +37,7 @@ async def _token(ch, fleet) -> tuple:
 async def test_auth_and_writing_rpcs(running, pool):
     """§7.2.1–§7.2.2.4 over gRPC, with UNAUTHENTICATED / INVALID_ARGUMENT / NOT_FOUND / ABORTED / PERMISSION_DENIED."""
     eids = [d.eid for d in running.fleet.devices]
-    async with running.channel() as ch:
+    async with running.channel() as ch, running.admin_channel() as ach:
         auth = auth_pb2_grpc.AuthServiceStub(ch)
         await fails(auth.GetToken(auth_pb2.GetTokenRequest(client_id="x", client_secret="y")),
                     grpc.StatusCode.UNAUTHENTICATED, "BAD_CREDENTIALS")
@@ -69,7 +69,7 @@ async def test_auth_and_writing_rpcs(running, pool):
 async def test_watch_and_bulk_streams(running, pool):
     """WatchWriteStatus streams each change until the write ends; BulkApplyWrite answers every item."""
     eids = [d.eid for d in running.fleet.devices]
-    async with running.channel() as ch:
+    async with running.channel() as ch, running.admin_channel() as ach:
         md = await _token(ch, running.fleet)
         w = writing_pb2_grpc.WritingServiceStub(ch)
         reqs = [writing_pb2.ApplyWriteRequest(eid=e, write_type=1, province_code="44") for e in eids[:3]]
@@ -97,10 +97,11 @@ async def test_watch_and_bulk_streams(running, pool):
 
 
 async def test_query_and_ingest_rpcs(running, pool):
-    """§7.2.3.1–§7.2.3.5 over gRPC; IngestUsage and IngestLocation client streams need the admin token."""
+    """§7.2.3.1–§7.2.3.5 over gRPC; IngestUsage and IngestLocation client streams (on the operations
+    listener) need a staff token whose roles may import resources."""
     dev = running.fleet.devices[0]
-    admin_md = bearer(running.admin_token)
-    async with running.channel() as ch:
+    admin_md = bearer(running.staff_token)
+    async with running.channel() as ch, running.admin_channel() as ach:
         md = await _token(ch, running.fleet)
         q = queries_pb2_grpc.QueryServiceStub(ch)
         chip = await q.GetChip(queries_pb2.GetChipRequest(eid=dev.eid), metadata=md)
@@ -111,12 +112,12 @@ async def test_query_and_ingest_rpcs(running, pool):
         await w.ApplyWrite(writing_pb2.ApplyWriteRequest(eid=dev.eid, write_type=1, province_code="44"), metadata=md)
         assert (await cards.write(dev, running.platform.ports["bip"])).ok
         msisdn = await pool.fetchval("SELECT msisdn FROM numbers WHERE status = 'bound'")
-        ing = ingest_pb2_grpc.IngestServiceStub(ch)
+        ing = ingest_pb2_grpc.IngestServiceStub(ach)
         recs = [ingest_pb2.UsageRecord(record_id=f"u{i}", msisdn=msisdn, used_mb=1.5,
                                        recorded_at="2099-12-31T23:59:59+08:00" if i == 9 else "")
                 for i in range(3)]
         recs[1].recorded_at = recs[2].recorded_at = __import__("datetime").datetime.now().isoformat()
-        await fails(ing.IngestUsage(iter(recs)), grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN_REQUIRED")
+        await fails(ing.IngestUsage(iter(recs)), grpc.StatusCode.UNAUTHENTICATED, "STAFF_TOKEN_REQUIRED")
         summary = await ing.IngestUsage(iter(recs), metadata=admin_md)
         assert (summary.received, summary.stored, [r.error for r in summary.rejected]) == (3, 2, ["TIME_INVALID"])
         usage = await q.GetUsage(queries_pb2.NumberRequest(msisdn=msisdn), metadata=md)
@@ -138,8 +139,8 @@ async def test_query_and_ingest_rpcs(running, pool):
 async def test_admin_rpcs(running, pool):
     """Clients (R15), rotation revoking tokens (R17), whitelist, permissions, disable, 划拨, exceptions."""
     admin_md = bearer(running.staff_token)
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p"), metadata=bearer("adm.nope")),
                     grpc.StatusCode.UNAUTHENTICATED, "STAFF_TOKEN_REQUIRED")
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p", phone="13800000000",

@@ -220,7 +220,7 @@ async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, mon
         await asyncio.sleep(0.5)
         code, text = 0, ""
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{p.ports['http']}/metrics") as r:
+            async with http.get(f"http://127.0.0.1:{p.ports['admin_http']}/metrics") as r:
                 code, text = r.status, await r.text()
     assert await pool.fetchval("SELECT kind FROM exceptions") == "STUCK_WRITING_SEVERE"
     assert code == 200 and 'esimota_exceptions_open{class="write",severity="severe"} 1.0' in text

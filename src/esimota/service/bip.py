@@ -24,6 +24,7 @@ from ..domain.lifecycle import STATUS_DESC, CardState, Op, next_state
 from ..ota import personalise, wire
 from ..ota import _mux as M  # constants only: the facade's class is what the driver runs
 from ..ota.mux import Session, plan_chunks
+from ..store import bip_log
 from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
@@ -113,6 +114,8 @@ class Batch:
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
     successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
     replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
+    refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards
+    source: Any = lambda cid: ""                     # a channel's source address (ota.guard.SourceGuard.source)
 
 
 class ChannelService:
@@ -133,9 +136,10 @@ class ChannelService:
         Two workers' groups may lock the same chips in another order; PostgreSQL then aborts one of
         them, which is simply judged again (nothing was answered yet).
         """
+        guard = getattr(driver, "guard", None)
         for attempt in range(4):
             try:
-                batch = await self._commit_group(events)
+                batch = await self._commit_group(events, guard)
                 break
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == 3:
@@ -147,9 +151,11 @@ class ChannelService:
                 driver.mux.start_write(reply[1], reply[2], reply[3], now)
             else:
                 driver.mux.close(reply[1], reply[2])
+                if reply[2] in (M.C_UNKNOWN, M.C_BAD_MAC) and guard is not None:
+                    guard.refused(reply[1], now)  # refused before a MAC verified: its source pays
 
-    async def _commit_group(self, events: list) -> Batch:
-        batch = Batch()
+    async def _commit_group(self, events: list, guard=None) -> Batch:
+        batch = Batch(source=guard.source if guard is not None else Batch.source)
         cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
         async with self.pool.acquire() as conn, conn.transaction():
             if cards:
@@ -202,7 +208,11 @@ class ChannelService:
             self._on_report(cid, fields, chip, batch)
 
     def _refuse(self, batch: Batch, cid, eid, chip_id, ftype, reason, detail) -> None:
-        batch.attempts.append((eid, chip_id, ftype, reason, detail))
+        if reason == M.C_UNKNOWN:  # no chip, no key: a count per source and minute, not a row per frame
+            key = (batch.source(cid), reason)
+            batch.refusals[key] = batch.refusals.get(key, 0) + 1
+        else:
+            batch.attempts.append((eid, chip_id, ftype, reason, detail))
         batch.replies.append(("close", cid, reason))
 
     async def _on_hello(self, conn, cid, fields, chip, keys, counters, batch: Batch) -> None:
@@ -347,6 +357,8 @@ class ChannelService:
             await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
         if b.attempts:
             await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
+        if b.refusals:
+            await bip_log.count_refusals(conn, b.refusals)
         if b.progress:
             ids = sorted(b.progress)
             await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.lifecycle import CardState
+from ..domain.lifecycle import OPEN_STATES, CardState
 from ..errors import InvalidArgument, NotFound
 from . import crypto
 from .keys import aad
 
 BATCH_AAD = b"chip_batches.master_key|"
+_OPEN = ", ".join(str(int(s)) for s in sorted(OPEN_STATES))
 
 INSERT_BATCH = "INSERT INTO chip_batches (name, master_key_enc) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id"
 SELECT_BATCH = "SELECT id, name, master_key_enc FROM chip_batches WHERE name = $1"
@@ -18,7 +19,22 @@ SELECT_CHIP = "SELECT * FROM chips WHERE eid = $1"
 LOCK_CHIP = "SELECT * FROM chips WHERE eid = $1 FOR UPDATE"
 LOCK_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1 FOR UPDATE"
 SET_STATE = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
-SET_OWNER = "UPDATE chips SET owner_client_id = $2 WHERE id = $1 AND owner_client_id IS NULL"
+# A partner sees only the chips allocated to it (§6.2.1.1, DESIGN §6): the owner is part of the look-up,
+# so another client's chip and an unknown EID take the same path and give the same answer.
+SELECT_OWN_CHIP = "SELECT * FROM chips WHERE eid = $1 AND owner_client_id = $2"
+LOCK_OWN_CHIP = "SELECT * FROM chips WHERE eid = $1 AND owner_client_id = $2 FOR UPDATE"
+ALLOCATION_STATE = f"""
+SELECT c.eid, c.owner_client_id, EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) AS busy
+FROM chips c WHERE c.eid = ANY($1::text[]) ORDER BY c.id FOR UPDATE OF c"""
+BATCH_EIDS = "SELECT c.eid FROM chips c JOIN chip_batches b ON b.id = c.batch_id WHERE b.name = $1 ORDER BY c.id"
+ALLOCATE = """
+UPDATE chips SET owner_client_id = $1, allocated_at = coalesce(allocated_at, now())
+WHERE eid = ANY($2::text[]) AND (owner_client_id IS NULL OR owner_client_id = $1) RETURNING eid"""
+RELEASE = f"""
+UPDATE chips c SET owner_client_id = NULL, allocated_at = NULL
+WHERE c.eid = ANY($2::text[]) AND c.owner_client_id = $1
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) RETURNING eid"""
+SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, used) WHERE c.id = u.id"""
@@ -57,6 +73,19 @@ async def get(db: Any, eid: str) -> Any:
     row = await db.fetchrow(SELECT_CHIP, eid)
     if row is None:
         raise NotFound("unknown EID", reason="EID_NOT_FOUND")
+    return row
+
+
+def unknown_eid() -> NotFound:
+    """The one answer for an EID the caller may not see, whether it exists or not (DESIGN §6)."""
+    return NotFound("unknown EID", reason="EID_NOT_FOUND")
+
+
+async def own(db: Any, eid: str, client_pk: int, *, lock: bool = False) -> Any:
+    """The chip `eid` if it is allocated to client `client_pk` (locked FOR UPDATE with lock=True); else 404."""
+    row = await db.fetchrow(LOCK_OWN_CHIP if lock else SELECT_OWN_CHIP, eid, client_pk)
+    if row is None:
+        raise unknown_eid()
     return row
 
 

@@ -121,6 +121,7 @@ async def test_expiring_list_and_chip_query(pool, seeded, tmp_path):
                                                      network="NB-IoT")), "B1")
     listed = await queries.list_expiring(pool)
     assert [r["eid"] for r in listed] == [eid(500)] and not listed[0]["expired"]
+    await admin.allocate_chips(pool, a.client_id, [eid(500)])
     info = await queries.get_chip(pool, a, eid(500))
     assert (info.card_status, info.status_desc, info.remaining_flow) == (1, "待写卡", 5.0)
     assert info.temp_expire_date == soon + dt.timedelta(days=180)

@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from esimota.errors import NotFound, PermissionDenied
+from esimota.errors import NotFound
 from esimota.service import batch, writing
 from esimota.service.writing import ApplyRequest
 
@@ -59,16 +59,18 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
 async def test_batched_status_keeps_errors_per_caller(pool, seeded):
     """Unknown EIDs and other clients' chips fail alone; the other callers of the batch get answers."""
     a, b = seeded
-    await writing.apply_write(pool, a, ApplyRequest(eid(1), 1, province_code="44"))  # chip 1 is now A's
+    await writing.apply_write(pool, a, ApplyRequest(eid(1), 1, province_code="44"))  # chip 1 is allocated to A
     results = await asyncio.gather(
         writing.write_status(pool, a, eid=eid(1)),
         writing.write_status(pool, b, eid=eid(1)),
         writing.write_status(pool, a, eid=eid(999)),
         writing.write_status(pool, a, task_id="no-such-task"),
-        writing.write_status(pool, b, eid=eid(3)),
+        writing.write_status(pool, a, eid=eid(3)),
         return_exceptions=True)
     assert results[0].card_status == 2
-    assert isinstance(results[1], PermissionDenied) and results[1].reason == "NOT_OWNER"
+    # another client's chip is answered exactly as an unknown EID (DESIGN §6)
+    assert isinstance(results[1], NotFound) and results[1].reason == "EID_NOT_FOUND"
+    assert results[1].message == results[2].message
     assert isinstance(results[2], NotFound) and results[2].reason == "EID_NOT_FOUND"
     assert isinstance(results[3], NotFound) and results[3].reason == "TASK_NOT_FOUND"
     assert results[4].card_status == 1 and results[4].task_id == ""
