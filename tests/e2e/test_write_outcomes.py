@@ -57,7 +57,8 @@ async def setup(tmp_path, db_url, pool):
     url = await partner.start()
     fleet = await fleetdata.generate(pool, len(OUTCOMES), callback_url=url)
     await admin.allocate_numbers(pool, fleet.client_id, [n["iccid"] for n in fleet.numbers])  # `numbers allocate`
-    served = serve(tmp_path / "home", db_url, tls=False, extra_env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01"})
+    served = serve(tmp_path / "home", db_url, tls=False, extra_env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01",
+                                                                     "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"})
     try:
         yield served, fleet, partner
     finally:
