@@ -33,6 +33,9 @@ from esimota.service import writing
 from esimota.sim import fleetdata, launch
 from esimota.sim.fleet import FleetOptions, run_fleet, summarise
 from esimota.store import clients as client_store
+
+# the partner's receiver below is plain http on loopback: a development platform's callback settings
+LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
 from esimota.store import migrate
 from esimota.store.embedded import Cluster
 
@@ -142,7 +145,7 @@ def run_writes(args) -> dict:
         prep = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool)})
+                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool), **LOOPBACK_RECEIVER})
             try:
                 opt = FleetOptions(port=served.bip_port, procs=args.procs,
                                    concurrency=args.concurrency or args.devices,
@@ -206,7 +209,8 @@ def run_idle(args) -> dict:
     try:
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900"})
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900",
+                                             **LOOPBACK_RECEIVER})
             try:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")

@@ -164,6 +164,7 @@ def _handshake(port: int, cert: bytes, version: ssl.TLSVersion, ciphers: str | N
             return tls.cipher()[0]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TLS 1.1 is offered on purpose
 async def test_tls_12_aead_only_and_13_old_versions_and_cbc_refused(tmp_path, monkeypatch, db_url, pool):
     """R25: the bridge speaks TLS 1.3 and TLS 1.2 with AEAD suites only: CBC suites and TLS 1.1 are refused."""
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
