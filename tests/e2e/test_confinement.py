@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 
@@ -117,7 +118,7 @@ async def test_watch_streams_are_capped_per_client_and_end_with_their_lifetime(t
         await stop(r)
 
 
-async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeypatch, db_url, pool):
+async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeypatch, db_url, pool, caplog):
     """DESIGN §6: an unknown route and a wrong method answer the JSON envelope; HSTS, no version banner;
     an oversized request line gets a 4xx that does not echo it (it held a token) and no traceback."""
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
@@ -134,7 +135,10 @@ async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeyp
             code, _, headers = await r.get(http, "/healthz")
             assert code == 200 and headers["Server"] == "esimota" and "aiohttp" not in str(headers)
         secret = "tok" + "S" * 9000
+        caplog.set_level(logging.DEBUG)
         raw = await _raw_https(r, f"GET /api/v1/write/status?token={secret} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        logged = [rec for rec in caplog.records if rec.exc_info or "tokSSS" in rec.getMessage()]
+        assert logged == []  # one line naming the refusal, no traceback, nothing of the request
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
         assert b"tokSSS" not in raw and b"aiohttp" not in raw and b"Strict-Transport-Security" in head
