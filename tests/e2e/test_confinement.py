@@ -222,3 +222,39 @@ async def test_staff_services_and_metrics_only_on_the_operations_listener(tmp_pa
         assert r.platform.settings.admin_host == "127.0.0.1"  # loopback unless configured
     finally:
         await stop(r)
+
+
+async def test_allocate_and_release_chips_over_the_admin_service(tmp_path, monkeypatch, db_url, pool):
+    """AdminService AllocateChips / ReleaseChips (§6.2.1.1): by client name, audited under the staff member;
+    the partner may apply once its chip is allocated, not before; a refusal lists the bad lines."""
+    from esimota.v1 import admin_pb2, admin_pb2_grpc
+
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=2)
+    try:
+        eid = r.fleet.devices[0].eid
+        b = await _client(pool, r, "newco")
+        await admin.release_chips(pool, r.fleet.client_id, [eid])
+        md = (("authorization", f"Bearer {r.staff_token}"),)
+        async with aiohttp.ClientSession() as http, r.admin_channel() as ach:
+            token = await r.token(http, b.client.client_id, b.client_secret)
+            apply = dict(token=token, eid=eid, write_type=1, province_code="44")
+            assert (await r.get(http, "/api/v1/write/apply", **apply))[0] == 404
+            a = admin_pb2_grpc.AdminServiceStub(ach)
+            done = await a.AllocateChips(admin_pb2.AllocateChipsRequest(client_id="newco", eids=[eid]), metadata=md)
+            assert list(done.eids) == [eid]
+            with pytest.raises(grpc.aio.AioRpcError) as err:  # the other chip is the fleet client's
+                await a.AllocateChips(admin_pb2.AllocateChipsRequest(client_id="newco", batch=r.fleet.batch),
+                                      metadata=md)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            code, body, _ = await r.get(http, "/api/v1/write/apply", **apply)
+            assert (code, body["error"]) == (403, "NO_RESOURCE")  # judged now: the chip is newco's (no numbers)
+            released = await a.ReleaseChips(admin_pb2.AllocateChipsRequest(client_id=b.client.client_id,
+                                                                           eids=[eid]), metadata=md)
+            assert list(released.eids) == [eid]
+            assert (await r.get(http, "/api/v1/write/apply", **apply))[0] == 404
+        rows = await pool.fetch("SELECT actor, action, target FROM audit_log WHERE action LIKE 'chips.%' "
+                                "AND actor LIKE 'staff:%' ORDER BY id")
+        assert [tuple(x) for x in rows] == [("staff:root", "chips.allocate", b.client.client_id),
+                                            ("staff:root", "chips.release", b.client.client_id)]
+    finally:
+        await stop(r)
