@@ -9,8 +9,9 @@ import grpc
 import pytest
 from aiohttp import web
 
-from esimota.service import callbacks, channel
+from esimota.service import callbacks
 from esimota.v1 import admin_pb2, admin_pb2_grpc
+from tests.support import cards
 
 from .test_api_harness import start, stop
 
@@ -51,8 +52,7 @@ async def _write(r, pool, i: int = 0) -> str:
     client = await clients.get(pool, r.fleet.client_id)
     eid = r.fleet.devices[i].eid
     await writing.apply_write(pool, client, writing.ApplyRequest(eid, 1, "44"))
-    await channel.begin_write(pool, eid, 1)
-    await channel.record_report(pool, eid, 2, 0)
+    assert (await cards.write(r.fleet.devices[i], r.platform.ports["bip"])).ok
     return eid
 
 

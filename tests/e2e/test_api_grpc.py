@@ -7,10 +7,11 @@ import asyncio
 import grpc
 import pytest
 
-from esimota.service import channel
 from esimota.sim import fleetdata
 from esimota.v1 import (admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, ingest_pb2, ingest_pb2_grpc,
                         queries_pb2, queries_pb2_grpc, writing_pb2, writing_pb2_grpc)
+
+from tests.support import cards
 
 from .test_api_harness import running  # noqa: F401  (fixture)
 
@@ -57,7 +58,7 @@ async def test_auth_and_writing_rpcs(running, pool):
         assert (st.card_status, st.progress, st.HasField("write_time")) == (2, 0, False)
         await fails(w.GetWriteStatus(writing_pb2.GetWriteStatusRequest(task_id="T0"), metadata=md),
                     grpc.StatusCode.NOT_FOUND, "TASK_NOT_FOUND")
-        await channel.begin_write(pool, eids[0], 1)
+        await cards.start_writing(running.fleet.devices[0], running.platform.ports["bip"])  # 2 → 3
         await fails(w.CancelWrite(writing_pb2.CancelWriteRequest(eid=eids[0]), metadata=md),
                     grpc.StatusCode.PERMISSION_DENIED, "STATE_NOT_ALLOWED")
         await w.ApplyWrite(writing_pb2.ApplyWriteRequest(eid=eids[1], write_type=1, province_code="44"), metadata=md)
@@ -87,11 +88,12 @@ async def test_watch_and_bulk_streams(running, pool):
                 seen.append((st.card_status, st.progress))
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.3)
-        await channel.begin_write(pool, eids[2], 1)
+        dev = await cards.start_writing(running.fleet.devices[2], running.platform.ports["bip"])
         await asyncio.sleep(0.8)
-        await channel.record_report(pool, eids[2], 2, 0)
+        await cards.finish(dev)
         await asyncio.wait_for(watcher, 5)
-        assert seen == [(2, 0), (3, 0), (4, 100)]
+        assert seen[0] == (2, 0) and (3, 0) in seen and seen[-1] == (4, 100)
+        assert seen == sorted(seen) and len(set(seen)) == len(seen)  # each change once, never backwards
 
 
 async def test_query_and_ingest_rpcs(running, pool):
@@ -108,8 +110,7 @@ async def test_query_and_ingest_rpcs(running, pool):
                     grpc.StatusCode.NOT_FOUND, "EID_NOT_FOUND")
         w = writing_pb2_grpc.WritingServiceStub(ch)
         await w.ApplyWrite(writing_pb2.ApplyWriteRequest(eid=dev.eid, write_type=1, province_code="44"), metadata=md)
-        await channel.begin_write(pool, dev.eid, 1)
-        await channel.record_report(pool, dev.eid, 2, 0)
+        assert (await cards.write(dev, running.platform.ports["bip"])).ok
         msisdn = await pool.fetchval("SELECT msisdn FROM numbers WHERE status = 'bound'")
         ing = ingest_pb2_grpc.IngestServiceStub(ach)
         recs = [ingest_pb2.UsageRecord(record_id=f"u{i}", msisdn=msisdn, used_mb=1.5,

@@ -9,9 +9,10 @@ import aiohttp
 import grpc
 import pytest
 
-from esimota.service import channel, usage
+from esimota.service import usage
 from esimota.sim import fleetdata
 from esimota.v1 import auth_pb2, auth_pb2_grpc
+from tests.support import cards
 
 from .test_api_harness import running, start, stop  # noqa: F401  (fixture)
 
@@ -75,10 +76,10 @@ async def test_apply_status_cancel_through_the_lifecycle(running, pool):
         assert code == 200 and fields(body) == {"eid", "task_id", "card_status", "status_desc", "progress",
                                                 "write_time"}
         assert (body["card_status"], body["progress"], body["write_time"]) == (2, 0, None)
-        await channel.begin_write(pool, eids[0], 1)
+        card = await cards.start_writing(running.fleet.devices[0], running.platform.ports["bip"])  # 2 → 3
         code, body, _ = await running.get(http, "/api/v1/write/cancel", token=token, task_id=task)
         assert (code, body["error"]) == (403, "STATE_NOT_ALLOWED")
-        await channel.record_report(pool, eids[0], 2, 0)
+        await cards.finish(card)
         code, body, _ = await running.get(http, "/api/v1/write/status", token=token, eid=eids[0])
         assert (body["card_status"], body["status_desc"], body["progress"]) == (4, "写卡成功", 100)
         assert body["write_time"].endswith("+08:00")
@@ -124,8 +125,7 @@ async def _written(running, pool, http, token, i: int) -> dict:
     """Apply and complete a write on device i; returns the number written."""
     eid = running.fleet.devices[i].eid
     await running.get(http, "/api/v1/write/apply", token=token, eid=eid, write_type=1, province_code="44")
-    await channel.begin_write(pool, eid, 1)
-    await channel.record_report(pool, eid, 2, 0)
+    assert (await cards.write(running.fleet.devices[i], running.platform.ports["bip"])).ok
     row = await pool.fetchrow("SELECT msisdn, iccid FROM numbers WHERE chip_id = (SELECT id FROM chips "
                               "WHERE eid = $1)", eid)
     return dict(row, eid=eid)

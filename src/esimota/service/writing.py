@@ -144,7 +144,7 @@ async def _create(conn: Any, client: Client, chip: Any, number: Any, req: ApplyR
     """A valid apply: task, number reserved, card 2, event (§6.2.2.2)."""
     to = next_state(chip["state"], Op.APPLY)
     task = await conn.fetchrow(task_store.INSERT_TASK, task_store.new_task_id(), chip["id"], client.id,
-                               req.write_type, req.province_code, number["id"])
+                               req.write_type, req.province_code, number["id"], int(to))
     await conn.execute(number_store.RESERVE, number["id"])
     await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
     await task_store.event(conn, chip["id"], task["id"], Op.APPLY.value, chip["state"], int(to),
@@ -211,8 +211,9 @@ async def cancel_write(db: Any, client: Client, *, eid: str | None = None, task_
             next_state(task["state"] if task is not None else chip["state"], Op.CANCEL)
             raise PermissionDenied("no pending apply to cancel", reason="STATE_NOT_ALLOWED")
         to = next_state(chip["state"], Op.CANCEL)  # the table: only 2 → 1 (R20)
-        await conn.execute(task_store.CANCEL_TASK, task["id"], at)
-        await conn.execute(number_store.RELEASE, task["number_id"])
+        await conn.execute(task_store.CANCEL_TASK, task["id"], at, int(to))
+        number = await conn.fetchrow(number_store.SELECT_BY_ID, task["number_id"])
+        await number_store.give_back(conn, number["id"], number["province_code"])  # DESIGN §3
         await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
         await task_store.event(conn, chip["id"], task["id"], Op.CANCEL.value, chip["state"], int(to),
                                f"client:{client.client_id}", "cancelled by client")
