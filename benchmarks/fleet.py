@@ -33,6 +33,7 @@ from esimota.service import writing
 from esimota.sim import fleetdata, launch
 from esimota.sim.fleet import FleetOptions, run_fleet, summarise
 from esimota.store import clients as client_store
+
 from esimota.store import migrate
 from esimota.store.embedded import Cluster
 
@@ -208,7 +209,8 @@ def run_idle(args) -> dict:
     try:
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900", **LOOPBACK_RECEIVER})
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900",
+                                             **LOOPBACK_RECEIVER})
             try:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")
