@@ -33,7 +33,6 @@ from esimota.service import writing
 from esimota.sim import fleetdata, launch
 from esimota.sim.fleet import FleetOptions, run_fleet, summarise
 from esimota.store import clients as client_store
-
 from esimota.store import migrate
 from esimota.store.embedded import Cluster
 
