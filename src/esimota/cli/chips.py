@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from . import find
 from .common import as_staff, emit, read_file, run_async, staff_flags
 
 
@@ -93,11 +94,12 @@ def register(sub) -> None:
     create.set_defaults(func=run_async(_batch))
 
     chips = sub.add_parser("chips", help="seed chips")
-    chips_imp = staff_flags(chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
-                            .add_parser("import", help="import chips from CSV"))
+    chip_actions = chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
+    chips_imp = staff_flags(chip_actions.add_parser("import", help="import chips from CSV"))
     chips_imp.add_argument("file")
     chips_imp.add_argument("--batch", required=True)
     chips_imp.set_defaults(func=run_async(_chips_import))
+    find.add_chip_commands(chip_actions)
 
     numbers = sub.add_parser("numbers", help="operational numbers")
     num_actions = numbers.add_subparsers(dest="numbers_action", metavar="ACTION", required=True)
@@ -110,3 +112,4 @@ def register(sub) -> None:
     group.add_argument("--iccid", nargs="+")
     group.add_argument("--file", help="one ICCID per line")
     alloc.set_defaults(func=run_async(_numbers_allocate))
+    find.add_number_commands(num_actions)
