@@ -121,21 +121,26 @@ def choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None
 
 
 async def _pk(conn: Any, sql: str, value: str | None, what: str, reason: str) -> int | None:
-    """The id behind a name the operator gave (a client's id or name, a batch, a project)."""
+    """The id behind a name the operator gave (a batch, a project)."""
     if not value:
         return None
     rows = await conn.fetch(sql, value)
     if not rows:
         raise NotFound(f"no {what} {value!r}", reason=reason)
-    if len(rows) > 1 and what != "client":
+    if len(rows) > 1:
         raise InvalidArgument(f"{what} {value!r} is ambiguous; give its id", reason="FILTER_AMBIGUOUS")
     return rows[0]["id"]
 
 
-async def client_pk(db: Any, value: str | None) -> int | None:
-    """`--client` takes a client's id or its name (DESIGN §7)."""
+async def _run_for_client(db: Any, spec: store.ListSpec, filters: dict, client: str | None, page_token: str,
+                          size: int) -> PageResult:
+    """`--client` takes a client's id or its name (DESIGN §7), resolved by the page's own statement; an
+    empty first page then says whether the client exists (404 CLIENT_NOT_FOUND) or has nothing."""
     async with connection(db) as conn:
-        return await _pk(conn, store.CLIENT_PK, value, "client", "CLIENT_NOT_FOUND")
+        got = await run(conn, spec, dict(filters, client_ref=client or None), page_token, size)
+        if client and not got.rows and not page_token and not await conn.fetchval(store.CLIENT_EXISTS, client):
+            raise NotFound(f"no client {client!r}", reason="CLIENT_NOT_FOUND")
+    return got
 
 
 # -- the lists ------------------------------------------------------------------------------------
@@ -145,13 +150,13 @@ async def list_tasks(db: Any, *, state_: int | str | None = None, client: str | 
                      page_token: str = "", page_size_: int = 0) -> PageResult:
     """Write tasks, newest first: state, client, province, batch, project, creation time range, EID."""
     async with connection(db) as conn:
-        filters = {"state": state(state_), "client": await client_pk(conn, client),
+        filters = {"state": state(state_),
                    "province": provinces.validate_province(province) if province else None,
                    "batch": await _pk(conn, store.BATCH_PK, batch, "batch", "BATCH_NOT_FOUND"),
                    "project": await _pk(conn, store.PROJECT_PK, project, "project", "PROJECT_NOT_FOUND"),
                    "since": when(since, "since"), "until": when(until, "until"),
                    "chip": await _chip_pk(conn, eid)}
-        return await run(conn, store.TASKS, filters, page_token, page_size(page_size_))
+        return await _run_for_client(conn, store.TASKS, filters, client, page_token, page_size(page_size_))
 
 
 async def _chip_pk(conn: Any, eid: str | None) -> int | None:
@@ -172,11 +177,10 @@ async def list_chips(db: Any, *, state_: int | str | None = None, batch: str | N
     async with connection(db) as conn:
         filters = {"state": state(state_),
                    "batch": await _pk(conn, store.BATCH_PK, batch, "batch", "BATCH_NOT_FOUND"),
-                   "client": await client_pk(conn, client),
                    "project": await _pk(conn, store.PROJECT_PK, project, "project", "PROJECT_NOT_FOUND"),
                    "production_status": production_status or None, "logistics_status": logistics_status or None,
                    "expiring_before": day(expiring_before, "expiring_before")}
-        return await run(conn, store.CHIPS, filters, page_token, page_size(page_size_))
+        return await _run_for_client(conn, store.CHIPS, filters, client, page_token, page_size(page_size_))
 
 
 NUMBER_STATUSES = ("available", "allocated", "reserved", "bound")
@@ -186,10 +190,9 @@ async def list_numbers(db: Any, *, province: str | None = None, status: str | No
                        client: str | None = None, page_token: str = "", page_size_: int = 0) -> PageResult:
     """Operational numbers: province, status (available to auto-allocation, allocated to a client,
     reserved by a task, bound to a chip), client. Never an IMSI, Ki or OPc (DESIGN §2)."""
-    async with connection(db) as conn:
-        filters = {"province": provinces.validate_province(province) if province else None,
-                   "status": choice(status, NUMBER_STATUSES, "status"), "client": await client_pk(conn, client)}
-        return await run(conn, store.NUMBERS, filters, page_token, page_size(page_size_))
+    filters = {"province": provinces.validate_province(province) if province else None,
+               "status": choice(status, NUMBER_STATUSES, "status")}
+    return await _run_for_client(db, store.NUMBERS, filters, client, page_token, page_size(page_size_))
 
 
 async def list_clients(db: Any, *, disabled: bool | None = None, name: str | None = None,
@@ -233,6 +236,5 @@ CALLBACK_STATUSES = ("pending", "delivered", "exhausted")
 async def list_callbacks(db: Any, *, status: str | None = None, client: str | None = None,
                          page_token: str = "", page_size_: int = 0) -> PageResult:
     """§7.3 callbacks: pending, delivered, exhausted; per client."""
-    async with connection(db) as conn:
-        filters = {"status": choice(status, CALLBACK_STATUSES, "status"), "client": await client_pk(conn, client)}
-        return await run(conn, store.CALLBACKS, filters, page_token, page_size(page_size_))
+    filters = {"status": choice(status, CALLBACK_STATUSES, "status")}
+    return await _run_for_client(db, store.CALLBACKS, filters, client, page_token, page_size(page_size_))

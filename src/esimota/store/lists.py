@@ -157,15 +157,20 @@ def _row(cls: type, record: Any) -> Any:
     return cls(*(record[f.name] for f in fields(cls)))
 
 
+# A client named by its id or its name (`--client`, DESIGN §7), resolved inside the page's own statement
+CLIENT_REF = "(SELECT id FROM clients WHERE client_id = {0}::text OR name = {0}::text ORDER BY (client_id = {0}::text) DESC, id LIMIT 1)"
+# The small tables (clients, batches, projects) are read per row by their primary keys rather than
+# joined: the statement stays a three-table join, cheap to plan on every page.
 TASKS = ListSpec("tasks", """
-SELECT t.id, t.task_id, c.eid, cl.client_id, cl.name AS client_name, t.write_type, t.province_code, n.iccid,
-       n.msisdn, t.state, b.name AS batch, p.name AS project, t.script_acked, t.script_total, t.script_done,
-       t.result, t.created_at, t.write_time, t.finished_at
-FROM tasks t JOIN chips c ON c.id = t.chip_id JOIN clients cl ON cl.id = t.client_id
-     JOIN numbers n ON n.id = t.number_id JOIN chip_batches b ON b.id = c.batch_id
-     LEFT JOIN projects p ON p.id = c.project_id""", "t.id", {
+SELECT t.id, t.task_id, c.eid, (SELECT client_id FROM clients WHERE id = t.client_id) AS client_id,
+       (SELECT name FROM clients WHERE id = t.client_id) AS client_name, t.write_type, t.province_code, n.iccid,
+       n.msisdn, t.state, (SELECT name FROM chip_batches WHERE id = c.batch_id) AS batch,
+       (SELECT name FROM projects WHERE id = c.project_id) AS project, t.script_acked, t.script_total,
+       t.script_done, t.result, t.created_at, t.write_time, t.finished_at
+FROM tasks t JOIN chips c ON c.id = t.chip_id JOIN numbers n ON n.id = t.number_id""", "t.id", {
     "state": "t.state = {}::smallint",
     "client": "t.client_id = {}::bigint",
+    "client_ref": "t.client_id = " + CLIENT_REF,
     "province": "t.province_code = {}::bpchar",
     "batch": "t.chip_id IN (SELECT id FROM chips WHERE batch_id = {}::bigint)",
     "project": "t.chip_id IN (SELECT id FROM chips WHERE project_id = {}::bigint)",
@@ -182,7 +187,7 @@ FROM chips c JOIN chip_batches b ON b.id = c.batch_id LEFT JOIN clients cl ON cl
      LEFT JOIN projects p ON p.id = c.project_id""", "c.id", {
     "state": "c.state = {}::smallint",
     "batch": "c.batch_id = {}::bigint",
-    "client": "c.owner_client_id = {}::bigint",
+    "client_ref": "c.owner_client_id = " + CLIENT_REF,
     "project": "c.project_id = {}::bigint",
     "production_status": "c.production_status = {}::text",
     "logistics_status": "c.logistics_status = {}::text",
@@ -198,7 +203,7 @@ SELECT n.id, n.msisdn, n.iccid, n.province_code, {_NUMBER_STATUS} AS status, cl.
 FROM numbers n LEFT JOIN clients cl ON cl.id = n.client_id LEFT JOIN chips c ON c.id = n.chip_id""", "n.id", {
     "province": "n.province_code = {}::bpchar",
     "status": f"{_NUMBER_STATUS} = {{}}::text",
-    "client": "n.client_id = {}::bigint",
+    "client_ref": "n.client_id = " + CLIENT_REF,
 }, NumberRow, "numbers n")
 
 CLIENTS = ListSpec("clients", """
@@ -235,8 +240,7 @@ SELECT o.id, o.event_id, t.task_id, c.eid, cl.client_id, o.status, o.attempts, o
 FROM callback_outbox o JOIN tasks t ON t.id = o.task_id JOIN chips c ON c.id = t.chip_id
      JOIN clients cl ON cl.id = o.client_id""", "o.id", {
     "status": "o.status = {}::text",
-    "client": "o.client_id = {}::bigint",
-    "task": "o.task_id = {}::bigint",
+    "client_ref": "o.client_id = " + CLIENT_REF,
 }, CallbackRow, "callback_outbox o")
 
 
@@ -265,13 +269,16 @@ async def page(db: Any, spec: ListSpec, filters: dict[str, Any], *, before: int 
     if count:
         total = await db.fetchval(f"SELECT count(*) FROM {spec.count_from} WHERE {where}", *args)
     cursor = f" AND {spec.key} < ${len(args) + 1}::bigint" if before is not None else ""
-    sql = f"{spec.select} WHERE {where}{cursor} ORDER BY {spec.key} DESC LIMIT {int(limit) + 1}"
+    # the page's ids first, from the base table alone (an index-only range scan of a (filter, id) index
+    # of migration 0015), then the joins for those rows only
+    ids = f"SELECT {spec.key} FROM {spec.count_from} WHERE {where}{cursor} ORDER BY {spec.key} DESC LIMIT {int(limit) + 1}"
+    sql = f"{spec.select} WHERE {spec.key} IN ({ids}) ORDER BY {spec.key} DESC"
     records = await db.fetch(sql, *args, *([before] if before is not None else []))
     return Page([_row(spec.row, r) for r in records[:limit]], len(records) > limit, total)
 
 
 # -- look-ups that turn a filter's name into the id the indexes hold --------------------------
-CLIENT_PK = "SELECT id FROM clients WHERE client_id = $1 OR name = $1 ORDER BY (client_id = $1) DESC, id LIMIT 2"
+CLIENT_EXISTS = "SELECT EXISTS (SELECT 1 FROM clients WHERE client_id = $1 OR name = $1)"
 BATCH_PK = "SELECT id FROM chip_batches WHERE name = $1"
 PROJECT_PK = "SELECT id FROM projects WHERE name = $1 OR id::text = $1 ORDER BY id"
 CHIP_PK = "SELECT id FROM chips WHERE eid = $1"
