@@ -115,12 +115,15 @@ def _pct(values: list[float], p: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 2)
 
 
-async def run(tasks: int, walk: int, page: int, keep: bool = False) -> dict:
+async def run(tasks: int, walk: int, page: int, keep: bool = False, reuse: str | None = None) -> dict:
     server = os.environ.get("DATABASE_URL") or Cluster(Path(os.environ.get("ESIMOTA_HOME", ROOT / ".data"))).start()
-    name, url = await _database(server)
+    if reuse:  # a database an earlier --keep run generated: walk it again
+        name, url, keep = reuse, urlunsplit(urlsplit(server)._replace(path="/" + reuse)), True
+    else:
+        name, url = await _database(server)
     try:
         await migrate.migrate_url(url)
-        seconds = await _generate(url, tasks, walk)
+        seconds = 0.0 if reuse else await _generate(url, tasks, walk)
         pool = await asyncpg.create_pool(url, min_size=2, max_size=2)
         try:
             await _walk(pool, walk, page)  # warm the caches and the prepared statements once
@@ -153,8 +156,11 @@ def main() -> None:
     ap.add_argument("--walk", type=int, default=20_000)
     ap.add_argument("--page", type=int, default=100)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database (to look at plans)")
+    ap.add_argument("--reuse", metavar="DATABASE", help="walk a database a --keep run generated (no generation)")
     args = ap.parse_args()
-    print(json.dumps(asyncio.run(run(args.tasks, args.walk, args.page, args.keep)), ensure_ascii=False, indent=2))
+    out = asyncio.run(run(args.tasks, args.walk, args.page, args.keep, args.reuse))
+    out["load_average"] = os.getloadavg()  # the machine may be shared: say how busy it was
+    print(json.dumps(out, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

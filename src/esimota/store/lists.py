@@ -159,15 +159,13 @@ def _row(cls: type, record: Any) -> Any:
 
 # A client named by its id or its name (`--client`, DESIGN §7), resolved inside the page's own statement
 CLIENT_REF = "(SELECT id FROM clients WHERE client_id = {0}::text OR name = {0}::text ORDER BY (client_id = {0}::text) DESC, id LIMIT 1)"
-# The small tables (clients, batches, projects) are read per row by their primary keys rather than
-# joined: the statement stays a three-table join, cheap to plan on every page.
 TASKS = ListSpec("tasks", """
-SELECT t.id, t.task_id, c.eid, (SELECT client_id FROM clients WHERE id = t.client_id) AS client_id,
-       (SELECT name FROM clients WHERE id = t.client_id) AS client_name, t.write_type, t.province_code, n.iccid,
-       n.msisdn, t.state, (SELECT name FROM chip_batches WHERE id = c.batch_id) AS batch,
-       (SELECT name FROM projects WHERE id = c.project_id) AS project, t.script_acked, t.script_total,
-       t.script_done, t.result, t.created_at, t.write_time, t.finished_at
-FROM tasks t JOIN chips c ON c.id = t.chip_id JOIN numbers n ON n.id = t.number_id""", "t.id", {
+SELECT t.id, t.task_id, c.eid, cl.client_id, cl.name AS client_name, t.write_type, t.province_code, n.iccid,
+       n.msisdn, t.state, b.name AS batch, p.name AS project, t.script_acked, t.script_total, t.script_done,
+       t.result, t.created_at, t.write_time, t.finished_at
+FROM tasks t JOIN chips c ON c.id = t.chip_id JOIN clients cl ON cl.id = t.client_id
+     JOIN numbers n ON n.id = t.number_id JOIN chip_batches b ON b.id = c.batch_id
+     LEFT JOIN projects p ON p.id = c.project_id""", "t.id", {
     "state": "t.state = {}::smallint",
     "client": "t.client_id = {}::bigint",
     "client_ref": "t.client_id = " + CLIENT_REF,
