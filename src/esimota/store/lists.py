@@ -153,8 +153,15 @@ class ListSpec(Generic[T]):
     count_from: str  # the base table alone: the total is counted without the joins
 
 
-def _row(cls: type, record: Any) -> Any:
-    return cls(*(record[f.name] for f in fields(cls)))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _rows(cls: type, records: list) -> list:
+    """Typed rows from records, by column name (the field names of `cls`, looked up once per class)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return [cls(*[r[n] for n in names]) for r in records]
 
 
 # A client named by its id or its name (`--client`, DESIGN §7), resolved inside the page's own statement
@@ -272,7 +279,7 @@ async def page(db: Any, spec: ListSpec, filters: dict[str, Any], *, before: int 
     ids = f"SELECT {spec.key} FROM {spec.count_from} WHERE {where}{cursor} ORDER BY {spec.key} DESC LIMIT {int(limit) + 1}"
     sql = f"{spec.select} WHERE {spec.key} IN ({ids}) ORDER BY {spec.key} DESC"
     records = await db.fetch(sql, *args, *([before] if before is not None else []))
-    return Page([_row(spec.row, r) for r in records[:limit]], len(records) > limit, total)
+    return Page(_rows(spec.row, records[:limit]), len(records) > limit, total)
 
 
 # -- look-ups that turn a filter's name into the id the indexes hold --------------------------
