@@ -188,3 +188,21 @@ async def _apply_many(pool, client, ids):
     for i in ids:
         await writing.apply_write(pool, client, ApplyRequest(eid(i), 1, "44"))
         await asyncio.sleep(0)
+
+
+async def test_callback_filters_and_bound_numbers(pool, seeded):
+    """§7.3 callbacks by status and client; a written number is `bound` (both through the write's service)."""
+    from esimota.service import channel
+    a, b = seeded
+    for client, i in ((a, 1), (a, 2), (b, 11)):
+        await writing.apply_write(pool, client, ApplyRequest(eid(i), 1, "44"))
+        await channel.begin_write(pool, eid(i), 1)
+        await channel.record_report(pool, eid(i), 2, 0)
+    pending = await lists.list_callbacks(pool, status="pending")
+    assert pending.total == 3 and [r.eid for r in pending.rows] == [eid(11), eid(2), eid(1)]
+    mine = await lists.list_callbacks(pool, client="A")
+    assert {r.client_id for r in mine.rows} == {a.client_id} and mine.total == 2
+    assert (await lists.list_callbacks(pool, status="delivered")).total == 0
+    bound = await lists.list_numbers(pool, status="bound")
+    assert sorted(r.eid for r in bound.rows) == sorted([eid(1), eid(2), eid(11)])
+    assert (await lists.list_chips(pool, state_=4)).total == 3
