@@ -42,7 +42,8 @@ SELECT 'cbench' || g, 'client ' || g, '13800000000', 'x', ARRAY['10.0.0.0/8']::c
 FROM generate_series(1, {clients}) g;
 INSERT INTO chips (eid, batch_id, chip_model, temp_iccid, temp_msisdn, network_type, open_time,
                    temp_expires_on, test_flow_bytes, remaining_flow_bytes, state, owner_client_id)
-SELECT '89' || lpad(g::text, 30, '0'), 1, 'SIM-A', '8986' || lpad(g::text, 15, '0') || '0', '1064' || lpad(g::text, 9, '0'),
+SELECT '89' || lpad(g::text, 30, '0'), 1, 'SIM-A', '8986' || lpad(g::text, 15, '0') || '0',
+       '1064' || lpad(g::text, 9, '0'),
        '4G', date '2026-01-01', date '2026-09-28', 10485760, 10485760, 4, 1 + g % {clients}
 FROM generate_series(1, {chips}) g;
 INSERT INTO numbers (msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, status)

@@ -132,8 +132,7 @@ def add_chip_commands(actions: Any) -> None:
     r.add_argument("--temp-iccid", required=True)
     r.add_argument("--temp-msisdn", required=True)
     r.add_argument("--open-time", required=True, metavar="DATE")
-    r.add_argument("--json", action="store_true", help="print JSON")
-    r.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+    _show_flags(r)
     r.set_defaults(func=run_async(_reprovision))
 
 
@@ -149,6 +148,16 @@ def add_number_commands(actions: Any) -> None:
 
 def register(sub) -> None:
     """Add tasks, clients, exceptions, alerts and callbacks to the `esimota` command (DESIGN §7)."""
+    for group in (_tasks, _clients, _exceptions, _alerts, _callbacks):
+        group(sub)
+
+
+def _show_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+
+
+def _tasks(sub) -> None:
     tasks = sub.add_parser("tasks", help="write tasks: find them, show one's history")
     acts = tasks.add_subparsers(dest="tasks_action", metavar="ACTION", required=True)
     p = list_flags(acts.add_parser("list", help="find write tasks, newest first"))
@@ -165,10 +174,11 @@ def register(sub) -> None:
         until=a.until, eid=a.eid), _with_status))
     show = acts.add_parser("show", help="a write's history: events, channel sessions, callback attempts (R1)")
     show.add_argument("ref", metavar="TASK_ID|EID")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    show.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+    _show_flags(show)
     show.set_defaults(func=run_async(_task_show))
 
+
+def _clients(sub) -> None:
     clients = sub.add_parser("clients", help="find client accounts")
     p = list_flags(clients.add_subparsers(dest="clients_action", metavar="ACTION", required=True)
                    .add_parser("list", help="client accounts (no secrets)"))
@@ -177,6 +187,8 @@ def register(sub) -> None:
     p.set_defaults(func=_lister("chip.read", "list_clients", CLIENT_COLUMNS,
                                 lambda a: dict(disabled=a.disabled, name=a.name)))
 
+
+def _exceptions(sub) -> None:
     exc = sub.add_parser("exceptions", help="exceptions of §8: find them, show one")
     acts = exc.add_subparsers(dest="exceptions_action", metavar="ACTION", required=True)
     p = list_flags(acts.add_parser("list", help="find exceptions, newest first"))
@@ -188,10 +200,11 @@ def register(sub) -> None:
         open_=a.open, category=a.category, severity=a.severity, overdue=a.overdue)))
     show = acts.add_parser("show", help="one exception")
     show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true", help="print JSON")
-    show.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
+    _show_flags(show)
     show.set_defaults(func=run_async(_exception_show))
 
+
+def _alerts(sub) -> None:
     alerts = sub.add_parser("alerts", help="monitoring alerts (R32) and expiry warnings (R12)")
     p = list_flags(alerts.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
                    .add_parser("list", help="find alerts, newest first"))
@@ -200,6 +213,8 @@ def register(sub) -> None:
     p.set_defaults(func=_lister("exception.read", "list_alerts", ALERT_COLUMNS,
                                 lambda a: dict(kind=a.kind, open_=a.open)))
 
+
+def _callbacks(sub) -> None:
     cbs = sub.add_parser("callbacks", help="§7.3 callbacks")
     p = list_flags(cbs.add_subparsers(dest="callbacks_action", metavar="ACTION", required=True)
                    .add_parser("list", help="find callbacks, newest first"))

@@ -62,7 +62,8 @@ async def reprovision(db: Any, eid: str, *, temp_iccid: str, temp_msisdn: str, o
             await conn.execute(REPROVISION, chip["id"], iccid, msisdn, opened,
                                lifetimes.expires_on(opened, chip["network_type"]))
         except asyncpg.UniqueViolationError:
-            raise Conflict("the temporary ICCID or MSISDN belongs to another chip", reason="TEMP_NUMBER_IN_USE") from None
+            raise Conflict("the temporary ICCID or MSISDN belongs to another chip",
+                           reason="TEMP_NUMBER_IN_USE") from None
         closed = await conn.fetch(CLOSE_EXPIRED, chip["id"], "temporary number re-provisioned", actor)
         await conn.execute(CLOSE_EXPIRING, chip["id"], "temporary number re-provisioned")
         await audit.record(conn, actor, "chip.reprovision", eid, old_iccid=chip["temp_iccid"],

@@ -165,7 +165,8 @@ def _rows(cls: type, records: list) -> list:
 
 
 # A client named by its id or its name (`--client`, DESIGN §7), resolved inside the page's own statement
-CLIENT_REF = "(SELECT id FROM clients WHERE client_id = {0}::text OR name = {0}::text ORDER BY (client_id = {0}::text) DESC, id LIMIT 1)"
+CLIENT_REF = ("(SELECT id FROM clients WHERE client_id = {0}::text OR name = {0}::text "
+              "ORDER BY (client_id = {0}::text) DESC, id LIMIT 1)")
 TASKS = ListSpec("tasks", """
 SELECT t.id, t.task_id, c.eid, cl.client_id, cl.name AS client_name, t.write_type, t.province_code, n.iccid,
        n.msisdn, t.state, b.name AS batch, p.name AS project, t.script_acked, t.script_total, t.script_done,
@@ -276,7 +277,8 @@ async def page(db: Any, spec: ListSpec, filters: dict[str, Any], *, before: int 
     cursor = f" AND {spec.key} < ${len(args) + 1}::bigint" if before is not None else ""
     # the page's ids first, from the base table alone (an index-only range scan of a (filter, id) index
     # of migration 0015), then the joins for those rows only
-    ids = f"SELECT {spec.key} FROM {spec.count_from} WHERE {where}{cursor} ORDER BY {spec.key} DESC LIMIT {int(limit) + 1}"
+    ids = (f"SELECT {spec.key} FROM {spec.count_from} WHERE {where}{cursor} "
+           f"ORDER BY {spec.key} DESC LIMIT {int(limit) + 1}")
     sql = f"{spec.select} WHERE {spec.key} IN ({ids}) ORDER BY {spec.key} DESC"
     records = await db.fetch(sql, *args, *([before] if before is not None else []))
     return Page(_rows(spec.row, records[:limit]), len(records) > limit, total)

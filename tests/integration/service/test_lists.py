@@ -57,7 +57,8 @@ async def test_task_filters_state_client_province_batch_eid_time(pool, fleet):
     assert [r.eid for r in pending.rows] == [eid(5), eid(4), eid(2), eid(1)]
     assert [r.eid for r in (await lists.list_tasks(pool, state_=1)).rows] == [eid(3)]  # the cancelled one
     assert {r.eid for r in (await lists.list_tasks(pool, province="31")).rows} == {eid(11), eid(12)}
-    assert (await lists.list_tasks(pool, batch="B1")).total == 7 and (await lists.list_tasks(pool, batch="B2")).total == 0
+    assert (await lists.list_tasks(pool, batch="B1")).total == 7
+    assert (await lists.list_tasks(pool, batch="B2")).total == 0
     one = await lists.list_tasks(pool, eid=eid(5))
     assert [(r.write_type, r.iccid) for r in one.rows] == [(0, iccid(52))]
     now = dt.datetime.now(CST)
