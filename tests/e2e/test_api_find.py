@@ -165,3 +165,43 @@ async def test_admin_lists_over_grpc_need_a_staff_role(running, pool):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ListTasks(admin_pb2.ListTasksRequest())
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_every_admin_find_rpc_over_grpc(running, pool):
+    """Each remaining AdminService rpc of issue 15 once, through the servicer: typed records, no secrets."""
+    import datetime as dt
+    f = running.fleet
+    async with aiohttp.ClientSession() as http:
+        token = await running.token(http)
+        for d in f.devices[:2]:
+            await running.get(http, "/api/v1/write/apply", token=token, eid=d.eid, write_type=1, province_code="44")
+        await running.get(http, "/api/v1/write/apply", token=token, eid=f.devices[2].eid, write_type=1,
+                          province_code="11")  # NO_RESOURCE: an exception
+    await channel.begin_write(pool, f.devices[0].eid, 1)
+    await channel.record_report(pool, f.devices[0].eid, 2, 0)  # a callback queued
+    md = (("authorization", f"Bearer {running.staff_token}"),)
+    async with running.channel() as ch:
+        stub = admin_pb2_grpc.AdminServiceStub(ch)
+        nums = await stub.ListNumbers(admin_pb2.ListNumbersRequest(status="reserved"), metadata=md)
+        assert nums.total == 1 and nums.numbers[0].client_id == f.client_id
+        bound = await stub.ListNumbers(admin_pb2.ListNumbersRequest(status="bound", client=f.client_id), metadata=md)
+        assert [n.eid for n in bound.numbers] == [f.devices[0].eid]
+        clients = await stub.ListClients(admin_pb2.ListClientsRequest(disabled=False), metadata=md)
+        assert [c.client_id for c in clients.clients] == [f.client_id] and clients.clients[0].ip_whitelist
+        excs = await stub.SearchExceptions(admin_pb2.SearchExceptionsRequest(open=True, category="apply"),
+                                           metadata=md)
+        assert [e.kind for e in excs.exceptions] == ["NO_RESOURCE:11"] and not excs.exceptions[0].overdue
+        one = await stub.ShowException(admin_pb2.ShowExceptionRequest(id=excs.exceptions[0].id), metadata=md)
+        assert one.kind == "NO_RESOURCE:11" and one.client_id == f.client_id
+        alerts = await stub.ListAlerts(admin_pb2.ListAlertsRequest(open=True), metadata=md)
+        assert alerts.total == 0
+        cbs = await stub.SearchCallbacks(admin_pb2.SearchCallbacksRequest(client=f.client_id), metadata=md)
+        assert [c.eid for c in cbs.callbacks] == [f.devices[0].eid] and cbs.callbacks[0].status in ("pending",
+                                                                                                    "delivered")
+        chip = await stub.ReprovisionChip(admin_pb2.ReprovisionChipRequest(
+            eid=f.devices[3].eid, temp_iccid="89860099999999999990", temp_msisdn="1064099999999",
+            open_time=dt.date.today().isoformat()), metadata=md)
+        assert (chip.temp_msisdn, chip.state, chip.status_desc) == ("1064099999999", 1, "待写卡")
+        hist = await stub.ShowTask(admin_pb2.ShowTaskRequest(ref=f.devices[0].eid), metadata=md)
+        assert [e.operation for e in hist.events] == ["apply", "power_on", "succeed"]
+        assert hist.task.progress == 100
