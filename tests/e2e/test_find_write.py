@@ -67,6 +67,11 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
     assert s.bytes == charged > 0  # the session's bytes are the test traffic it was charged (R3)
     same = await history.task_history(pool, spec.eid)  # by EID: the chip's latest task
     assert same.task["task_id"] == applied.task_id and same.task["state"] == 4
+    # the §7.3 callback's delivery attempts join the history as the dispatcher makes them (its target
+    # here, port 9 on loopback, never answers 200: each attempt is recorded with why)
+    attempts = await _until(lambda: _attempts(pool, applied.task_id))
+    event_id = await pool.fetchval("SELECT event_id FROM callback_outbox")
+    assert attempts[0].event_id == event_id and attempts[0].outcome != "delivered"
 
 
 async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platform):
@@ -79,6 +84,10 @@ async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platfo
     assert [(s.resumed, s.end_event) for s in sessions] == [(False, "gone"), (True, "done")]
     events = (await history.task_history(pool, applied.task_id)).events
     assert [e.reason for e in events if e.operation == "power_on"] == ["power-on", "resume after a drop"]
+
+
+async def _attempts(pool, task_id):
+    return (await history.task_history(pool, task_id)).callback_attempts
 
 
 async def _ended(pool, task_id, n):
