@@ -21,6 +21,7 @@ from aiohttp import web
 
 from . import config, log as eslog, runtime
 from .api.grpc import server as grpc_server
+from .api.health import Readiness
 from .api.http import app as http_app
 from .api.http.deadline import GuardedTCPSite
 from .ota import endpoint
@@ -64,6 +65,7 @@ class Platform:
     bip: asyncio.AbstractServer | None = None
     ports: dict[str, int] = field(default_factory=dict)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    readiness: Readiness | None = None
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -83,6 +85,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
+    p.readiness = Readiness(p.pool, interval=float(os.environ.get("ESIMOTA_READY_INTERVAL", "2") or 2))
     for hook in STARTUP_HOOKS:
         await hook(p)
     ssl_ctx, creds = None, None
@@ -101,8 +104,9 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", credentials=creds, context=p)
+        f"{settings.host}:{settings.grpc_port}", credentials=creds, context=p, readiness=p.readiness)
     await p.grpc.start()
+    await p.readiness.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
     if worker_id == 0:
@@ -115,6 +119,9 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
 
     asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
     """
+    if p.readiness is not None:  # NOT_SERVING / 503 from now on, while what is in flight finishes
+        await p.readiness.drain()
+        await p.readiness.stop()
     if p.bip is not None:
         p.bip.close()
     driver = getattr(p, "bip_driver", None)

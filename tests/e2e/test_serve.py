@@ -26,15 +26,25 @@ def _ssl(cert) -> ssl.SSLContext:
     return ctx
 
 
-async def test_https_healthz_and_metrics(platform):
+async def test_https_healthz_readyz_and_metrics(platform):
+    """/healthz is liveness (no database in it), /readyz readiness; each answer carries its request id."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{platform.base_url}/healthz", ssl=_ssl(platform.cert)) as r:
             assert r.status == 200
-            assert await r.json() == {"code": 200, "message": "ok", "database": "up"}
+            assert await r.json() == {"code": 200, "message": "ok"}
+            assert len(r.headers["X-Request-Id"]) == 24
+        async with http.get(f"{platform.base_url}/readyz", ssl=_ssl(platform.cert),
+                            headers={"X-Request-Id": "lb-probe-0001"}) as r:
+            assert r.status == 200 and r.headers["X-Request-Id"] == "lb-probe-0001"
+            assert await r.json() == {"code": 200, "message": "ok", "database": "up", "draining": False}
+        async with http.get(f"{platform.base_url}/readyz", ssl=_ssl(platform.cert),
+                            headers={"X-Request-Id": "bad id\u00e9"}) as r:  # not sane: replaced
+            assert r.headers["X-Request-Id"] != "bad id\u00e9" and len(r.headers["X-Request-Id"]) == 24
         async with http.get(f"{platform.base_url}/metrics", ssl=_ssl(platform.cert)) as r:
             text = await r.text()
             assert r.status == 200 and "esimota_http_requests_total" in text
-            assert 'route="/healthz"' in text
+            assert 'esimota_http_requests_total{code="200",method="GET",route="/healthz"}' in text
+            assert "esimota_http_request_duration_seconds_bucket" in text
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -61,17 +71,28 @@ def test_tls_12_minimum(platform):
 async def test_grpc_health_and_reflection_over_tls(platform):
     creds = grpc.ssl_channel_credentials(platform.cert.read_bytes())
     async with grpc.aio.secure_channel(f"127.0.0.1:{platform.grpc_port}", creds) as ch:
-        resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        call = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        resp = await call
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
-        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        assert len(dict(await call.initial_metadata())["x-request-id"]) == 24
+        for service in ("esimota.v1.WritingService", "esimota.v1.AdminService"):
+            resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        # reflection v1alpha (older tools) and v1 (current grpcurl, IDEs) list the same services
+        for path in ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"):
+            stream = ch.stream_stream(path, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                      response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
 
-        async def requests():
-            yield reflection_pb2.ServerReflectionRequest(list_services="")
+            async def requests():
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+                yield reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection")
 
-        async for answer in stub.ServerReflectionInfo(requests()):
-            names = {s.name for s in answer.list_services_response.service}
-            assert "grpc.health.v1.Health" in names
-            break
+            answers = [a async for a in stream(requests())]
+            names = {s.name for s in answers[0].list_services_response.service}
+            assert {"grpc.health.v1.Health", "esimota.v1.WritingService", "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= names, path
+            assert answers[1].file_descriptor_response.file_descriptor_proto, path
 
 
 async def test_grpc_refuses_plaintext_when_tls_is_on(platform):

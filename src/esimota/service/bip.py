@@ -28,7 +28,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
-from . import monitoring, ops
+from . import monitoring, ops, telemetry
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -131,6 +131,7 @@ class ChannelService:
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+        telemetry.group_committed(events, batch)
         now = time.monotonic()
         for reply in batch.replies:
             if reply[0] == "start":
@@ -139,6 +140,7 @@ class ChannelService:
                 driver.mux.close(reply[1], reply[2])
 
     async def _commit_group(self, events: list) -> Batch:
+        telemetry.group_begin()
         batch = Batch()
         cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -243,6 +245,7 @@ class ChannelService:
                                       client_id=chip["client_id"], detail=diagnostic)
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, 3, 3,
                                    self.actor, diagnostic or "REPORT 01")
+            telemetry.write_outcome(chip, "not_communicating")
             return
         if result == 0:
             await self._finish(conn, chip, CardState.WRITE_SUCCEEDED, Op.SUCCEED, "success", diagnostic)
@@ -253,6 +256,7 @@ class ChannelService:
     async def _finish(self, conn, chip, state: CardState, op: Op, result: str, diagnostic) -> None:
         """A final transition: task, chip, number binding, task event, callback — one transaction."""
         now = dt.datetime.now(CST)
+        telemetry.write_outcome(chip, result)
         await conn.execute(FINISH_TASK, chip["task_pk"], int(state), result, diagnostic, now)
         ok = state == CardState.WRITE_SUCCEEDED
         await conn.execute(FINISH_CHIP, chip["id"], int(state), chip["iccid"] if ok else None)
