@@ -9,22 +9,25 @@ from types import ModuleType
 
 PURE = os.environ.get("ESIMOTA_PURE", "") == "1"
 _log = logging.getLogger("esimota.impl")
-#: name -> "compiled" or "pure": what each facade actually loaded (tests check it in CI).
-LOADED: dict[str, str] = {}
 
 
 def load(compiled: str, pure: str) -> ModuleType:
     """Import `compiled` unless ESIMOTA_PURE=1 or it is missing (reported, never silent)."""
     if not PURE:
         try:
-            mod = importlib.import_module(compiled)
-            LOADED[compiled] = "compiled"
-            return mod
+            return importlib.import_module(compiled)
         except ImportError as exc:
             _log.warning("compiled module %s unavailable (%s); using the pure twin %s",
                          compiled, exc, pure)
-    LOADED[compiled] = "pure"
     return importlib.import_module(pure)
+
+
+def kind(mod: ModuleType) -> str:
+    """What `mod` is: "compiled" (an extension module) or "pure"; CI checks which one a facade loaded."""
+    import importlib.machinery
+
+    return "compiled" if isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader) \
+        else "pure"
 
 
 def load_source(name: str) -> ModuleType:
@@ -51,14 +54,9 @@ def load_source(name: str) -> ModuleType:
 def load_twin_of_compiled_py(name: str) -> ModuleType:
     """For a .py module that is also compiled in place (STYLE 3): the extension unless ESIMOTA_PURE=1,
     else the same source loaded as `<name>_pure`, so both stay importable by name."""
-    import importlib.machinery
-
     if not PURE:
         mod = importlib.import_module(name)
-        if not isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader):
+        if kind(mod) != "compiled":
             _log.warning("compiled module %s unavailable; running its source", name)
-        LOADED[name] = "compiled" if isinstance(getattr(mod, "__loader__", None),
-                                                importlib.machinery.ExtensionFileLoader) else "pure"
         return mod
-    LOADED[name] = "pure"
     return load_source(name)

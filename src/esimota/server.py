@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import shutil
@@ -20,41 +19,30 @@ import grpc
 from aiohttp import web
 
 from . import config, log as eslog, runtime
+from .api.core import Api
 from .api.grpc import server as grpc_server
+from .api.grpc import servicers
 from .api.health import Readiness
 from .api.http import app as http_app
+from .api.http import bridge
 from .api.http.deadline import GuardedTCPSite
+from .jobs import backups, ops, retention
+from .jobs import callbacks as callback_job
 from .ota import endpoint
+from .ota.driver import Driver
+from .service.bip import ChannelService
 from .store import embedded, migrate
 
 logger = logging.getLogger("esimota.server")
 
-#: Background jobs: coroutine factories fn(platform) started by worker 0 (callback dispatcher, watchdog…).
-JOBS: list = []
-#: Hooks run once per worker after the pool is open: fn(platform) -> awaitable (wire servicers, mux…).
-STARTUP_HOOKS: list = []
-#: Modules whose import plugs their parts into the listeners (http_app.REGISTRARS,
-#: grpc_server.REGISTRARS, endpoint.PROTOCOL_FACTORY, JOBS, STARTUP_HOOKS). Absent ones are skipped.
-PLUGINS = ("esimota.api.wiring", "esimota.ota.driver", "esimota.jobs.wiring")
-
-
-def load_plugins() -> list[str]:
-    """Import every plugin module that exists; returns the names loaded."""
-    loaded = []
-    for name in PLUGINS:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        loaded.append(name)
-    return loaded
+#: Background jobs started by worker 0, in this order: fn(platform) -> coroutine run for the worker's life.
+JOBS = (callback_job.job, retention.job, ops.watchdog_job, ops.monitoring_job, ops.notify_job,
+        ops.quality_job, ops.retention_job, backups.job)
 
 
 @dataclass
 class Platform:
-    """What one worker holds: settings, the pool, and the three listeners."""
+    """What one worker holds: settings, the pool, the Api, the BIP driver, the three listeners and the jobs."""
 
     settings: config.Settings
     worker_id: int = 0
@@ -65,6 +53,8 @@ class Platform:
     bip: asyncio.AbstractServer | None = None
     ports: dict[str, int] = field(default_factory=dict)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    api: Api | None = None
+    bip_driver: Driver | None = None
     readiness: Readiness | None = None
 
 
@@ -79,15 +69,42 @@ def _settings_from(args: argparse.Namespace) -> config.Settings:
     return s
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _bip_driver(pool) -> Driver:
+    """The channel service on the pool and the multiplexer driver that feeds it (DESIGN §5.5)."""
+    return Driver(ChannelService(pool),
+                  first_timeout=_env_seconds("ESIMOTA_BIP_FIRST_TIMEOUT", 60.0),
+                  frame_timeout=_env_seconds("ESIMOTA_BIP_FRAME_TIMEOUT", 120.0),
+                  check_timeout=_env_seconds("ESIMOTA_BIP_CHECK_TIMEOUT", 30.0))
+
+
 async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platform:
-    """Open the pool and start the three listeners of this worker."""
-    load_plugins()
+    """Open the pool, build this worker's parts and start its three listeners (and, in worker 0, the jobs).
+
+    The one Api (client cache, limits, call log) serves both HTTP and gRPC; the BIP driver owns the
+    multiplexer behind the BIP listener."""
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
     p.readiness = Readiness(p.pool, interval=float(os.environ.get("ESIMOTA_READY_INTERVAL", "2") or 2))
-    for hook in STARTUP_HOOKS:
-        await hook(p)
+    p.api = Api(p.pool, p.settings)
+    await p.api.start()
+    p.bip_driver = _bip_driver(p.pool)
+    p.bip_driver.start()
+    await _start_listeners(p)
+    await p.readiness.start()
+    if worker_id == 0:
+        p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
+    return p
+
+
+async def _start_listeners(p: Platform) -> None:
+    """The HTTPS bridge, gRPC and the BIP endpoint; their bound ports go to `p.ports`."""
+    settings = p.settings
     ssl_ctx, creds = None, None
     if settings.tls:
         from . import tls
@@ -95,7 +112,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
         p.tls_paths = tls.ensure_certificate(config.home())
         ssl_ctx = tls.server_context(*p.tls_paths)
         creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
-    app = http_app.create_app(p.pool)
+    app = http_app.create_app(p.pool, registrars=(bridge.register,))
     app[http_app.PLATFORM] = p
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
@@ -104,14 +121,11 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", credentials=creds, context=p, readiness=p.readiness)
+        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p,
+        readiness=p.readiness)
     await p.grpc.start()
-    await p.readiness.start()
-    p.bip = await endpoint.start(settings.bip_host, settings.bip_port)
+    p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
-    if worker_id == 0:
-        p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
-    return p
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
@@ -124,9 +138,8 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
         await p.readiness.stop()
     if p.bip is not None:
         p.bip.close()
-    driver = getattr(p, "bip_driver", None)
-    if driver is not None:
-        await driver.stop()
+    if p.bip_driver is not None:
+        await p.bip_driver.stop()
     for t in p.tasks:
         t.cancel()
     stops = []

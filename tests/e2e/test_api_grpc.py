@@ -190,6 +190,6 @@ async def test_request_id_in_initial_metadata_and_the_call_log(running, pool):
             writing_pb2.ListProvincesRequest(), metadata=(("x-request-id", "partner-grpc-0001"),))
         await fails(call, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REQUIRED")
         assert dict(await call.initial_metadata())["x-request-id"] == "partner-grpc-0001"
-    await running.platform.api.audit.flush()
+    await running.platform.api.call_log.flush()
     assert await pool.fetchval("SELECT request_id FROM api_calls WHERE route = $1", method) == "partner-grpc-0001"
     assert metrics.GRPC_REQUESTS.labels(method, "UNAUTHENTICATED")._value.get() == before + 1

@@ -218,12 +218,12 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
 
 async def test_call_log_keeps_every_call_without_secrets(running, pool):
     """R27: client, route, parameters (no secret), code, latency, source IP; purged after 6 months."""
-    from esimota.api import audit
+    from esimota.store import call_log
 
     async with aiohttp.ClientSession() as http:
         token = await running.token(http)
         await running.get(http, "/api/v1/chip/info", token=token, eid=running.fleet.devices[0].eid)
-    await running.platform.api.audit.flush()
+    await running.platform.api.call_log.flush()
     rows = await pool.fetch("SELECT * FROM api_calls ORDER BY id")
     assert [(r["route"], r["code"]) for r in rows] == [("/esimota.v1.AuthService/GetToken", 200),
                                                        ("/esimota.v1.QueryService/GetChip", 200)]
@@ -233,7 +233,7 @@ async def test_call_log_keeps_every_call_without_secrets(running, pool):
     assert json.loads(rows[1]["params"]) == {"eid": running.fleet.devices[0].eid}
     assert all(len(r["request_id"]) == 24 for r in rows) and rows[0]["request_id"] != rows[1]["request_id"]
     await pool.execute("UPDATE api_calls SET at = now() - interval '200 days' WHERE id = $1", rows[0]["id"])
-    assert await audit.purge(pool) == 1
+    assert await call_log.purge(pool) == 1
     assert await pool.fetchval("SELECT count(*) FROM api_calls") == 1
 
 
@@ -265,6 +265,6 @@ async def test_request_id_is_returned_and_kept_in_the_call_log(running, pool):
                             headers={"X-Request-Id": "x"}) as r:  # too short: replaced, never trusted
             fresh = r.headers["X-Request-Id"]
             assert fresh != "x" and len(fresh) == 24
-    await running.platform.api.audit.flush()
+    await running.platform.api.call_log.flush()
     rows = await pool.fetch("SELECT request_id, code FROM api_calls ORDER BY id")
     assert [(r["request_id"], r["code"]) for r in rows] == [("partner-7f3a-0001", 401), (fresh, 401)]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from esimota import cli
-from esimota.api import cli as api_cli
+from esimota.cli import api as api_cli
 from esimota.errors import ImportRejected
 from esimota.service import usage
 from esimota.sim import fleetdata

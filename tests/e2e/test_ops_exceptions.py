@@ -43,7 +43,7 @@ async def _http(platform, path: str, **params) -> tuple[int, dict]:
 
 
 async def _flush(platform) -> None:
-    await platform.api.audit.flush()  # the call log is written behind every 0.2 s (R27)
+    await platform.api.call_log.flush()  # the call log is written behind every 0.2 s (R27)
 
 
 async def test_stuck_writing_general_then_severe_notified_and_closed_with_report(pool, platform, monkeypatch):

@@ -1,1 +1,1 @@
-"""Test helpers: fixtures' building blocks and a TCP fault-injection proxy (STYLE 11)."""
+"""Test helpers: fixtures' building blocks (bip, platform) and a TCP fault-injection proxy (faultproxy; STYLE 11)."""

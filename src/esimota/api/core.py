@@ -12,7 +12,7 @@ from ..log import REQUEST_ID
 from ..errors import PermissionDenied, Unauthenticated
 from ..service import auth, staff_auth
 from . import status
-from .audit import AuditLog
+from ..store.call_log import CallLog
 from .handlers import HANDLERS, Call
 from .limits import Quota, RateLimiter, SharedWindows
 from .registry import Method
@@ -49,7 +49,7 @@ class Api:
         self.staff = staff_auth.StaffGate(pool)
         self.limiter = RateLimiter()
         self.shared_limits = SharedWindows(pool, self.limiter)  # one client's calls counted over all workers
-        self.audit = AuditLog(pool)
+        self.call_log = CallLog(pool)
 
     async def start(self) -> None:
         for cache in (self.clients, self.staff):
@@ -60,13 +60,13 @@ class Api:
                                                               "error": type(exc).__name__})
             cache.start()
         self.shared_limits.start()
-        self.audit.start()
+        self.call_log.start()
 
     async def stop(self) -> None:
         await self.clients.stop()
         await self.staff.stop()
         await self.shared_limits.stop()
-        await self.audit.stop()
+        await self.call_log.stop()
 
     async def authorise(self, method: Method, token: str | None, source_ip: str) -> Authorised:
         """§7.1.2: a valid token (a staff or the admin token), the whitelist, the permission, then the limit."""
@@ -94,9 +94,9 @@ class Api:
 
     def log_call(self, method: Method, transport: str, params: dict, who: str | None, code: int,
              reason: str | None, t0: float, source_ip: str) -> None:
-        self.audit.record(client_id=who, transport=transport, route=method.path, params=params, code=code,
-                          reason=reason, latency_s=time.perf_counter() - t0, source_ip=source_ip,
-                          request_id=REQUEST_ID.get())
+        self.call_log.record(client_id=who, transport=transport, route=method.path, params=params, code=code,
+                             reason=reason, latency_s=time.perf_counter() - t0, source_ip=source_ip,
+                             request_id=REQUEST_ID.get())
 
     async def unary(self, method: Method, request: Any, *, token: str | None, source_ip: str,
                     transport: str, params: dict) -> tuple[Any, Quota | None]:

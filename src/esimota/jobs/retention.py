@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..api import audit
+from ..store import call_log
 
 logger = logging.getLogger("esimota.retention")
 INTERVAL_S = 3600.0
@@ -16,9 +16,9 @@ async def job(platform: Any) -> None:
     """JOBS entry: purge, then sleep an hour; a failed purge is retried at the next turn."""
     while True:
         try:
-            purged = await audit.purge(platform.pool)
+            purged = await call_log.purge(platform.pool)
             if purged:
-                logger.info("call log purged", extra={"rows": purged, "days": audit.RETENTION_DAYS})
+                logger.info("call log purged", extra={"rows": purged, "days": call_log.RETENTION_DAYS})
         except Exception as exc:  # the database may be down: try again later
             logger.warning("call log purge failed", extra={"error": type(exc).__name__})
         await asyncio.sleep(INTERVAL_S)

@@ -145,33 +145,3 @@ async def start(host: str, port: int, service, **options) -> tuple[asyncio.Abstr
     driver.start()
     server = await endpoint.start(host, port, driver.protocol)
     return server, driver
-
-
-def _env_seconds(name: str, default: float) -> float:
-    import os
-
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-async def _startup(platform) -> None:
-    """Per worker: the channel service on the pool, the driver, and its protocol on the BIP listener."""
-    from ..service.bip import ChannelService
-
-    driver = Driver(ChannelService(platform.pool),
-                    first_timeout=_env_seconds("ESIMOTA_BIP_FIRST_TIMEOUT", 60.0),
-                    frame_timeout=_env_seconds("ESIMOTA_BIP_FRAME_TIMEOUT", 120.0),
-                    check_timeout=_env_seconds("ESIMOTA_BIP_CHECK_TIMEOUT", 30.0))
-    driver.start()
-    endpoint.PROTOCOL_FACTORY = driver.protocol
-    platform.bip_driver = driver
-
-
-def _install() -> None:
-    from .. import server
-
-    if _startup not in server.STARTUP_HOOKS:
-        server.STARTUP_HOOKS.append(_startup)
-
-
-_install()

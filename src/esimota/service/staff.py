@@ -28,7 +28,7 @@ PERMISSIONS: dict[str, frozenset] = {
     "chip.read": frozenset({"admin", "operator", "auditor", "support"}),
     "chip.manage": frozenset({"admin", "operator"}),
     "monitor.configure": frozenset({"admin", "operator"}),
-    # the admin commands of store/admin_cli.py (DESIGN §7) and the AdminService rpcs (admin.proto)
+    # the admin commands of cli/ (chips, client, keys) (DESIGN §7) and the AdminService rpcs (admin.proto)
     "client.manage": frozenset({"admin"}),
     "keys.rotate": frozenset({"admin"}),
     "resources.import": frozenset({"admin", "operator"}),

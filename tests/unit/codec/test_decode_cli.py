@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from esimota.codec import decode_cli, frames
+from esimota.cli import decode as decode_cli
+from esimota.codec import frames
 
 from .corpus import KEY, OPEN_CHANNEL
 

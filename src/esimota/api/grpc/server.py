@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -10,13 +10,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from . import reflection
 from .interceptors import Observe
 
-#: Servicer registrars added by the API layer: fn(server, context) -> list of full service names.
-REGISTRARS: list[Callable[[grpc.aio.Server, object], list[str]]] = []
+#: A servicer registrar: fn(server, context) -> list of the full service names it added.
+Registrar = Callable[[grpc.aio.Server, object], list[str]]
 
 
-async def create_server(addr: str, *, credentials: grpc.ServerCredentials | None = None,
+async def create_server(addr: str, *, registrars: Iterable[Registrar] = (),
+                        credentials: grpc.ServerCredentials | None = None,
                         context: object = None, readiness=None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Bind `addr` (port 0 picks a free one) and return (server, port, health servicer); not started.
+    """Bind `addr` (port 0 picks a free one) with the servicers of `registrars` (server.py gives the
+    API's) and return (server, port, health servicer); not started.
 
     Every call goes through the Observe interceptor (request id, metrics); `readiness`
     (api.health.Readiness), when given, reports each service NOT_SERVING while the worker is not ready."""
@@ -28,7 +30,7 @@ async def create_server(addr: str, *, credentials: grpc.ServerCredentials | None
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
-    for register in REGISTRARS:
+    for register in registrars:
         names += register(server, context)
     names = reflection.enable(server, names)
     if credentials is not None:

@@ -91,7 +91,7 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
 
 
 def register(server: grpc.aio.Server, platform: Any) -> list[str]:
-    """Add a generic handler per service; `platform.api` (set by the startup hook) serves the calls."""
+    """Add a generic handler per service; `platform.api` (built by server.py) serves the calls."""
     names = services()
     for name in names:
         table = {m.name: _handler(m, platform) for m in METHODS if m.service == name}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -17,8 +17,6 @@ Registrar = Callable[[web.Application], None]
 #: Application keys: the worker's asyncpg pool and its Platform (esimota.server.Platform).
 POOL = web.AppKey("pool", object)
 PLATFORM = web.AppKey("platform", object)
-#: Route registrars added by the API layer (routes generated from google.api.http annotations).
-REGISTRARS: list[Registrar] = []
 
 
 @web.middleware
@@ -79,13 +77,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-def create_app(pool=None, *, client_max_size: int = 64 * 1024) -> web.Application:
-    """The bridge: bounded bodies (64 KiB), health and metrics, plus every registered route set."""
+def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
+    """The bridge: bounded bodies (64 KiB), health and metrics, plus the route sets of `registrars`
+    (the API's, generated from the google.api.http annotations, given by server.py)."""
     app = web.Application(middlewares=[_measure], client_max_size=client_max_size)
     app[POOL] = pool
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    for register in REGISTRARS:
+    for register in registrars:
         register(app)
     return app

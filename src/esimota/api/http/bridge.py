@@ -91,7 +91,7 @@ def handler_for(method: Method, holder: dict) -> Callable:
 
 
 def register(app: web.Application) -> None:
-    """Add every annotated route; the Api comes from the worker (STARTUP hook) or is made from the pool."""
+    """Add every annotated route; the Api comes from the worker (server.py builds it) or is made from the pool."""
     holder: dict[str, Any] = {}
     for method in METHODS:
         for verb, path in method.routes:

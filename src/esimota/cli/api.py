@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _cli():
-    from .. import cli
-
-    return cli
+from .common import emit, fail, run_async
 
 
 async def _usage_import(args: argparse.Namespace) -> int:
@@ -20,15 +16,15 @@ async def _usage_import(args: argparse.Namespace) -> int:
     try:
         text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return _cli().fail(args, InvalidArgument(f"{args.file}: {exc}", reason="FILE_UNREADABLE"))
+        return fail(args, InvalidArgument(f"{args.file}: {exc}", reason="FILE_UNREADABLE"))
     pool = await runtime.open_pool(min_size=1, max_size=2)
     try:
         stored = await usage.import_usage_csv(pool, text, source=args.file)
     except EsimotaError as exc:
-        return _cli().fail(args, exc)
+        return fail(args, exc)
     finally:
         await pool.close()
-    _cli().emit(args, {"ok": True, "stored": stored}, f"{stored} usage record(s) imported")
+    emit(args, {"ok": True, "stored": stored}, f"{stored} usage record(s) imported")
     return 0
 
 
@@ -39,7 +35,7 @@ def _admin_token(args: argparse.Namespace) -> int:
     """
     from ..service import auth
 
-    _cli().emit(args, {"admin_token": auth.signer_from_config().admin_token},
+    emit(args, {"admin_token": auth.signer_from_config().admin_token},
                 auth.signer_from_config().admin_token)
     return 0
 
@@ -50,7 +46,7 @@ def register(sub) -> None:
         "import", help="import usage records: record_id,msisdn,iccid,used_mb,recorded_at")
     imp.add_argument("file")
     imp.add_argument("--json", action="store_true")
-    imp.set_defaults(func=_cli().run_async(_usage_import))
+    imp.set_defaults(func=run_async(_usage_import))
     api = sub.add_parser("api", help="the partner API")
     tok = api.add_subparsers(dest="api_action", metavar="ACTION", required=True).add_parser(
         "admin-token", help="print the token of the IngestService feeds (AdminService: esimota staff token)")

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import random
-import sys
 from pathlib import Path
 
 from ..errors import InvalidArgument
@@ -34,7 +33,7 @@ def _add_faults(p: argparse.ArgumentParser) -> None:
 
 
 def _faults(args):
-    from .device import Faults
+    from ..sim.device import Faults
 
     return Faults(**{name: getattr(args, name) for name in FAULTS})
 
@@ -42,7 +41,7 @@ def _faults(args):
 def _device(args) -> int:
     from ..codec.keys import derive_keys
     from ..domain import identifiers
-    from .device import Device, DeviceSpec
+    from ..sim.device import Device, DeviceSpec
 
     eid = identifiers.validate_eid(args.eid)
     try:
@@ -61,13 +60,13 @@ def _device(args) -> int:
 
 
 def _fleet(args) -> int:
-    from .fleet import FleetOptions, run_fleet, summarise
+    from ..sim.fleet import FleetOptions, run_fleet, summarise
     from .. import runtime
 
     async def prepare():
         from ..service import writing
         from ..store import clients as client_store
-        from . import fleetdata
+        from ..sim import fleetdata
 
         pool = await runtime.open_pool(max_size=8)
         try:

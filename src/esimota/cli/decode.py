@@ -51,14 +51,3 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=run)
     return p
 
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (python -m esimota.codec.decode_cli HEX)."""
-    parser = argparse.ArgumentParser(prog="esimota")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["decode", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

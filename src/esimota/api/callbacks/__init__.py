@@ -1,1 +1,0 @@
-"""esimota.api.callbacks: see DESIGN §1."""

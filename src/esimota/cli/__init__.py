@@ -1,0 +1,46 @@
+"""The `esimota` command (DESIGN §7): admin commands print JSON with --json, exit 2 on bad input.
+
+One module per command group, each adding its sub-commands with register(subparsers), in help order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import EsimotaError
+from . import api, backup, chips, client, db, decode, keys, monitor, project, report, serve, sim, staff
+from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, emit, fail, run_async, staff_flags
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAIL", "EXIT_OK", "build_parser", "console", "emit", "fail", "main",
+           "run_async", "staff_flags"]
+
+#: The command groups in the order `esimota --help` lists them.
+GROUPS = (serve, db, decode, chips, client, keys, sim, report, staff, monitor, backup, project, api)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esimota", description="IoT eSIM over-the-air write platform")
+    parser.add_argument("--version", action="version", version=f"esimota {__import__('esimota').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EsimotaError as exc:
+        return fail(args, exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def console() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""`python -m esimota.cli`: the `esimota` command."""
+
+from . import console
+
+console()

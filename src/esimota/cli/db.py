@@ -1,0 +1,44 @@
+"""`esimota db start|stop|migrate|url`: the embedded PostgreSQL cluster and migrations (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from .common import EXIT_OK, emit
+
+
+def _db_command(args: argparse.Namespace) -> int:
+    from .. import config, runtime
+    from ..store import embedded, migrate
+
+    if args.db_action == "start":
+        url = runtime.database_url()
+        emit(args, {"ok": True, "url": _redact_url(url)}, "database running")
+    elif args.db_action == "stop":
+        was = embedded.Cluster(config.home()).stop()
+        emit(args, {"ok": True, "stopped": was}, "database stopped" if was else "database was not running")
+    elif args.db_action == "migrate":
+        applied = asyncio.run(migrate.migrate_url(runtime.database_url()))
+        emit(args, {"ok": True, "applied": applied},
+             f"applied {len(applied)} migration(s)" if applied else "schema up to date")
+    elif args.db_action == "url":
+        print(runtime.database_url())
+    return EXIT_OK
+
+
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def register(sub) -> None:
+    db = sub.add_parser("db", help="the embedded PostgreSQL cluster and migrations")
+    db.add_argument("db_action", choices=["start", "stop", "migrate", "url"])
+    db.add_argument("--json", action="store_true")
+    db.set_defaults(func=_db_command)

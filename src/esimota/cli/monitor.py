@@ -1,0 +1,44 @@
+"""`esimota monitor scan|region|high-risk|blacklist`: number monitoring (R32) and a detector pass (§8)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import run_with_pool, staff_flags
+
+
+async def _monitor(pool, args: argparse.Namespace) -> dict:
+    from ..service import admin, monitoring, ops, staff
+    what = args.monitor_action
+    if what == "scan":
+        await staff.authorize(pool, args.as_, "exception.handle")
+        res = await ops.scan(pool)
+        return {"ok": True, "exceptions": res.opened, "escalated": res.escalated, "resolved": res.resolved,
+                "alerts": await monitoring.scan(pool)}
+    actor = await staff.authorize(pool, args.as_, "monitor.configure")
+    if what == "region":
+        await monitoring.restrict_region(pool, args.msisdn, (args.cities or "").split(","), actor)
+    elif what == "high-risk":
+        await monitoring.set_high_risk(pool, args.city, None if args.remove else (args.reason or "configured"), actor)
+    else:
+        await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
+    return {"ok": True}
+
+
+def register(sub) -> None:
+    mon = sub.add_parser("monitor", help="number monitoring (R32) and a detector pass (§8)")
+    acts = mon.add_subparsers(dest="monitor_action", metavar="ACTION", required=True)
+    staff_flags(acts.add_parser("scan", help="run every exception detector and monitoring check once"))
+    region = staff_flags(acts.add_parser("region", help="restrict a fixed-location number to cities"))
+    region.add_argument("msisdn")
+    region.add_argument("--cities", default="", help="comma-separated; empty lifts the restriction")
+    risk = staff_flags(acts.add_parser("high-risk", help="add or remove a high-risk area"))
+    risk.add_argument("city")
+    risk.add_argument("--reason")
+    risk.add_argument("--remove", action="store_true")
+    bl = staff_flags(acts.add_parser("blacklist", help="blacklist an EID or IMEI"))
+    bl.add_argument("kind", choices=["eid", "imei"])
+    bl.add_argument("value")
+    bl.add_argument("--reason", required=True)
+    for p in acts.choices.values():
+        p.set_defaults(func=run_with_pool(_monitor))

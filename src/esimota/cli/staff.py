@@ -1,0 +1,47 @@
+"""`esimota staff add|roles|disable|review|token`: staff accounts and roles (R28)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import run_with_pool, staff_flags
+
+
+async def _staff(pool, args: argparse.Namespace) -> dict:
+    from ..service import staff
+    what = args.staff_action
+    if what == "add":
+        row = await staff.add(pool, args.username, args.name, args.roles, args.as_, phone=args.phone)
+    elif what == "roles":
+        row = await staff.set_roles(pool, args.username, args.roles, args.as_)
+    elif what == "disable":
+        row = await staff.disable(pool, args.username, args.as_)
+    elif what == "token":
+        from ..service import staff_auth
+        return {"ok": True, **await staff_auth.issue_token(pool, staff_auth.signer_from_config(), args.username,
+                                                           args.as_)}
+    else:
+        return {"ok": True, **await staff.review(pool, args.as_, mark=args.mark)}
+    return {"ok": True, "username": row["username"], "roles": list(row["roles"]),
+            "disabled": row["disabled_at"] is not None}
+
+
+def register(sub) -> None:
+    st = sub.add_parser("staff", help="staff accounts and roles (R28)")
+    acts = st.add_subparsers(dest="staff_action", metavar="ACTION", required=True)
+    add = staff_flags(acts.add_parser("add", help="add an account (the first one must be an admin)"))
+    add.add_argument("username")
+    add.add_argument("--roles", required=True, help="admin,operator,auditor,support")
+    add.add_argument("--name", default="")
+    add.add_argument("--phone")
+    roles = staff_flags(acts.add_parser("roles", help="replace an account's roles"))
+    roles.add_argument("username")
+    roles.add_argument("--roles", required=True)
+    staff_flags(acts.add_parser("disable", help="revoke a leaver")).add_argument("username")
+    staff_flags(acts.add_parser("review", help="permission review: unused, stale, review due")) \
+        .add_argument("--mark", action="store_true", help="record the review (admin)")
+    staff_flags(acts.add_parser("token", help="your 24 h token for the AdminService rpcs (prints the token)")) \
+        .add_argument("username", nargs="?", help="default: --as / ESIMOTA_STAFF")
+    for p in acts.choices.values():
+        p.set_defaults(func=run_with_pool(_staff))
+    acts.choices["token"].set_defaults(func=run_with_pool(_staff, text=lambda out: out["token"]))
