@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from . import config, log as eslog, runtime
+from . import config, log as eslog, runtime, startup
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
@@ -31,7 +31,8 @@ from .jobs import callbacks as callback_job
 from .ota import endpoint
 from .ota.driver import Driver
 from .service.bip import ChannelService
-from .store import embedded, migrate
+from .errors import ConfigError
+from .store import embedded
 
 logger = logging.getLogger("esimota.server")
 
@@ -170,26 +171,51 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
     scheme = "https" if settings.tls else "http"
     logger.info("worker ready", extra={"worker": worker_id, "http": f"{scheme}://{settings.host}:{p.ports['http']}",
                                        "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
-                                       "tls": settings.tls})
+                                       "tls": settings.tls, "jobs": [j.__module__.rsplit(".", 1)[-1] + "."
+                                                                     + j.__name__ for j in JOBS] if worker_id == 0 else []})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})
     await stop_worker(p, settings.shutdown_grace)
 
 
 def _prepare(settings: config.Settings) -> bool:
-    """Database up and migrated before any worker starts; True if this call started the embedded one."""
+    """The start-up checks (esimota.startup), then the database migrated before any worker starts;
+    True if this call started the embedded cluster. Raises startup.Refused or ConfigError."""
+    startup.check_listeners([("HTTP", settings.host, settings.http_port, "--http-port"),
+                             ("gRPC", settings.host, settings.grpc_port, "--grpc-port"),
+                             ("BIP", settings.bip_host, settings.bip_port, "--bip-port")])
+    wait_s = startup.db_wait_seconds()
     started = False
     if not settings.database_url:
         cluster = embedded.Cluster(config.home())
         started = not cluster.running()
         settings.database_url = cluster.start()
-    asyncio.run(migrate.migrate_url(settings.database_url))
-    config.master_key()  # generated on first start, mode 0600
-    if settings.tls:
-        from . import tls
+    try:
+        prepared = asyncio.run(startup.prepare_database(settings.database_url, wait_s))
+        config.master_key()  # generated on first start, mode 0600
+        if settings.tls:
+            from . import tls
 
-        tls.ensure_certificate(config.home())
+            tls.ensure_certificate(config.home())
+    except BaseException:
+        if started:
+            embedded.Cluster(config.home()).stop()
+        raise
+    logger.info("database ready", extra={"database": eslog.redact_text(settings.database_url),
+                                         "embedded": not os.environ.get("DATABASE_URL"),
+                                         "schema": prepared.schema, "migrations_applied": prepared.applied})
+    logger.info("starting", extra={"workers": settings.workers, "tls": settings.tls, "home": str(config.home()),
+                                   "http": f"{settings.host}:{settings.http_port}",
+                                   "grpc": f"{settings.host}:{settings.grpc_port}",
+                                   "bip": f"{settings.bip_host}:{settings.bip_port}"})
     return started
+
+
+def _refuse(exc: BaseException) -> int:
+    """One line on stderr, exit 2: never a traceback for a reason not to start (issue 17)."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    print(f"esimota: refusing to start: {eslog.redact_text(line)}", file=sys.stderr, flush=True)
+    return startup.EXIT_REFUSED
 
 
 def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -250,9 +276,15 @@ def serve_main(args: argparse.Namespace) -> int:
     if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
         if not _die_with_supervisor():
             return 0
-        _run(_run_worker(settings, worker_id))
+        try:
+            _run(_run_worker(settings, worker_id))
+        except OSError as exc:
+            return _refuse(exc)
         return 0
-    started_db = _prepare(settings)
+    try:
+        started_db = _prepare(settings)
+    except (startup.Refused, ConfigError) as exc:
+        return _refuse(exc)
     t0 = time.monotonic()
     try:
         if settings.workers <= 1:
@@ -260,6 +292,8 @@ def serve_main(args: argparse.Namespace) -> int:
             code = 0
         else:
             code = _spawn_workers(settings, args)
+    except OSError as exc:  # a listener taken between the check and the bind
+        code = _refuse(exc)
     finally:
         if started_db:  # stop what this command started (make run: Ctrl-C stops the database too)
             embedded.Cluster(config.home()).stop()
