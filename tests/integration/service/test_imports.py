@@ -125,3 +125,19 @@ async def test_expiring_list_and_chip_query(pool, seeded, tmp_path):
     assert (info.card_status, info.status_desc, info.remaining_flow) == (1, "待写卡", 5.0)
     assert info.temp_expire_date == soon + dt.timedelta(days=180)
     assert [p[0] for p in await queries.list_provinces(pool)][:2] == ["11", "12"]
+
+
+async def test_every_problem_of_a_bad_row_is_listed(pool, tmp_path):
+    """Issue 17: a row with three bad fields gets three problems, not only the first; other rows too."""
+    await admin.create_batch(pool, "B1", BATCH_KEY)
+    path = write_chips(tmp_path / "c.csv", range(3))
+    lines = path.read_text().splitlines()
+    bad_eid = eid(0)[:-1] + str((int(eid(0)[-1]) + 1) % 10)
+    lines[1] = lines[1].replace(eid(0), bad_eid).replace(",4G,", ",5G,").replace(",EM-1,", ",,")
+    lines[3] = lines[3].replace(",4G,", ",LTE,")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportRejected) as err:
+        await imports.import_chips(pool, str(path), "B1")
+    assert [(p[0], p[1]) for p in err.value.problems] == [
+        (2, "CHIP_MODEL_MISSING"), (2, "EID_INVALID"), (2, "NETWORK_TYPE_INVALID"), (4, "NETWORK_TYPE_INVALID")]
+    assert await pool.fetchval("SELECT count(*) FROM chips") == 0
