@@ -8,7 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from . import formats
 from .common import as_staff, emit, read_file, run_async, staff_flags
+
+RAW = argparse.RawDescriptionHelpFormatter
 
 
 def _progress_bar(label: str):
@@ -38,7 +41,7 @@ async def _batch(args: argparse.Namespace) -> int:
         key = read_file(args.master_key_file).strip()
         return await admin.create_batch(pool, args.name, key, actor=actor)
     batch_id = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, "batch": args.name, "id": batch_id}, f"batch {args.name} created")
+    emit(args, {"ok": True, "batch": args.name, "id": batch_id})
     return 0
 
 
@@ -49,8 +52,7 @@ async def _chips_import(args: argparse.Namespace) -> int:
         return await imports.import_chips(pool, _check_csv(args.file), args.batch, actor=actor,
                                           progress=_progress_bar("chips"))
     res = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, **asdict(res)}, f"{res.imported} chip(s) imported, "
-         f"{res.already_present} already present")
+    emit(args, {"ok": True, **asdict(res)})
     return 0
 
 
@@ -61,8 +63,7 @@ async def _numbers_import(args: argparse.Namespace) -> int:
         return await imports.import_numbers(pool, _check_csv(args.file), actor=actor,
                                             progress=_progress_bar("numbers"))
     res = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, **asdict(res)}, f"{res.imported} number(s) imported, "
-         f"{res.already_present} already present")
+    emit(args, {"ok": True, **asdict(res)})
     return 0
 
 
@@ -78,8 +79,7 @@ async def _numbers_allocate(args: argparse.Namespace) -> int:
             raise InvalidArgument("give --iccid or --file", reason="NUMBER_REQUIRED")
         return await admin.allocate_numbers(pool, args.client, iccids, actor=actor)
     done = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, "client_id": args.client, "allocated": len(done)},
-         f"{len(done)} number(s) allocated to {args.client}")
+    emit(args, {"ok": True, "client_id": args.client, "allocated": len(done)})
     return 0
 
 
@@ -94,17 +94,20 @@ def register(sub) -> None:
 
     chips = sub.add_parser("chips", help="seed chips")
     chips_imp = staff_flags(chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
-                            .add_parser("import", help="import chips from CSV"))
+                            .add_parser("import", help="import chips from CSV", epilog=formats.CHIPS,
+                                        formatter_class=RAW))
     chips_imp.add_argument("file")
     chips_imp.add_argument("--batch", required=True)
     chips_imp.set_defaults(func=run_async(_chips_import))
 
     numbers = sub.add_parser("numbers", help="operational numbers")
     num_actions = numbers.add_subparsers(dest="numbers_action", metavar="ACTION", required=True)
-    num_imp = staff_flags(num_actions.add_parser("import", help="import numbers from CSV"))
+    num_imp = staff_flags(num_actions.add_parser("import", help="import numbers from CSV", epilog=formats.NUMBERS,
+                                                 formatter_class=RAW))
     num_imp.add_argument("file")
     num_imp.set_defaults(func=run_async(_numbers_import))
-    alloc = staff_flags(num_actions.add_parser("allocate", help="allocate numbers to a client (划拨)"))
+    alloc = staff_flags(num_actions.add_parser("allocate", help="allocate numbers to a client (划拨)",
+                                               epilog=formats.ICCID_LIST, formatter_class=RAW))
     alloc.add_argument("--client", required=True)
     group = alloc.add_mutually_exclusive_group(required=True)
     group.add_argument("--iccid", nargs="+")

@@ -23,6 +23,11 @@ from ..errors import ConfigError, InvalidArgument
 from ..store.embedded import find_client_tool
 
 MAGIC = b"ESIMOTA-BACKUP-1\n"
+#: Said when a restore finishes: the data is only readable with the keys it was made with (issue 17).
+RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: the at-rest master key "
+                "(ESIMOTA_MASTER_KEY or ESIMOTA_HOME/master.key) and the export signing key "
+                "(ESIMOTA_HOME/export-signing.key); a new master key cannot read this data and serve "
+                "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
 TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
 # order-independent row checksum: the sum of 60-bit prefixes of each row's MD5
