@@ -272,3 +272,20 @@ async def test_workers_exit_when_their_supervisor_is_killed(tmp_path, db_url):
         alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
                  " Z " not in open(f"/proc/{pid}/stat").read()[:64]]
     assert alive == [], f"orphaned workers still running: {alive}"
+
+
+def test_start_up_is_logged_without_the_database_password(platform, db_url):
+    """Issue 17: INFO lines at start: the database (no password), schema and migrations, listeners,
+    workers and worker 0's jobs; every line is JSON and none holds the password."""
+    from urllib.parse import urlsplit
+
+    platform.stop(signal.SIGTERM)
+    by_msg = {ln.get("msg"): ln for ln in platform.lines}
+    ready = by_msg["database ready"]
+    password = urlsplit(db_url).password
+    assert password and password not in ready["database"] and "***" in ready["database"]
+    assert ready["schema"] >= 14 and isinstance(ready["migrations_applied"], list)
+    assert by_msg["starting"]["workers"] == 1 and by_msg["starting"]["bip"].endswith(str(platform.bip_port))
+    assert "callbacks.job" in by_msg["worker ready"]["jobs"]
+    assert all("raw" not in ln for ln in platform.lines)  # JSON lines only
+    assert password not in "\n".join(str(ln) for ln in platform.lines)
