@@ -65,7 +65,6 @@ BACKUP_LAST = Gauge("esimota_backup_last_success_timestamp_seconds", "Unix time 
                     "(scheduled or manual) in ESIMOTA_BACKUP_DIR; 0 if there is none", multiprocess_mode="livemax")
 BACKUP_INTERVAL = Gauge("esimota_backup_interval_seconds", "ESIMOTA_BACKUP_INTERVAL in seconds (0: off)",
                         multiprocess_mode="livemax")
-UP_SINCE = Gauge("esimota_start_timestamp_seconds", "Unix time the worker started", multiprocess_mode="livemin")
 
 FRAME_TYPES = {1: "hello", 2: "command", 3: "response", 4: "report", 5: "close"}
 CLOSE_REASONS = {0: "done", 1: "unknown_card", 2: "bad_mac", 3: "replayed_counter", 4: "state_not_allowed",

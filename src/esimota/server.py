@@ -22,6 +22,7 @@ from . import config, log as eslog, runtime, startup
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
+from .api import health
 from .api.health import Readiness
 from .api.http import app as http_app
 from .api.http import bridge
@@ -91,7 +92,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
-    p.readiness = Readiness(p.pool, interval=float(os.environ.get("ESIMOTA_READY_INTERVAL", "2") or 2))
+    p.readiness = Readiness(p.pool, interval=health.interval_from_env())
     p.api = Api(p.pool, p.settings)
     await p.api.start()
     p.bip_driver = _bip_driver(p.pool)

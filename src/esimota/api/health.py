@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from grpc_health.v1 import health_pb2
 
 log = logging.getLogger("esimota.health")
 PROBE_TIMEOUT_S = 2.0
+
+
+def interval_from_env(default: float = 2.0) -> float:
+    """ESIMOTA_READY_INTERVAL seconds between probes (at least 0.05); a bad value keeps the default."""
+    try:
+        return max(0.05, float(os.environ.get("ESIMOTA_READY_INTERVAL", "") or default))
+    except ValueError:
+        log.warning("ESIMOTA_READY_INTERVAL is not a number of seconds; using the default",
+                    extra={"default": default})
+        return default
 
 
 class Readiness:

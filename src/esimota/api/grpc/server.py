@@ -37,9 +37,11 @@ async def create_server(addr: str, *, registrars: Iterable[Registrar] = (),
         port = server.add_secure_port(addr, credentials)
     else:
         port = server.add_insecure_port(addr)
-    for name in names:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    # with a readiness prober, NOT_SERVING until its first probe finds the database (start_worker
+    # runs it before the worker reports ready); without one, SERVING as soon as the server runs
+    initial = health_pb2.HealthCheckResponse.SERVING if readiness is None else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in [*names, ""]:
+        await health_servicer.set(name, initial)
     if readiness is not None:
         readiness.attach_grpc(health_servicer, names)
     return server, port, health_servicer
