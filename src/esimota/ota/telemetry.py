@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 
 from .. import metrics
+from . import _mux as M  # constants only: the facade's class is what the driver runs
 
 log = logging.getLogger("esimota.bip")
 
-_EV_TIMEOUT, _EV_PROTOCOL, _EV_GONE = 5, 6, 7  # esimota.ota._mux event kinds
-_T_CLOSE = 5
+_EV_TIMEOUT, _EV_PROTOCOL, _EV_GONE = M.EV_TIMEOUT, M.EV_PROTOCOL, M.EV_GONE
+_T_CLOSE = M.T_CLOSE
+# how a channel ends when the multiplexer tells it by an event (a card's CLOSE arrives as EV_GONE;
+# a lost transport is told in lost())
+_ENDS = {_EV_TIMEOUT: "timeout", _EV_PROTOCOL: "protocol_error", _EV_GONE: "closed_by_card"}
 
 
 class ChannelTelemetry:
@@ -41,13 +45,12 @@ class ChannelTelemetry:
             if counter is None:
                 counter = metrics.BIP_FRAMES.labels("sent", "other")
             counter.inc(n)
-        for kind, cid, *_ in events:
-            if kind == _EV_TIMEOUT:
-                self.ending.setdefault(cid, "timeout")
-            elif kind == _EV_PROTOCOL:
-                self.ending.setdefault(cid, "protocol_error")
-            elif kind == _EV_GONE:  # the card sent CLOSE (a lost transport is told in lost())
-                self.ending.setdefault(cid, "closed_by_card")
+        for ev in events:  # the hot path: plain indexing, most events (HELLO, ACK) fall through
+            kind = ev[0]
+            if kind >= _EV_TIMEOUT:
+                end = _ENDS.get(kind)
+                if end is not None:
+                    self.ending.setdefault(ev[1], end)
         received = mux.received
         for t in range(6):
             n = received[t] - self.seen[t]
