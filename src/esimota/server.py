@@ -31,6 +31,7 @@ from .jobs import backups, ops, retention
 from .jobs import callbacks as callback_job
 from .ota import endpoint
 from .ota.driver import Driver
+from .ota.guard import SourceGuard
 from .service.bip import ChannelService
 from .errors import ConfigError
 from .store import embedded
@@ -57,7 +58,9 @@ class Platform:
     tasks: list[asyncio.Task] = field(default_factory=list)
     api: Api | None = None
     bip_driver: Driver | None = None
-    readiness: Readiness | None = None
+    ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
+    ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
+    readiness: Readiness | None = None                  # database up and not draining (api.health)
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -76,9 +79,10 @@ def _env_seconds(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def _bip_driver(pool) -> Driver:
-    """The channel service on the pool and the multiplexer driver that feeds it (DESIGN §5.5)."""
-    return Driver(ChannelService(pool),
+def _bip_driver(pool, settings: config.Settings) -> Driver:
+    """The channel service on the pool and the multiplexer driver that feeds it (DESIGN §5.5), with the
+    per-address limit on frames refused before a MAC verifies (ota.guard)."""
+    return Driver(ChannelService(pool), guard=SourceGuard(settings.bip_refusals_per_s),
                   first_timeout=_env_seconds("ESIMOTA_BIP_FIRST_TIMEOUT", 60.0),
                   frame_timeout=_env_seconds("ESIMOTA_BIP_FRAME_TIMEOUT", 120.0),
                   check_timeout=_env_seconds("ESIMOTA_BIP_CHECK_TIMEOUT", 30.0))
@@ -95,7 +99,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p.readiness = Readiness(p.pool, interval=health.interval_from_env())
     p.api = Api(p.pool, p.settings)
     await p.api.start()
-    p.bip_driver = _bip_driver(p.pool)
+    p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
     await _start_listeners(p)
     await p.readiness.start()
@@ -128,6 +132,26 @@ async def _start_listeners(p: Platform) -> None:
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
+    await _start_ops_listener(p, ssl_ctx, creds)
+
+
+async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
+    """Staff surfaces, never on the partner ports (DESIGN §6): AdminService and IngestService over gRPC on
+    ESIMOTA_ADMIN_PORT, /metrics on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST (127.0.0.1), with the
+    same TLS as the partner listeners. Its reflection lists the staff services only."""
+    s = p.settings
+    p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
+        readiness=p.readiness)
+    await p.ops_grpc.start()
+    ops_app = http_app.create_ops_app(p.pool)
+    ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
+    await p.ops_runner.setup()
+    site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
+                          head_timeout=s.http_head_timeout)
+    await site.start()
+    p.ports["admin_http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
@@ -145,10 +169,12 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
     for t in p.tasks:
         t.cancel()
     stops = []
-    if p.grpc is not None:
-        stops.append(asyncio.ensure_future(p.grpc.stop(grace)))
-    if p.http_runner is not None:
-        stops.append(asyncio.ensure_future(p.http_runner.cleanup()))
+    for server in (p.grpc, p.ops_grpc):
+        if server is not None:
+            stops.append(asyncio.ensure_future(server.stop(grace)))
+    for runner in (p.http_runner, p.ops_runner):
+        if runner is not None:
+            stops.append(asyncio.ensure_future(runner.cleanup()))
     waiting = stops + list(p.tasks)
     if waiting:
         _, late = await asyncio.wait(waiting, timeout=grace + 1)
@@ -172,6 +198,8 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
     scheme = "https" if settings.tls else "http"
     logger.info("worker ready", extra={"worker": worker_id, "http": f"{scheme}://{settings.host}:{p.ports['http']}",
                                        "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
+                                       "admin": f"{settings.admin_host}:{p.ports['admin']}",
+                                       "admin_http": f"{scheme}://{settings.admin_host}:{p.ports['admin_http']}",
                                        "tls": settings.tls, "jobs": [j.__module__.rsplit(".", 1)[-1] + "."
                                                                      + j.__name__ for j in JOBS] if worker_id == 0 else []})
     await stop.wait()
@@ -184,7 +212,11 @@ def _prepare(settings: config.Settings) -> bool:
     True if this call started the embedded cluster. Raises startup.Refused or ConfigError."""
     startup.check_listeners([("HTTP", settings.host, settings.http_port, "--http-port"),
                              ("gRPC", settings.host, settings.grpc_port, "--grpc-port"),
-                             ("BIP", settings.bip_host, settings.bip_port, "--bip-port")])
+                             ("BIP", settings.bip_host, settings.bip_port, "--bip-port"),
+                             ("the operations gRPC", settings.admin_host, settings.admin_port,
+                              "ESIMOTA_ADMIN_PORT"),
+                             ("the operations HTTPS", settings.admin_host, settings.admin_http_port,
+                              "ESIMOTA_ADMIN_HTTP_PORT")])
     wait_s = startup.db_wait_seconds()
     started = False
     if not settings.database_url:

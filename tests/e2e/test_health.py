@@ -13,7 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.bip import worker
 from tests.support.faultproxy import FaultProxy
 
-SERVICES = ("", "esimota.v1.WritingService", "esimota.v1.AdminService", "grpc.health.v1.Health")
+SERVICES = ("", "esimota.v1.WritingService", "esimota.v1.QueryService", "grpc.health.v1.Health")
+OPS_SERVICES = ("", "esimota.v1.AdminService", "esimota.v1.IngestService")  # the operations listener
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -23,15 +24,15 @@ def _through(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@127.0.0.1:{port}"))
 
 
-async def _statuses(ch) -> set:
+async def _statuses(ch, services=SERVICES) -> set:
     stub = health_pb2_grpc.HealthStub(ch)
-    return {(await stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=5)).status for s in SERVICES}
+    return {(await stub.Check(health_pb2.HealthCheckRequest(service=s), timeout=5)).status for s in services}
 
 
-async def _until(ch, status, rounds: int = 150) -> set:
+async def _until(ch, status, rounds: int = 150, services=SERVICES) -> set:
     seen = set()
     for _ in range(rounds):  # the prober runs every ESIMOTA_READY_INTERVAL; a stalled probe gives up in 2 s
-        seen = await _statuses(ch)
+        seen = await _statuses(ch, services)
         if seen == {status}:
             break
         await asyncio.sleep(0.1)
@@ -48,15 +49,18 @@ async def test_grpc_health_and_readyz_follow_the_database_without_a_restart(db_u
     upstream = urlsplit(db_url)
     async with FaultProxy(upstream.hostname, upstream.port) as proxy:
         async with worker(_through(db_url, proxy.port)) as p, aiohttp.ClientSession() as http, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch:
-            assert await _statuses(ch) == {SERVING}
+                grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['admin']}") as ops:
+            assert await _statuses(ch) == {SERVING} and await _statuses(ops, OPS_SERVICES) == {SERVING}
             assert await _http(http, p.ports["http"], "/readyz") == 200
             proxy.pause()  # the database stops answering (connections stay open, as on a dead link)
             assert await _until(ch, NOT_SERVING) == {NOT_SERVING}
+            assert await _statuses(ops, OPS_SERVICES) == {NOT_SERVING}
             assert await _http(http, p.ports["http"], "/readyz") == 503
             assert await _http(http, p.ports["http"], "/healthz") == 200  # alive: a restart would not help
             proxy.resume()
             assert await _until(ch, SERVING) == {SERVING}
+            assert await _statuses(ops, OPS_SERVICES) == {SERVING}
             assert await _http(http, p.ports["http"], "/readyz") == 200
             # draining (what SIGTERM does first): NOT_SERVING and 503 while calls in flight finish
             await p.readiness.drain()

@@ -74,7 +74,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
     fleet = await fleetdata.generate(pool, 1)
     [applied] = await apply_all(pool, fleet)
     async with worker(db_url) as p, aiohttp.ClientSession() as http:
-        port = p.ports["http"]
+        port = p.ports["admin_http"]  # /metrics is on the operations listener (DESIGN §6)
         before = _samples(await _metrics(http, port))
         out = await Device(fleet.devices[0], "127.0.0.1", p.ports["bip"]).run()
         assert out.ok and out.close_reason == 0, out

@@ -41,6 +41,8 @@ async def test_https_healthz_readyz_and_metrics(platform):
                             headers={"X-Request-Id": "bad id\u00e9"}) as r:  # not sane: replaced
             assert r.headers["X-Request-Id"] != "bad id\u00e9" and len(r.headers["X-Request-Id"]) == 24
         async with http.get(f"{platform.base_url}/metrics", ssl=_ssl(platform.cert)) as r:
+            assert r.status == 404  # staff surfaces are not on the partner port (DESIGN §6)
+        async with http.get(f"{platform.admin_url}/metrics", ssl=_ssl(platform.cert)) as r:
             text = await r.text()
             assert r.status == 200 and "esimota_http_requests_total" in text
             assert 'esimota_http_requests_total{code="200",method="GET",route="/healthz"}' in text
@@ -75,7 +77,7 @@ async def test_grpc_health_and_reflection_over_tls(platform):
         resp = await call
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
         assert len(dict(await call.initial_metadata())["x-request-id"]) == 24
-        for service in ("esimota.v1.WritingService", "esimota.v1.AdminService"):
+        for service in ("esimota.v1.WritingService", "esimota.v1.QueryService"):
             resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
         # reflection v1alpha (older tools) and v1 (current grpcurl, IDEs) list the same services

@@ -17,7 +17,8 @@ from esimota.store import crypto, migrate
 
 
 def _serve(home, db_url: str | None, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    e = dict(os.environ, ESIMOTA_HOME=str(home), ESIMOTA_DB_WAIT="1")
+    e = dict(os.environ, ESIMOTA_HOME=str(home), ESIMOTA_DB_WAIT="1", ESIMOTA_ADMIN_PORT=str(free_port()),
+             ESIMOTA_ADMIN_HTTP_PORT=str(free_port()))
     e.pop("DATABASE_URL", None)
     if db_url is not None:
         e["DATABASE_URL"] = db_url

@@ -36,8 +36,7 @@ class Readiness:
         self.interval = interval
         self.database = "unknown"
         self.draining = False
-        self._health: Any = None
-        self._names: list[str] = []
+        self._servers: list[tuple[Any, list[str]]] = []  # (gRPC health servicer, the services it reports)
         self._task: asyncio.Task | None = None
         self._published: bool | None = None
 
@@ -46,8 +45,10 @@ class Readiness:
         return self.database == "up" and not self.draining
 
     def attach_grpc(self, servicer: Any, names: list[str]) -> None:
-        """The gRPC health servicer and the services it reports (the overall "" too)."""
-        self._health, self._names = servicer, [*names, ""]
+        """A gRPC server's health servicer and the services it reports (the overall "" too); the
+        partner and the operations listeners each have one."""
+        self._servers.append((servicer, [*names, ""]))
+        self._published = None  # publish to it at the next probe
 
     async def probe(self) -> str:
         """`SELECT 1` within PROBE_TIMEOUT_S: "up" or "down" (never raises)."""
@@ -74,11 +75,10 @@ class Readiness:
             log.warning("readiness changed", extra={"ready": ready, "database": self.database,
                                                     "draining": self.draining})
         self._published = ready
-        if self._health is None:
-            return
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in self._names:
-            await self._health.set(name, status)
+        for servicer, names in self._servers:
+            for name in names:
+                await servicer.set(name, status)
 
     async def _loop(self) -> None:
         while True:

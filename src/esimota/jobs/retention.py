@@ -1,4 +1,4 @@
-"""Retention of the API call log (R26, R27): rows older than 190 days (≥ 6 months) are purged hourly."""
+"""Retention of the API call log and the BIP channel log (R26, R27): rows older than 190 days (≥ 6 months) are purged hourly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..store import call_log
+from ..store import bip_log, call_log
 
 logger = logging.getLogger("esimota.retention")
 INTERVAL_S = 3600.0
@@ -19,6 +19,9 @@ async def job(platform: Any) -> None:
             purged = await call_log.purge(platform.pool)
             if purged:
                 logger.info("call log purged", extra={"rows": purged, "days": call_log.RETENTION_DAYS})
+            purged = await bip_log.purge(platform.pool)
+            if purged:
+                logger.info("BIP channel log purged", extra={"rows": purged, "days": bip_log.RETENTION_DAYS})
         except Exception as exc:  # the database may be down: try again later
             logger.warning("call log purge failed", extra={"error": type(exc).__name__})
         await asyncio.sleep(INTERVAL_S)
