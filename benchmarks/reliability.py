@@ -412,7 +412,7 @@ def _crash_and_restart(plat: Platform, rng: random.Random, whole: bool):
 
 # -- case 2: PostgreSQL stopped for a while ---------------------------------------------------------------
 async def health_during(plat: Platform, seconds: float, token: str, eid: str) -> dict:
-    """While the database is down, every 0.5 s: /healthz and a status query over HTTP, and the same
+    """While the database is down, every 0.5 s: /readyz and a status query over HTTP, and the same
     status query over gRPC; counts of polls and of 503 / UNAVAILABLE answers."""
     import grpc
 
@@ -426,7 +426,7 @@ async def health_during(plat: Platform, seconds: float, token: str, eid: str) ->
         while time.monotonic() < deadline:
             out["polls"] += 1
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with http.get(plat.base_url + "/healthz") as resp:
+                async with http.get(plat.base_url + "/readyz") as resp:  # readiness (/healthz is liveness)
                     out["healthz_503"] += resp.status == 503
                 async with http.get(plat.base_url + "/api/v1/write/status",
                                     params={"token": token, "eid": eid}) as resp:
@@ -445,7 +445,7 @@ async def wait_healthy(plat: Platform, timeout: float) -> bool:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         while time.monotonic() < deadline:
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with http.get(plat.base_url + "/healthz") as resp:
+                async with http.get(plat.base_url + "/readyz") as resp:
                     if resp.status == 200:
                         return True
             await asyncio.sleep(0.5)
@@ -485,7 +485,7 @@ async def case_db_outage(n: int, outage: float, spread: float) -> Case:
         finally:
             pg.destroy()
     polls = during["polls"]
-    case.checks[:0] = [Check("/healthz answers 503 while the database is down", polls, during["healthz_503"]),
+    case.checks[:0] = [Check("/readyz answers 503 while the database is down", polls, during["healthz_503"]),
                        Check("HTTP status queries answer 503 meanwhile", polls, during["http_503"]),
                        Check("gRPC status queries answer UNAVAILABLE meanwhile", polls, during["grpc_unavailable"]),
                        Check("workers still running, healthy again, without a restart", len(pids),

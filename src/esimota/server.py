@@ -18,10 +18,12 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from . import config, log as eslog, runtime
+from . import config, log as eslog, runtime, startup
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
+from .api import health
+from .api.health import Readiness
 from .api.http import app as http_app
 from .api.http import bridge
 from .api.http.deadline import GuardedTCPSite
@@ -31,7 +33,8 @@ from .ota import endpoint
 from .ota.driver import Driver
 from .ota.guard import SourceGuard
 from .service.bip import ChannelService
-from .store import embedded, migrate
+from .errors import ConfigError
+from .store import embedded
 
 logger = logging.getLogger("esimota.server")
 
@@ -57,6 +60,7 @@ class Platform:
     bip_driver: Driver | None = None
     ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
     ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
+    readiness: Readiness | None = None                  # database up and not draining (api.health)
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -92,11 +96,13 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
+    p.readiness = Readiness(p.pool, interval=health.interval_from_env())
     p.api = Api(p.pool, p.settings)
     await p.api.start()
     p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
     await _start_listeners(p)
+    await p.readiness.start()
     if worker_id == 0:
         p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
     return p
@@ -121,7 +127,8 @@ async def _start_listeners(p: Platform) -> None:
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p)
+        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p,
+        readiness=p.readiness)
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
@@ -134,9 +141,12 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
     p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
-        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p)
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
+        readiness=p.readiness)
     await p.ops_grpc.start()
-    p.ops_runner = web.AppRunner(http_app.create_ops_app(p.pool), access_log=None, handle_signals=False)
+    ops_app = http_app.create_ops_app(p.pool)
+    ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
     await p.ops_runner.setup()
     site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
                           head_timeout=s.http_head_timeout)
@@ -149,6 +159,9 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
 
     asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
     """
+    if p.readiness is not None:  # NOT_SERVING / 503 from now on, while what is in flight finishes
+        await p.readiness.drain()
+        await p.readiness.stop()
     if p.bip is not None:
         p.bip.close()
     if p.bip_driver is not None:
@@ -187,26 +200,55 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
                                        "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
                                        "admin": f"{settings.admin_host}:{p.ports['admin']}",
                                        "admin_http": f"{scheme}://{settings.admin_host}:{p.ports['admin_http']}",
-                                       "tls": settings.tls})
+                                       "tls": settings.tls, "jobs": [j.__module__.rsplit(".", 1)[-1] + "."
+                                                                     + j.__name__ for j in JOBS] if worker_id == 0 else []})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})
     await stop_worker(p, settings.shutdown_grace)
 
 
 def _prepare(settings: config.Settings) -> bool:
-    """Database up and migrated before any worker starts; True if this call started the embedded one."""
+    """The start-up checks (esimota.startup), then the database migrated before any worker starts;
+    True if this call started the embedded cluster. Raises startup.Refused or ConfigError."""
+    startup.check_listeners([("HTTP", settings.host, settings.http_port, "--http-port"),
+                             ("gRPC", settings.host, settings.grpc_port, "--grpc-port"),
+                             ("BIP", settings.bip_host, settings.bip_port, "--bip-port"),
+                             ("the operations gRPC", settings.admin_host, settings.admin_port,
+                              "ESIMOTA_ADMIN_PORT"),
+                             ("the operations HTTPS", settings.admin_host, settings.admin_http_port,
+                              "ESIMOTA_ADMIN_HTTP_PORT")])
+    wait_s = startup.db_wait_seconds()
     started = False
     if not settings.database_url:
         cluster = embedded.Cluster(config.home())
         started = not cluster.running()
         settings.database_url = cluster.start()
-    asyncio.run(migrate.migrate_url(settings.database_url))
-    config.master_key()  # generated on first start, mode 0600
-    if settings.tls:
-        from . import tls
+    try:
+        prepared = asyncio.run(startup.prepare_database(settings.database_url, wait_s))
+        config.master_key()  # generated on first start, mode 0600
+        if settings.tls:
+            from . import tls
 
-        tls.ensure_certificate(config.home())
+            tls.ensure_certificate(config.home())
+    except BaseException:
+        if started:
+            embedded.Cluster(config.home()).stop()
+        raise
+    logger.info("database ready", extra={"database": eslog.redact_text(settings.database_url),
+                                         "embedded": not os.environ.get("DATABASE_URL"),
+                                         "schema": prepared.schema, "migrations_applied": prepared.applied})
+    logger.info("starting", extra={"workers": settings.workers, "tls": settings.tls, "home": str(config.home()),
+                                   "http": f"{settings.host}:{settings.http_port}",
+                                   "grpc": f"{settings.host}:{settings.grpc_port}",
+                                   "bip": f"{settings.bip_host}:{settings.bip_port}"})
     return started
+
+
+def _refuse(exc: BaseException) -> int:
+    """One line on stderr, exit 2: never a traceback for a reason not to start (issue 17)."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    print(f"esimota: refusing to start: {eslog.redact_text(line)}", file=sys.stderr, flush=True)
+    return startup.EXIT_REFUSED
 
 
 def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -267,9 +309,15 @@ def serve_main(args: argparse.Namespace) -> int:
     if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
         if not _die_with_supervisor():
             return 0
-        _run(_run_worker(settings, worker_id))
+        try:
+            _run(_run_worker(settings, worker_id))
+        except OSError as exc:
+            return _refuse(exc)
         return 0
-    started_db = _prepare(settings)
+    try:
+        started_db = _prepare(settings)
+    except (startup.Refused, ConfigError) as exc:
+        return _refuse(exc)
     t0 = time.monotonic()
     try:
         if settings.workers <= 1:
@@ -277,6 +325,8 @@ def serve_main(args: argparse.Namespace) -> int:
             code = 0
         else:
             code = _spawn_workers(settings, args)
+    except OSError as exc:  # a listener taken between the check and the bind
+        code = _refuse(exc)
     finally:
         if started_db:  # stop what this command started (make run: Ctrl-C stops the database too)
             embedded.Cluster(config.home()).stop()

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from prometheus_client import Gauge
-
-from .. import runtime
+from .. import metrics, runtime
 from ..service import backup
 from ..store import audit
 from ..store import ops as ops_store
@@ -22,8 +20,6 @@ ACTOR = "system:backup-schedule"
 LOCK_KEY = 0x65_53_42_4B  # advisory lock: one scheduled backup at a time across workers and machines
 ALERT = "BACKUP_FAILED"   # a severe alert: posted to ESIMOTA_NOTIFY_URL like the other severe ones
 RETRY_S = 900.0           # after a failure, try again within 15 minutes (or the interval, if shorter)
-LAST_OK = Gauge("esimota_backup_last_success_seconds", "Unix time of the last scheduled backup that succeeded (R26)",
-                multiprocess_mode="max")
 
 
 def _age_s(out_dir: Path) -> float | None:
@@ -70,7 +66,7 @@ async def run_once(pool: Any, url: str, interval_s: float) -> dict | None:
         await audit.record(pool, ACTOR, "backup.create", Path(out["file"]).name, offsite=copy_dir is not None,
                            pruned=len(out["pruned"]), scheduled=True)
         await _alert(pool, None)
-        LAST_OK.set(time.time())
+        metrics.BACKUP_LAST.set(time.time())
         logger.info("scheduled backup made", extra={"file": out["file"], "bytes": out["bytes"], "rows": out["rows"],
                                                    "offsite": out["copy"], "pruned": len(out["pruned"])})
         return out
@@ -89,6 +85,7 @@ def next_wait(interval_s: float, failed: bool) -> float:
 async def job(platform: Any) -> None:
     """JOBS entry (worker 0): off unless ESIMOTA_BACKUP_INTERVAL (hours) is set."""
     interval_s = platform.settings.backup_interval_h * 3600
+    metrics.BACKUP_INTERVAL.set(max(0.0, interval_s))
     if interval_s <= 0:
         logger.info("scheduled backups off (ESIMOTA_BACKUP_INTERVAL unset)")
         return

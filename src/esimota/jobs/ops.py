@@ -12,7 +12,8 @@ import datetime as dt
 import aiohttp
 from prometheus_client import Gauge
 
-from ..service import monitoring, ops, ops_notify, reports, reports_export
+from .. import metrics
+from ..service import backup, monitoring, ops, ops_notify, reports, reports_export
 from ..service.common import now
 
 logger = logging.getLogger("esimota.ops")
@@ -23,7 +24,6 @@ CALL_SUCCESS = Gauge("esimota_quality_call_success_ratio", "API calls answered 2
                      multiprocess_mode="max")
 IN_TIME = Gauge("esimota_quality_exceptions_in_time_ratio", "exceptions closed before their deadline (R24, R29)",
                 ["window"], multiprocess_mode="max")
-OPEN = Gauge("esimota_exceptions_open", "open exceptions of §8", ["class", "severity"], multiprocess_mode="max")
 WINDOWS = {"24h": dt.timedelta(hours=24), "30d": dt.timedelta(days=30)}
 
 
@@ -84,10 +84,41 @@ async def update_quality(pool: Any) -> None:
                              (CALL_SUCCESS, q["interface"]["call_success_rate"]),
                              (IN_TIME, q["exceptions"]["handled_in_time"])):
             gauge.labels(name).set(float("nan") if value is None else value)
-    rows = await pool.fetch("SELECT class, severity, count(*) FROM exceptions WHERE closed_at IS NULL GROUP BY 1, 2")
+    await update_gauges(pool)
+
+
+EXCEPTIONS_OPEN = """
+SELECT class, severity, deadline_at < now() AS overdue, count(*) FROM exceptions WHERE closed_at IS NULL
+GROUP BY 1, 2, 3"""
+# temporary numbers of chips not yet written (R12): expired, within 30 days (the alert), within 90 days
+TEMP_EXPIRING = """
+SELECT count(*) FILTER (WHERE temp_expires_on < current_date) AS expired,
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 30) AS "30d",
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 90) AS "90d"
+FROM chips WHERE state IN (1, 2, 3, 5, 6) AND temp_expires_on <= current_date + 90"""
+TASKS_WAITING = "SELECT state, count(*) FROM chips WHERE state IN (2, 3) GROUP BY 1"
+CALLBACKS_QUEUED = "SELECT status, count(*) FROM callback_outbox WHERE status IN ('pending', 'exhausted') GROUP BY 1"
+
+
+async def update_gauges(pool: Any) -> None:
+    """The /metrics gauges that come from the database and the backup directory (worker 0, every minute)."""
+    rows = await pool.fetch(EXCEPTIONS_OPEN)
     for cls in ("apply", "write", "interface", "terminal"):
         for severity in ("general", "severe"):
-            OPEN.labels(cls, severity).set(next((r[2] for r in rows if (r[0], r[1]) == (cls, severity)), 0))
+            for overdue in (False, True):
+                n = sum(r[3] for r in rows if (r[0], r[1], r[2]) == (cls, severity, overdue))
+                metrics.EXCEPTIONS_OPEN.labels(cls, severity, str(overdue).lower()).set(n)
+    row = await pool.fetchrow(TEMP_EXPIRING)
+    for window in ("expired", "30d", "90d"):
+        metrics.TEMP_EXPIRING.labels(window).set(row[window])
+    waiting = dict(await pool.fetch(TASKS_WAITING))
+    metrics.TASKS_WAITING.labels("awaiting_power_on").set(waiting.get(2, 0))
+    metrics.TASKS_WAITING.labels("writing").set(waiting.get(3, 0))
+    queued = dict(await pool.fetch(CALLBACKS_QUEUED))
+    for status in ("pending", "exhausted"):
+        metrics.CALLBACK_QUEUE.labels(status).set(queued.get(status, 0))
+    newest = backup.newest(backup.locations()[0])
+    metrics.BACKUP_LAST.set(newest.stat().st_mtime if newest is not None else 0)
 
 
 async def quality_job(platform: Any) -> None:

@@ -12,6 +12,7 @@ from . import _mux as M
 from . import endpoint
 from .guard import SourceGuard
 from .mux import Mux
+from .telemetry import ChannelTelemetry
 
 log = logging.getLogger("esimota.bip")
 
@@ -35,6 +36,7 @@ class Driver:
         self.failure_logged_at = -1e9
         self.tasks: list[asyncio.Task] = []
         self.peak = 0
+        self.telemetry = ChannelTelemetry()
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._events())]
@@ -59,6 +61,7 @@ class Driver:
         """Write what the mux queued, cut what it closed, queue its events for the service."""
         self.flush_scheduled = False
         out, cuts, events = self.mux.drain()
+        self.telemetry.drained(self.mux, out, events)
         transports = self.transports
         for cid, frame in out:
             tr = transports.get(cid)
@@ -113,6 +116,7 @@ class Driver:
             await self.service.handle(batch, self)
         except Exception:  # the service failed as a whole (database down): busy, retry after 30 s
             self.failed_groups += 1
+            metrics.GROUP_FAILURES.inc()
             now = time.monotonic()
             if now - self.failure_logged_at >= 30.0:  # one traceback per 30 s, not one per group
                 self.failure_logged_at = now
@@ -160,6 +164,7 @@ class _Channel(asyncio.Protocol):
             return
         d.guard.closed(self.cid)
         d.transports.pop(self.cid, None)
+        d.telemetry.lost(self.cid, d.mux.channels.get(self.cid), time.monotonic())
         d.mux.lost(self.cid, time.monotonic())
         d.schedule_flush()
         metrics.BIP_CHANNELS.dec()

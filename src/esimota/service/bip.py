@@ -29,7 +29,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
-from . import channel_records, monitoring, ops
+from . import channel_records, monitoring, ops, telemetry
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -146,6 +146,7 @@ class ChannelService:
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+        telemetry.group_committed(events, batch)
         now = time.monotonic()
         for reply in batch.replies:
             if reply[0] == "start":
@@ -156,6 +157,7 @@ class ChannelService:
                     guard.refused(reply[1], now)  # refused before a MAC verified: its source pays
 
     async def _commit_group(self, events: list, guard=None) -> Batch:
+        telemetry.group_begin()
         batch = Batch(source=guard.source if guard is not None else Batch.source)
         cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -295,12 +297,14 @@ class ChannelService:
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, chip["state"],
                                    next_state(chip["state"], Op.NOT_COMMUNICATING), self.actor,
                                    diagnostic or "REPORT 01")
+            telemetry.write_outcome(chip, "not_communicating")
             return
         await self._fail(conn, chip, CHIP_FAULT if result == R_CHIP_FAULT else DATA_ERROR, diagnostic)
 
     async def _fail(self, conn, chip, result: str, diagnostic) -> None:
         """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
         now = dt.datetime.now(CST)
+        telemetry.write_outcome(chip, result)
         to = next_state(chip["state"], Op.FAIL)
         await conn.execute(FAIL_TASK, chip["task_pk"], int(to), result, diagnostic, now)
         await conn.execute(FAIL_CHIP, chip["id"], int(to))

@@ -71,6 +71,9 @@ async def test_backup_create_copy_restore_same_rows_and_checksums(pool, db_url, 
         proc = esimota(db_url, home, "backup", "restore", str(offsite / dump.name), "--database-url", target, "--json")
         assert proc.returncode == 0, proc.stderr + proc.stdout
         assert json.loads(proc.stdout)["verified"]
+        # issue 17: the data is readable only with the keys it was made with; the restore says so
+        said = json.loads(proc.stdout)["next"]
+        assert "master key" in said and "ESIMOTA_MASTER_KEY" in said and "export signing key" in said
         conn = await asyncpg.connect(target)
         try:
             restored = await backup.table_checksums(conn)
