@@ -148,7 +148,7 @@ async def test_admin_lists_over_grpc_need_a_staff_role(running, pool):
         await running.get(http, "/api/v1/write/apply", token=token, eid=f.devices[0].eid, write_type=1,
                           province_code="44")
     md = (("authorization", f"Bearer {running.staff_token}"),)
-    async with running.channel() as ch:
+    async with running.admin_channel() as ch:  # AdminService: the operations listener (DESIGN §6)
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         got = await stub.ListTasks(admin_pb2.ListTasksRequest(client=f.client_id, state=2), metadata=md)
         assert [t.eid for t in got.tasks] == [f.devices[0].eid] and got.total == 1
@@ -178,7 +178,7 @@ async def test_every_admin_find_rpc_over_grpc(running, pool):
                           province_code="11")  # NO_RESOURCE: an exception
     assert (await cards.write(f.devices[0], running.platform.ports["bip"])).ok  # a callback queued
     md = (("authorization", f"Bearer {running.staff_token}"),)
-    async with running.channel() as ch:
+    async with running.admin_channel() as ch:  # AdminService: the operations listener (DESIGN §6)
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         nums = await stub.ListNumbers(admin_pb2.ListNumbersRequest(status="reserved"), metadata=md)
         assert nums.total == 1 and nums.numbers[0].client_id == f.client_id
