@@ -21,6 +21,7 @@ logger = logging.getLogger("esimota.backup")
 ACTOR = "system:backup-schedule"
 ALERT = "BACKUP_FAILED"   # a severe alert: posted to ESIMOTA_NOTIFY_URL like the other severe ones
 RETRY_S = 900.0           # after a failure, try again within 15 minutes (or the interval, if shorter)
+NOW_EPOCH = "SELECT extract(epoch FROM now())::float8"
 LAST_OK = Gauge("esimota_backup_last_success_seconds", "Unix time of the last scheduled backup that succeeded (R26)",
                 multiprocess_mode="max")
 
@@ -83,7 +84,10 @@ async def next_wait(pool: Any, interval_s: float, failed: bool) -> float:
     if failed:
         return min(RETRY_S, interval_s)
     age = await backup.age_s(pool)
-    return interval_s if age is None else max(1.0, interval_s - age)
+    if age is None or age >= interval_s - _slack(interval_s):  # still due: this period was cut short somewhere
+        epoch = await pool.fetchval(NOW_EPOCH)
+        return max(1.0, interval_s - epoch % interval_s)  # the next period, by the database's clock
+    return max(1.0, interval_s - age)
 
 
 async def job(platform: Any, lease: Any) -> None:

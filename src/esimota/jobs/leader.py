@@ -4,7 +4,8 @@ Each job has a row in job_leases; the runner of worker 0 on every node tries eve
 renew each lease (expiry by the database's clock, TTL_S). The holder runs the job; a holder that cannot
 renew (dead, or cut off from the database) stops its job before its lease can expire, so that when
 another node takes the lease over (at most TTL_S + RENEW_S later, well within 60 s) no two run together.
-Scheduled passes also claim their period in job_runs, so a period never runs twice across takeovers.
+Scheduled passes also claim their period in job_runs, so a period never runs twice across takeovers
+(a pass cut short by a death or a cut leaves its period skipped: whether it took effect is unknown).
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ class Lease:
             return False, None
         try:
             result = await step()
-        except BaseException as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-            await asyncio.shield(self._finish(period, "failed", detail))
+        except Exception as exc:  # the pass failed cleanly: its period may be tried again
+            await self._finish(period, "failed", f"{type(exc).__name__}: {exc}"[:300])
             raise
+        # cancelled (lease lost, drain): the period stays 'running', skipped rather than perhaps run twice
         await self._finish(period, "done", None)
         return True, result
 

@@ -15,14 +15,15 @@ RELEASE = "DELETE FROM job_leases WHERE job = $1 AND token = $2"
 HOLDERS = "SELECT job, node, token, expires_at > now() AS valid FROM job_leases ORDER BY job"
 
 _HELD = "EXISTS (SELECT 1 FROM job_leases WHERE job = $1 AND token = $4 AND expires_at > now())"
-# A period is claimed only by the runner that holds the job's lease now; a done period is never claimed
-# again, a failed one is, and so is one left running by a runner that has lost the lease (it died).
+# A period is claimed only by the runner that holds the job's lease now; a failed period (the pass raised)
+# may be claimed again; a done one never, nor one left 'running' by a runner that died or was cut off
+# mid-pass: whether its pass took effect cannot be known, so that period is skipped, never run twice.
 CLAIM = f"""
 INSERT INTO job_runs AS r (job, period, node, token)
 SELECT $1, $2, $3, $4 WHERE {_HELD}
 ON CONFLICT (job, period) DO UPDATE SET node = excluded.node, token = excluded.token, status = 'running',
     attempts = r.attempts + 1, started_at = now(), finished_at = NULL, detail = NULL
-WHERE (r.status = 'failed' OR (r.status = 'running' AND r.token <> excluded.token)) AND {_HELD}
+WHERE r.status = 'failed' AND {_HELD}
 RETURNING attempts"""
 FINISH = """
 UPDATE job_runs SET status = $4, finished_at = now(), detail = $5
