@@ -985,6 +985,8 @@ def cases(url: str, size: dict) -> dict:
 def main() -> int:
     # the generator and the platform must share one at-rest master key
     os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    # under DATABASE_URL no key is generated (issue 18): scheduled exports need their signing key too
+    os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="the issue's sizes (hours on a 2-core machine)")
     ap.add_argument("--cases", default="", help="comma-separated names; default: all")
