@@ -12,6 +12,10 @@ import time
 import aiohttp
 import pytest
 
+from esimota.server import LEASED_JOBS
+from esimota.sim import fleetdata
+from esimota.sim.device import Device, Faults
+from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
 
 KEYS = ("ESIMOTA_MASTER_KEY", "ESIMOTA_BACKUP_KEY", "ESIMOTA_EXPORT_SIGNING_KEY")
@@ -80,3 +84,56 @@ async def test_a_killed_worker_is_restarted(tmp_path, db_url):
     finally:
         code, _ = served.stop(signal.SIGTERM, timeout=30)
     assert code == 0  # the restarted worker drained on SIGTERM like the other
+
+
+class Balanced(Device):
+    """A card behind a TCP balancer in front of two nodes: a refused connection goes to the next node."""
+
+    def __init__(self, spec, ports: list[int]) -> None:
+        super().__init__(spec, "127.0.0.1", ports[0])
+        self.ports = list(ports)
+
+    async def _connect(self):
+        try:
+            return await super()._connect()
+        except OSError:
+            self.ports.append(self.ports.pop(0))
+            self.port = self.ports[0]
+            return await super()._connect()
+
+
+async def _until(pool, sql: str, want, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while await pool.fetchval(sql) != want:
+        assert time.monotonic() < deadline, f"never: {sql} = {want}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(240)
+async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path, pool, db_url):
+    """SIGTERM to node A mid-write: its listener closes, the card's channel resumes on node B and the write
+    completes; A gives its job leases back, so B holds them all long before A's 60 s leases would expire."""
+    fleet = await fleetdata.generate(pool, 1, buffer_size=160, faults=lambda i: Faults(latency=0.25))
+    await apply_all(pool, fleet)
+    env = {"ESIMOTA_LEASE_TTL": "60"}  # renewals every 10 s: only a release lets B in before a minute
+    a = serve(tmp_path / "a", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-a"))
+    b = None
+    try:
+        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-a'", len(LEASED_JOBS))
+        b = serve(tmp_path / "b", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-b"))
+        card = Balanced(fleet.devices[0], [a.bip_port, b.bip_port])
+        run = asyncio.create_task(card.run())
+        await _until(pool, "SELECT script_acked > 0 FROM tasks", True)
+        cntr_before = await pool.fetchval("SELECT cntr_reserved FROM chip_counters")
+        code, _ = a.stop(signal.SIGTERM, timeout=30)
+        assert code == 0
+        out = await asyncio.wait_for(run, 120)
+        assert out.ok and card.port == b.bip_port and out.channels >= 3, out  # write, resumed on B, report
+        assert await pool.fetchval("SELECT state FROM chips") == 4
+        assert await pool.fetchval("SELECT cntr_reserved FROM chip_counters") > cntr_before  # a fresh block
+        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-b' AND expires_at > now()",
+                     len(LEASED_JOBS), limit=40)
+    finally:
+        a.stop(signal.SIGKILL)
+        if b is not None:
+            b.stop(signal.SIGTERM, timeout=30)
