@@ -2,7 +2,7 @@
 
 Each job has a row in job_leases; the runner of worker 0 on every node tries every RENEW_S to take or
 renew each lease (expiry by the database's clock, TTL_S). The holder runs the job; a holder that cannot
-renew (dead, or cut off from the database) stops its job before its lease can expire, so that when
+renew (cut off from the database) stops its job before its lease can expire, so that when
 another node takes the lease over (at most TTL_S + RENEW_S later, well within 60 s) no two run together.
 Scheduled passes also claim their period in job_runs, so a period never runs twice across takeovers
 (a pass cut short by a death or a cut leaves its period skipped: whether it took effect is unknown).
@@ -70,7 +70,7 @@ class Lease:
     async def _finish(self, period: str, status: str, detail: str | None) -> None:
         try:
             await self.pool.execute(sql.FINISH, self.job, period, self.token, status, detail)
-        except Exception as exc:  # the database is gone: the period stays 'running' and is claimed again
+        except Exception as exc:  # the database is gone: the period stays 'running', and is skipped
             logger.warning("job run not recorded", extra={"job": self.job, "period": period,
                                                           "error": type(exc).__name__})
 
@@ -137,15 +137,17 @@ class JobRunner:
         """One round: take or renew every lease in one statement, then start or stop each job accordingly."""
         for name, held in self.jobs.items():
             self._reap(name, held)
+        asked = time.monotonic()  # the lease runs from the statement's time, which is later than this
         mine = await self._acquire()
-        now = time.monotonic()
         for name, held in self.jobs.items():
             if mine is None:
-                if now - held.renewed > self.ttl - 2 * self.renew:
-                    # cut off: stop before the lease can expire, so the next holder never runs beside it
+                # Cut off: stop before the lease can expire, so the next holder never runs beside it. Rounds
+                # end at most 2 renewals apart (a sleep, a timed-out attempt): noticed past TTL/2 (3 renewals),
+                # it is noticed by 4 and stopped by 5, one renewal before the lease ends at 6.
+                if time.monotonic() - held.renewed > self.ttl / 2:
                     await self._stop(name, held, "lease not renewed in time")
             elif name in mine:
-                held.renewed = now
+                held.renewed = asked
                 if held.task is None and not held.finished:
                     self._start(name, held)
             else:
