@@ -116,7 +116,7 @@ async def prepare(db: str, n: int, buffer_size: int, callback_url: str) -> fleet
 
 
 def metric(served: launch.Served, name: str) -> float:
-    text = urllib.request.urlopen(f"{served.base_url}/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(f"{served.admin_url}/metrics", timeout=10).read().decode()
     m = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 

@@ -175,7 +175,7 @@ class Platform:
 
     def start(self, timeout: float = 90.0) -> None:
         env = dict(os.environ, ESIMOTA_HOME=str(self.home), DATABASE_URL=self.db, ESIMOTA_BIP_HOST=self.host,
-                   **self.env)
+                   ESIMOTA_ADMIN_HOST=self.host, **self.env)
         env.pop("ESIMOTA_WORKER_ID", None)
         argv = [sys.executable, "-m", "esimota.cli", "serve", "--host", self.host, "--http-port", str(self.ports[0]),
                 "--grpc-port", str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers),

@@ -78,6 +78,7 @@ async def _worker(port: int) -> None:
     libc.mallinfo2.restype = _Mallinfo2
     s = config.Settings()
     s.tls, s.host, s.bip_host, s.http_port, s.grpc_port, s.bip_port = False, "127.0.0.1", "127.0.0.1", 0, 0, port
+    s.admin_port = s.admin_http_port = 0
     p = await server.start_worker(s, 0)
     loop = asyncio.get_running_loop()
     stop, trim = asyncio.Event(), asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import socket
@@ -105,6 +106,27 @@ def _hours_env(name: str) -> float:
     return hours
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def cidr_list(name: str) -> tuple[Network, ...]:
+    """A comma-separated list of CIDRs (or addresses) from the environment; empty when unset."""
+    out = []
+    for item in (i.strip() for i in os.environ.get(name, "").split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: not an address or CIDR: {item!r}") from None
+    return tuple(out)
+
+
+def allow_http_callbacks() -> bool:
+    """ESIMOTA_ALLOW_HTTP_CALLBACKS=1: plain-http callback URLs, for development only (R25 wants https)."""
+    return os.environ.get("ESIMOTA_ALLOW_HTTP_CALLBACKS", "") == "1"
+
+
 @dataclass
 class Settings:
     """What `esimota serve` runs with; flags override the environment."""
@@ -121,6 +143,20 @@ class Settings:
     # a proxy header trusted for the caller's address (e.g. X-Forwarded-For), off by default
     trusted_proxy_header: str | None = field(
         default_factory=lambda: os.environ.get("ESIMOTA_TRUSTED_PROXY_HEADER") or None)
+    # the operations listener (DESIGN §6): AdminService and IngestService over gRPC on admin_port,
+    # /metrics over HTTPS on admin_http_port, both on admin_host (loopback unless configured)
+    admin_host: str = field(default_factory=lambda: os.environ.get("ESIMOTA_ADMIN_HOST", "127.0.0.1"))
+    admin_port: int = field(default_factory=lambda: _int_env("ESIMOTA_ADMIN_PORT", 9443))
+    admin_http_port: int = field(default_factory=lambda: _int_env("ESIMOTA_ADMIN_HTTP_PORT", 9444))
+    # peers whose proxy header is believed (CIDR list, empty by default: the header is ignored)
+    trusted_proxies: tuple = field(default_factory=lambda: cidr_list("ESIMOTA_TRUSTED_PROXIES"))
+    # callback targets inside private/loopback/link-local ranges that may still be called (CIDR list)
+    callback_allow: tuple = field(default_factory=lambda: cidr_list("ESIMOTA_CALLBACK_ALLOW"))
+    # WatchWriteStatus streams one client may hold open per process, and how long one lives
+    watch_streams_per_client: int = field(default_factory=lambda: _int_env("ESIMOTA_WATCH_STREAMS", 100))
+    watch_lifetime_s: float = field(default_factory=lambda: float(_int_env("ESIMOTA_WATCH_LIFETIME", 3600)))
+    # BIP frames failing before a MAC verifies, per source address and second (token bucket)
+    bip_refusals_per_s: float = field(default_factory=lambda: float(_int_env("ESIMOTA_BIP_REFUSALS_PER_S", 20)))
     # seconds a connection may take to send a whole request head (slow-loris clients are cut)
     http_head_timeout: float = field(default_factory=lambda: float(_int_env("ESIMOTA_HTTP_HEAD_TIMEOUT", 10)))
     # hours between scheduled backups (R26) taken by worker 0; 0 = no scheduled backups

@@ -32,6 +32,7 @@ from .jobs import callbacks as callback_job
 from .jobs.leader import JobRunner
 from .ota import endpoint
 from .ota.driver import Driver
+from .ota.guard import SourceGuard
 from .service.bip import ChannelService
 from .store import embedded, migrate
 
@@ -64,7 +65,9 @@ class Platform:
     tasks: list[asyncio.Task] = field(default_factory=list)
     api: Api | None = None
     bip_driver: Driver | None = None
-    job_runner: JobRunner | None = None
+    ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
+    ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
+    job_runner: JobRunner | None = None                 # worker 0: the leased background jobs (issue 18)
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -83,9 +86,10 @@ def _env_seconds(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def _bip_driver(pool) -> Driver:
-    """The channel service on the pool and the multiplexer driver that feeds it (DESIGN §5.5)."""
-    return Driver(ChannelService(pool),
+def _bip_driver(pool, settings: config.Settings) -> Driver:
+    """The channel service on the pool and the multiplexer driver that feeds it (DESIGN §5.5), with the
+    per-address limit on frames refused before a MAC verifies (ota.guard)."""
+    return Driver(ChannelService(pool), guard=SourceGuard(settings.bip_refusals_per_s),
                   first_timeout=_env_seconds("ESIMOTA_BIP_FIRST_TIMEOUT", 60.0),
                   frame_timeout=_env_seconds("ESIMOTA_BIP_FRAME_TIMEOUT", 120.0),
                   check_timeout=_env_seconds("ESIMOTA_BIP_CHECK_TIMEOUT", 30.0))
@@ -101,7 +105,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
                                      run_migrations=False)
     p.api = Api(p.pool, p.settings)
     await p.api.start()
-    p.bip_driver = _bip_driver(p.pool)
+    p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
     await _start_listeners(p)
     if worker_id == 0:
@@ -133,6 +137,23 @@ async def _start_listeners(p: Platform) -> None:
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
+    await _start_ops_listener(p, ssl_ctx, creds)
+
+
+async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
+    """Staff surfaces, never on the partner ports (DESIGN §6): AdminService and IngestService over gRPC on
+    ESIMOTA_ADMIN_PORT, /metrics on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST (127.0.0.1), with the
+    same TLS as the partner listeners. Its reflection lists the staff services only."""
+    s = p.settings
+    p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p)
+    await p.ops_grpc.start()
+    p.ops_runner = web.AppRunner(http_app.create_ops_app(p.pool), access_log=None, handle_signals=False)
+    await p.ops_runner.setup()
+    site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
+                          head_timeout=s.http_head_timeout)
+    await site.start()
+    p.ports["admin_http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
@@ -149,10 +170,12 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
     if p.job_runner is not None:  # the leases go back at once: another node takes the jobs without waiting
         await asyncio.wait([asyncio.ensure_future(p.job_runner.release())], timeout=grace)
     stops = []
-    if p.grpc is not None:
-        stops.append(asyncio.ensure_future(p.grpc.stop(grace)))
-    if p.http_runner is not None:
-        stops.append(asyncio.ensure_future(p.http_runner.cleanup()))
+    for server in (p.grpc, p.ops_grpc):
+        if server is not None:
+            stops.append(asyncio.ensure_future(server.stop(grace)))
+    for runner in (p.http_runner, p.ops_runner):
+        if runner is not None:
+            stops.append(asyncio.ensure_future(runner.cleanup()))
     waiting = stops + list(p.tasks)
     if waiting:
         _, late = await asyncio.wait(waiting, timeout=grace + 1)
@@ -176,6 +199,8 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
     scheme = "https" if settings.tls else "http"
     logger.info("worker ready", extra={"worker": worker_id, "http": f"{scheme}://{settings.host}:{p.ports['http']}",
                                        "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
+                                       "admin": f"{settings.admin_host}:{p.ports['admin']}",
+                                       "admin_http": f"{scheme}://{settings.admin_host}:{p.ports['admin_http']}",
                                        "tls": settings.tls})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})

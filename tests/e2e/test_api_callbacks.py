@@ -6,13 +6,17 @@ import asyncio
 import time
 
 import grpc
+import pytest
 from aiohttp import web
 
-from esimota.service import callbacks, channel
+from esimota.service import callbacks
 from esimota.v1 import admin_pb2, admin_pb2_grpc
+from tests.support import cards
 
 from .test_api_harness import start, stop
 
+# The receivers below are plain http on 127.0.0.1: a development platform's settings (docs/operations.md).
+LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
 FIELDS = {"eid", "task_id", "card_status", "write_result", "write_time", "iccid", "msisdn", "status_desc",
           "event_id", "timestamp", "sign"}
 
@@ -48,8 +52,7 @@ async def _write(r, pool, i: int = 0) -> str:
     client = await clients.get(pool, r.fleet.client_id)
     eid = r.fleet.devices[i].eid
     await writing.apply_write(pool, client, writing.ApplyRequest(eid, 1, "44"))
-    await channel.begin_write(pool, eid, 1)
-    await channel.record_report(pool, eid, 2, 0)
+    assert (await cards.write(r.fleet.devices[i], r.platform.ports["bip"])).ok
     return eid
 
 
@@ -65,7 +68,7 @@ async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, 
     rx = Receiver(failures=2)
     url = await rx.start()
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
-                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01"})
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01", **LOOPBACK_RECEIVER})
     try:
         eid = await _write(r, pool)
         await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
@@ -90,7 +93,7 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
     rx = Receiver(failures=10_000)
     url = await rx.start()
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
-                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.00005"})
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.00005", **LOOPBACK_RECEIVER})
     try:
         assert sum(callbacks.SCHEDULE_S) >= 24 * 3600
         await _write(r, pool)
@@ -101,8 +104,8 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
         assert tuple(kind) == ("interface", "CALLBACK_FAILED")
         rx.failures = 0
         event_id = rx.bodies[0]["event_id"]
-        async with r.channel() as ch:
-            admin = admin_pb2_grpc.AdminServiceStub(ch)
+        async with r.admin_channel() as ach:
+            admin = admin_pb2_grpc.AdminServiceStub(ach)
             md = (("authorization", f"Bearer {r.staff_token}"),)
             info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
             assert info.status == "pending"
@@ -114,3 +117,75 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
     finally:
         await stop(r)
         await rx.runner.cleanup()
+
+
+class Redirector(Receiver):
+    """A target that answers 307 to 127.0.0.1 (the platform's own side of the network)."""
+
+    def __init__(self, to: str) -> None:
+        super().__init__(failures=0)
+        self.to = to
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        raise web.HTTPTemporaryRedirect(self.to)
+
+
+async def test_a_redirect_is_not_followed_and_is_a_failed_attempt(tmp_path, monkeypatch, db_url, pool):
+    """DESIGN §6: redirects are never followed; the 307 is recorded as a failed attempt, without its body."""
+    inside = Receiver(failures=0)
+    inside_url = await inside.start()
+    rx = Redirector(inside_url)
+    url = await rx.start()
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", **LOOPBACK_RECEIVER})
+    try:
+        await _write(r, pool)
+        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
+        assert tuple(attempt) == (307, "failed", "HTTP 307: redirect not followed")
+        assert len(rx.bodies) == 1 and inside.bodies == []  # the signed body never reached the inside
+        assert await pool.fetchval("SELECT status FROM callback_outbox") == "pending"
+    finally:
+        await stop(r)
+        await rx.runner.cleanup()
+        await inside.runner.cleanup()
+
+
+async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkeypatch, db_url, pool):
+    """SSRF: a target resolving to 127.0.0.1 is refused at delivery, after resolution, and recorded failed;
+    ESIMOTA_CALLBACK_ALLOW is what lets a chosen internal range through."""
+    rx = Receiver(failures=0)
+    url = (await rx.start()).replace("127.0.0.1", "localhost")  # a name: refused after resolution
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
+    try:
+        await _write(r, pool)
+        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
+        assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
+        assert attempt["detail"].startswith("refused: target ") and "internal address" in attempt["detail"]
+        assert rx.bodies == []
+    finally:
+        await stop(r)
+        await rx.runner.cleanup()
+
+
+async def test_an_http_callback_url_is_refused_at_creation(pool, monkeypatch):
+    """R25: callback URLs are https; plain http only on a platform run with ESIMOTA_ALLOW_HTTP_CALLBACKS=1."""
+    from esimota.errors import InvalidArgument
+    from esimota.service import admin
+
+    monkeypatch.delenv("ESIMOTA_ALLOW_HTTP_CALLBACKS", raising=False)
+    with pytest.raises(InvalidArgument) as err:
+        await admin.create_client(pool, name="P", phone="13800000001", ip="10.0.0.1",
+                                  callback_url="http://partner.example/cb")
+    assert err.value.reason == "CALLBACK_URL_INSECURE"
+    for bad in ("ftp://partner.example/cb", "https:///cb", "partner.example/cb"):
+        with pytest.raises(InvalidArgument) as err:
+            await admin.create_client(pool, name="P", phone="13800000001", ip="10.0.0.1", callback_url=bad)
+        assert err.value.reason == "CALLBACK_URL_INVALID"
+    monkeypatch.setenv("ESIMOTA_ALLOW_HTTP_CALLBACKS", "1")
+    made = await admin.create_client(pool, name="P", phone="13800000001", ip="10.0.0.1",
+                                     callback_url="http://partner.example/cb")
+    assert made.client.callback_url == "http://partner.example/cb"

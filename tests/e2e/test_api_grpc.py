@@ -7,10 +7,11 @@ import asyncio
 import grpc
 import pytest
 
-from esimota.service import channel
 from esimota.sim import fleetdata
 from esimota.v1 import (admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, ingest_pb2, ingest_pb2_grpc,
                         queries_pb2, queries_pb2_grpc, writing_pb2, writing_pb2_grpc)
+
+from tests.support import cards
 
 from .test_api_harness import running  # noqa: F401  (fixture)
 
@@ -36,7 +37,7 @@ async def _token(ch, fleet) -> tuple:
 async def test_auth_and_writing_rpcs(running, pool):
     """§7.2.1–§7.2.2.4 over gRPC, with UNAUTHENTICATED / INVALID_ARGUMENT / NOT_FOUND / ABORTED / PERMISSION_DENIED."""
     eids = [d.eid for d in running.fleet.devices]
-    async with running.channel() as ch:
+    async with running.channel() as ch, running.admin_channel() as ach:
         auth = auth_pb2_grpc.AuthServiceStub(ch)
         await fails(auth.GetToken(auth_pb2.GetTokenRequest(client_id="x", client_secret="y")),
                     grpc.StatusCode.UNAUTHENTICATED, "BAD_CREDENTIALS")
@@ -57,7 +58,7 @@ async def test_auth_and_writing_rpcs(running, pool):
         assert (st.card_status, st.progress, st.HasField("write_time")) == (2, 0, False)
         await fails(w.GetWriteStatus(writing_pb2.GetWriteStatusRequest(task_id="T0"), metadata=md),
                     grpc.StatusCode.NOT_FOUND, "TASK_NOT_FOUND")
-        await channel.begin_write(pool, eids[0], 1)
+        await cards.start_writing(running.fleet.devices[0], running.platform.ports["bip"])  # 2 → 3
         await fails(w.CancelWrite(writing_pb2.CancelWriteRequest(eid=eids[0]), metadata=md),
                     grpc.StatusCode.PERMISSION_DENIED, "STATE_NOT_ALLOWED")
         await w.ApplyWrite(writing_pb2.ApplyWriteRequest(eid=eids[1], write_type=1, province_code="44"), metadata=md)
@@ -68,7 +69,7 @@ async def test_auth_and_writing_rpcs(running, pool):
 async def test_watch_and_bulk_streams(running, pool):
     """WatchWriteStatus streams each change until the write ends; BulkApplyWrite answers every item."""
     eids = [d.eid for d in running.fleet.devices]
-    async with running.channel() as ch:
+    async with running.channel() as ch, running.admin_channel() as ach:
         md = await _token(ch, running.fleet)
         w = writing_pb2_grpc.WritingServiceStub(ch)
         reqs = [writing_pb2.ApplyWriteRequest(eid=e, write_type=1, province_code="44") for e in eids[:3]]
@@ -87,18 +88,20 @@ async def test_watch_and_bulk_streams(running, pool):
                 seen.append((st.card_status, st.progress))
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.3)
-        await channel.begin_write(pool, eids[2], 1)
+        dev = await cards.start_writing(running.fleet.devices[2], running.platform.ports["bip"])
         await asyncio.sleep(0.8)
-        await channel.record_report(pool, eids[2], 2, 0)
+        await cards.finish(dev)
         await asyncio.wait_for(watcher, 5)
-        assert seen == [(2, 0), (3, 0), (4, 100)]
+        assert seen[0] == (2, 0) and (3, 0) in seen and seen[-1] == (4, 100)
+        assert seen == sorted(seen) and len(set(seen)) == len(seen)  # each change once, never backwards
 
 
 async def test_query_and_ingest_rpcs(running, pool):
-    """§7.2.3.1–§7.2.3.5 over gRPC; IngestUsage and IngestLocation client streams need the admin token."""
+    """§7.2.3.1–§7.2.3.5 over gRPC; IngestUsage and IngestLocation client streams (on the operations
+    listener) need a staff token whose roles may import resources."""
     dev = running.fleet.devices[0]
-    admin_md = bearer(running.admin_token)
-    async with running.channel() as ch:
+    admin_md = bearer(running.staff_token)
+    async with running.channel() as ch, running.admin_channel() as ach:
         md = await _token(ch, running.fleet)
         q = queries_pb2_grpc.QueryServiceStub(ch)
         chip = await q.GetChip(queries_pb2.GetChipRequest(eid=dev.eid), metadata=md)
@@ -107,15 +110,14 @@ async def test_query_and_ingest_rpcs(running, pool):
                     grpc.StatusCode.NOT_FOUND, "EID_NOT_FOUND")
         w = writing_pb2_grpc.WritingServiceStub(ch)
         await w.ApplyWrite(writing_pb2.ApplyWriteRequest(eid=dev.eid, write_type=1, province_code="44"), metadata=md)
-        await channel.begin_write(pool, dev.eid, 1)
-        await channel.record_report(pool, dev.eid, 2, 0)
+        assert (await cards.write(dev, running.platform.ports["bip"])).ok
         msisdn = await pool.fetchval("SELECT msisdn FROM numbers WHERE status = 'bound'")
-        ing = ingest_pb2_grpc.IngestServiceStub(ch)
+        ing = ingest_pb2_grpc.IngestServiceStub(ach)
         recs = [ingest_pb2.UsageRecord(record_id=f"u{i}", msisdn=msisdn, used_mb=1.5,
                                        recorded_at="2099-12-31T23:59:59+08:00" if i == 9 else "")
                 for i in range(3)]
         recs[1].recorded_at = recs[2].recorded_at = __import__("datetime").datetime.now().isoformat()
-        await fails(ing.IngestUsage(iter(recs)), grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN_REQUIRED")
+        await fails(ing.IngestUsage(iter(recs)), grpc.StatusCode.UNAUTHENTICATED, "STAFF_TOKEN_REQUIRED")
         summary = await ing.IngestUsage(iter(recs), metadata=admin_md)
         assert (summary.received, summary.stored, [r.error for r in summary.rejected]) == (3, 2, ["TIME_INVALID"])
         usage = await q.GetUsage(queries_pb2.NumberRequest(msisdn=msisdn), metadata=md)
@@ -137,8 +139,8 @@ async def test_query_and_ingest_rpcs(running, pool):
 async def test_admin_rpcs(running, pool):
     """Clients (R15), rotation revoking tokens (R17), whitelist, permissions, disable, 划拨, exceptions."""
     admin_md = bearer(running.staff_token)
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p"), metadata=bearer("adm.nope")),
                     grpc.StatusCode.UNAUTHENTICATED, "STAFF_TOKEN_REQUIRED")
         await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="p", phone="13800000000",

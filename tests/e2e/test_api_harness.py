@@ -29,8 +29,8 @@ class Running:
     cert: bytes
     ssl: ssl.SSLContext
     fleet: fleetdata.Fleet
-    admin_token: str   # IngestService: the operator's feeds
-    staff_token: str   # AdminService: the staff account `root` (admin)
+    admin_target: str  # the operations listener: AdminService, IngestService
+    staff_token: str   # AdminService, IngestService: the staff account `root` (admin)
 
     def token_for(self, username: str) -> str:
         """A staff token as `esimota staff token` issues it (the account need not exist)."""
@@ -38,6 +38,10 @@ class Running:
 
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(self.grpc_target, grpc.ssl_channel_credentials(self.cert))
+
+    def admin_channel(self) -> grpc.aio.Channel:
+        """The operations listener's gRPC side (staff services only, DESIGN §6)."""
+        return grpc.aio.secure_channel(self.admin_target, grpc.ssl_channel_credentials(self.cert))
 
     async def get(self, http: aiohttp.ClientSession, path: str, **params) -> tuple[int, dict, dict]:
         async with http.get(self.base_url + path, params=params, ssl=self.ssl) as r:
@@ -64,13 +68,13 @@ async def start(tmp_path, monkeypatch, db_url, pool, *, chips: int = 6, env: dic
     if not await pool.fetchval("SELECT count(*) FROM staff_accounts"):
         await staff.add(pool, "root", "Root", "admin", None)  # the bootstrap admin (R28)
     settings = config.Settings()
-    settings.http_port = settings.grpc_port = settings.bip_port = 0
+    settings.http_port = settings.grpc_port = settings.bip_port = settings.admin_port = settings.admin_http_port = 0
     settings.host, settings.database_url, settings.tls = "127.0.0.1", db_url, True
     p = await server.start_worker(settings, 0)
     cert = p.tls_paths[0].read_bytes()
     ctx = ssl.create_default_context(cadata=cert.decode())
     return Running(p, f"https://127.0.0.1:{p.ports['http']}", f"127.0.0.1:{p.ports['grpc']}", cert, ctx, fleet,
-                   p.api.signer.admin_token, p.api.staff.signer.issue("root")[0])
+                   f"127.0.0.1:{p.ports['admin']}", p.api.staff.signer.issue("root")[0])
 
 
 async def stop(r: Running) -> None:
@@ -80,7 +84,8 @@ async def stop(r: Running) -> None:
     for t in p.tasks:
         t.cancel()
     steps = [("jobs", asyncio.gather(*p.tasks, return_exceptions=True)), ("grpc", p.grpc.stop(1.0)),
-             ("http", p.http_runner.cleanup()), ("pool", p.pool.close())]
+             ("ops grpc", p.ops_grpc.stop(1.0)), ("http", p.http_runner.cleanup()),
+             ("ops http", p.ops_runner.cleanup()), ("pool", p.pool.close())]
     slow = []
     for name, step in steps:
         t0 = time.monotonic()

@@ -6,10 +6,13 @@ import asyncio
 import json
 
 import aiohttp
+import grpc
 import pytest
 
-from esimota.service import channel, usage
+from esimota.service import usage
 from esimota.sim import fleetdata
+from esimota.v1 import auth_pb2, auth_pb2_grpc
+from tests.support import cards
 
 from .test_api_harness import running, start, stop  # noqa: F401  (fixture)
 
@@ -73,10 +76,10 @@ async def test_apply_status_cancel_through_the_lifecycle(running, pool):
         assert code == 200 and fields(body) == {"eid", "task_id", "card_status", "status_desc", "progress",
                                                 "write_time"}
         assert (body["card_status"], body["progress"], body["write_time"]) == (2, 0, None)
-        await channel.begin_write(pool, eids[0], 1)
+        card = await cards.start_writing(running.fleet.devices[0], running.platform.ports["bip"])  # 2 → 3
         code, body, _ = await running.get(http, "/api/v1/write/cancel", token=token, task_id=task)
         assert (code, body["error"]) == (403, "STATE_NOT_ALLOWED")
-        await channel.record_report(pool, eids[0], 2, 0)
+        await cards.finish(card)
         code, body, _ = await running.get(http, "/api/v1/write/status", token=token, eid=eids[0])
         assert (body["card_status"], body["status_desc"], body["progress"]) == (4, "写卡成功", 100)
         assert body["write_time"].endswith("+08:00")
@@ -122,8 +125,7 @@ async def _written(running, pool, http, token, i: int) -> dict:
     """Apply and complete a write on device i; returns the number written."""
     eid = running.fleet.devices[i].eid
     await running.get(http, "/api/v1/write/apply", token=token, eid=eid, write_type=1, province_code="44")
-    await channel.begin_write(pool, eid, 1)
-    await channel.record_report(pool, eid, 2, 0)
+    assert (await cards.write(running.fleet.devices[i], running.platform.ports["bip"])).ok
     row = await pool.fetchrow("SELECT msisdn, iccid FROM numbers WHERE chip_id = (SELECT id FROM chips "
                               "WHERE eid = $1)", eid)
     return dict(row, eid=eid)
@@ -236,18 +238,56 @@ async def test_call_log_keeps_every_call_without_secrets(running, pool):
     assert await pool.fetchval("SELECT count(*) FROM api_calls") == 1
 
 
-async def test_trusted_proxy_header(tmp_path, monkeypatch, db_url, pool):
-    """Settings.trusted_proxy_header: the whitelist judges the address the proxy saw."""
+async def _token_status(r, http, xff: str | None) -> int:
+    params = dict(client_id=r.fleet.client_id, client_secret=r.fleet.client_secret)
+    headers = {"X-Forwarded-For": xff} if xff is not None else {}
+    async with http.get(r.base_url + "/api/v1/auth/token", params=params, ssl=r.ssl, headers=headers) as resp:
+        return resp.status
+
+
+async def test_a_spoofed_proxy_header_from_an_untrusted_peer_changes_nothing(tmp_path, monkeypatch, db_url, pool):
+    """DESIGN §6: with ESIMOTA_TRUSTED_PROXY_HEADER set but the peer not in ESIMOTA_TRUSTED_PROXIES, the
+    header moves neither the whitelist (HTTP and gRPC) nor the per-address GetToken throttle."""
+    from esimota.api import core
+
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1,
                     env={"ESIMOTA_TRUSTED_PROXY_HEADER": "X-Forwarded-For"})
     try:
         await pool.execute("UPDATE clients SET ip_whitelist = '{203.0.113.0/24}'")
+        await r.platform.api.clients.reload()
         async with aiohttp.ClientSession() as http:
-            params = dict(client_id=r.fleet.client_id, client_secret=r.fleet.client_secret)
-            async with http.get(r.base_url + "/api/v1/auth/token", params=params, ssl=r.ssl,
-                                headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}) as resp:
-                assert resp.status == 200
-            code, body, _ = await r.get(http, "/api/v1/auth/token", **params)
-            assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
+            assert await _token_status(r, http, "203.0.113.9") == 403
+            async with r.channel() as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await auth_pb2_grpc.AuthServiceStub(ch).GetToken(
+                        auth_pb2.GetTokenRequest(client_id=r.fleet.client_id, client_secret=r.fleet.client_secret),
+                        metadata=(("x-forwarded-for", "203.0.113.9"),))
+                assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            # every call below claims another address; all count as 127.0.0.1's (two used above), which runs out
+            codes = [await _token_status(r, http, f"198.51.100.{i % 250}") for i in range(core.TOKEN_CALLS_PER_IP)]
+            assert set(codes[:-2]) == {403} and codes[-2:] == [429, 429]
+    finally:
+        await stop(r)
+
+
+async def test_trusted_proxy_header_rightmost_untrusted_address(tmp_path, monkeypatch, db_url, pool):
+    """DESIGN §6: from a trusted proxy the caller is the rightmost address of the header that is not itself
+    a trusted proxy; what the caller wrote to the left of it proves nothing (HTTP and gRPC alike)."""
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1,
+                    env={"ESIMOTA_TRUSTED_PROXY_HEADER": "X-Forwarded-For",
+                         "ESIMOTA_TRUSTED_PROXIES": "127.0.0.0/8, 10.9.0.0/16"})
+    try:
+        await pool.execute("UPDATE clients SET ip_whitelist = '{203.0.113.0/24}'")
+        await r.platform.api.clients.reload()
+        async with aiohttp.ClientSession() as http:
+            assert await _token_status(r, http, "198.51.100.1, 203.0.113.9") == 200
+            assert await _token_status(r, http, "203.0.113.9, 10.9.1.1") == 200  # a trusted hop is skipped
+            assert await _token_status(r, http, "203.0.113.9, 198.51.100.1") == 403  # spoofed on the left
+            assert await _token_status(r, http, None) == 403  # the proxy itself is not whitelisted
+        async with r.channel() as ch:
+            res = await auth_pb2_grpc.AuthServiceStub(ch).GetToken(
+                auth_pb2.GetTokenRequest(client_id=r.fleet.client_id, client_secret=r.fleet.client_secret),
+                metadata=(("x-forwarded-for", "203.0.113.9"),))
+            assert res.token
     finally:
         await stop(r)

@@ -60,8 +60,8 @@ async def test_an_auditor_reads_but_cannot_call_any_changing_admin_rpc(running, 
     await staff.add(pool, "audrey", "Audrey", "auditor", "root")
     md = bearer(running.token_for("audrey"))
     before = await _state(pool)
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         calls = _changing(a, running.fleet.client_id, running.fleet.numbers[0]["iccid"], md)
         for call in calls.values():
             await fails(call(), *DENIED)
@@ -80,8 +80,8 @@ async def test_an_operator_allocates_numbers_but_cannot_manage_clients(running, 
     await staff.add(pool, "olga", "Olga", "operator", "root")
     olga, root = bearer(running.token_for("olga")), bearer(running.staff_token)
     iccid = running.fleet.numbers[0]["iccid"]
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         calls = _changing(a, running.fleet.client_id, iccid, olga)
         assert list((await calls.pop("AllocateNumbers")()).iccids) == [iccid]
         await fails(calls.pop("RepushCallback")(), grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")  # past the gate
@@ -114,8 +114,8 @@ async def test_unknown_changed_and_disabled_accounts(running, pool):
     olga = bearer(running.token_for("olga"))
     req = admin_pb2.CreateClientRequest(name="z", phone="13800000007", ip_whitelist=["10.0.0.1"],
                                         callback_url="https://z/cb")
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         await fails(a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=bearer(running.token_for("ghost"))),
                     grpc.StatusCode.PERMISSION_DENIED, "STAFF_UNKNOWN")
         assert await pool.fetchval("SELECT detail->>'rpc' FROM audit_log WHERE actor = 'staff:ghost' "
@@ -134,23 +134,29 @@ async def test_unknown_changed_and_disabled_accounts(running, pool):
         assert await pool.fetchval("SELECT last_active_at IS NOT NULL FROM staff_accounts WHERE username = 'olga'")
 
 
-async def test_only_a_valid_staff_token_opens_the_admin_service(running):
-    """The feeds' admin token, a tampered, an expired or no token: 401; a staff token does not open the feeds."""
+async def test_only_a_valid_staff_token_opens_the_admin_service(running, pool):
+    """A partner's token, a tampered, an expired or no token: 401; the feeds take a staff token whose roles
+    may import resources (a support account's is 403)."""
+    await staff.add(pool, "sam", "Sam", "support", "root")
     signer = running.platform.api.staff.signer
     good = running.staff_token
     tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
     expired = signer.issue("root", now=time.time() - 86401)[0]
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         req = admin_pb2.ListExceptionsRequest()
-        for md, reason in ((bearer(running.admin_token), "STAFF_TOKEN_REQUIRED"), ((), "STAFF_TOKEN_REQUIRED"),
+        partner = running.platform.api.signer.issue(running.fleet.client_id, 0)[0]
+        for md, reason in ((bearer(partner), "STAFF_TOKEN_REQUIRED"), ((), "STAFF_TOKEN_REQUIRED"),
                            (bearer(tampered), "TOKEN_INVALID"), (bearer(expired), "TOKEN_EXPIRED"),
                            (bearer("st1.root"), "TOKEN_INVALID")):
             await fails(a.ListExceptions(req, metadata=md), grpc.StatusCode.UNAUTHENTICATED, reason)
         await a.ListExceptions(req, metadata=bearer(good))
-        ing = ingest_pb2_grpc.IngestServiceStub(ch)
-        await fails(ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]), metadata=bearer(good)),
-                    grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN_REQUIRED")
+        ing = ingest_pb2_grpc.IngestServiceStub(ach)
+        await fails(ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]),
+                                    metadata=bearer(running.token_for("sam"))),
+                    grpc.StatusCode.PERMISSION_DENIED, "ROLE_FORBIDDEN")
+        summary = await ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]), metadata=bearer(good))
+        assert summary.received == 1
 
 
 async def test_staff_token_command(running, pool, db_url, monkeypatch, capsys):
@@ -166,8 +172,8 @@ async def test_staff_token_command(running, pool, db_url, monkeypatch, capsys):
     assert "STAFF_TOKEN_OTHER" in capsys.readouterr().err
     assert await asyncio.to_thread(cli.main, ["staff", "token", "nobody"]) == 2
     assert "STAFF_UNKNOWN" in capsys.readouterr().err
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=bearer(token))
     row = await pool.fetchrow("SELECT actor, target, detail::text FROM audit_log WHERE action = 'staff.token'")
     assert (row["actor"], row["target"]) == ("staff:olga", "olga") and token not in row["detail"]
@@ -182,8 +188,8 @@ async def test_an_operator_closes_exceptions_over_grpc_severe_ones_with_their_re
                                   "('write', 'general', 'STUCK_WRITING', 'test', now() + interval '1 hour') RETURNING id")
     severe = await pool.fetchval("INSERT INTO exceptions (class, severity, kind, detail, deadline_at) VALUES "
                                  "('write', 'severe', 'STUCK_WRITING', 'test', now() + interval '1 hour') RETURNING id")
-    async with running.channel() as ch:
-        a = admin_pb2_grpc.AdminServiceStub(ch)
+    async with running.channel() as ch, running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
         await fails(a.CloseException(admin_pb2.CloseExceptionRequest(id=general), metadata=md),
                     grpc.StatusCode.INVALID_ARGUMENT, "RESOLUTION_REQUIRED")
         await fails(a.CloseException(admin_pb2.CloseExceptionRequest(id=severe, resolution="rebooted"), metadata=md),
@@ -199,3 +205,38 @@ async def test_an_operator_closes_exceptions_over_grpc_severe_ones_with_their_re
                                [general, severe]) == 0
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE actor = 'staff:oleg' "
                                "AND action = 'exception.close'") == 2
+
+
+async def test_admin_token_is_a_named_staff_token_and_revoke_ends_every_token(running, pool, db_url, monkeypatch,
+                                                                              capsys):
+    """`esimota api admin-token USER`: an ordinary 24 h staff token of that account (its roles, audited);
+    `esimota staff revoke USER` ends every token of the account on every process within 5 s (R28)."""
+    await staff.add(pool, "olga", "Olga", "operator", "root")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli.main, ["api", "admin-token", "olga"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("st1.olga.")
+    assert await asyncio.to_thread(cli.main, ["api", "admin-token", "nobody"]) == 2
+    assert "STAFF_UNKNOWN" in capsys.readouterr().err
+    row = await pool.fetchrow("SELECT actor, target, detail::text FROM audit_log WHERE action = 'staff.admin_token'")
+    assert (row["actor"], row["target"]) == ("master-key", "olga") and token not in row["detail"]
+    async with running.admin_channel() as ach:
+        a = admin_pb2_grpc.AdminServiceStub(ach)
+        req = admin_pb2.ListExceptionsRequest()
+        await a.ListExceptions(req, metadata=bearer(token))
+        await fails(a.CreateClient(admin_pb2.CreateClientRequest(name="x"), metadata=bearer(token)),
+                    grpc.StatusCode.PERMISSION_DENIED, "ROLE_FORBIDDEN")  # an operator's roles, no more
+        assert await asyncio.to_thread(cli.main, ["staff", "revoke", "olga", "--as", "olga"]) == 2  # admins only
+        await asyncio.sleep(1.1)  # tokens carry their issue second: one issued later is a new one
+        assert await asyncio.to_thread(cli.main, ["staff", "revoke", "olga", "--as", "root"]) == 0
+
+        async def refused():
+            await fails(a.ListExceptions(req, metadata=bearer(token)), grpc.StatusCode.UNAUTHENTICATED,
+                        "TOKEN_REVOKED")
+        await _eventually(refused)
+        await asyncio.sleep(1.1)
+        fresh = running.token_for("olga")
+        await a.ListExceptions(req, metadata=bearer(fresh))  # the account stays; a new token works
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'staff.revoke' "
+                               "AND actor = 'staff:root' AND target = 'olga'") == 1

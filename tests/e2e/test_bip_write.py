@@ -77,7 +77,10 @@ async def test_hello_refusals_close_with_their_reason(pool, platform, fault, rea
         await pool.execute("UPDATE chips SET remaining_flow_bytes = 0 WHERE eid = $1", spec.eid)
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
     assert out.close_reason == reason and not out.ok
-    recorded = await pool.fetchval("SELECT close_reason FROM bip_attempts WHERE eid = $1", spec.eid)
+    if fault == "unknown":  # no chip, no key: counted per source and minute, not a row per frame
+        recorded = await pool.fetchval("SELECT reason FROM bip_refusals WHERE source = '127.0.0.1'")
+    else:
+        recorded = await pool.fetchval("SELECT close_reason FROM bip_attempts WHERE eid = $1", spec.eid)
     assert recorded == reason
     if fault != "unknown":
         assert await _state(pool, spec.eid) == (1 if fault == "no_apply" else 2)
@@ -167,14 +170,38 @@ async def _hostile_channel(port: int, frame: bytes) -> bytes:
     try:
         writer.write(frame)
         return await reader.read()
+    except ConnectionError:  # cut unread (ota.guard)
+        return b""
     finally:
         writer.close()
 
 
-async def test_hostile_channels_leave_no_state_behind(pool, platform):
+async def test_unknown_card_hellos_are_counted_not_stored_and_cut_when_over_the_limit(pool, db_url):
+    """Issue 14: 10,000 HELLOs of unknown cards from one address leave no bip_attempts row and at most a
+    few dozen count rows (one per source, reason and minute) holding exactly the frames answered
+    CLOSE(01); past the source's token bucket (20/s) channels are cut without a database write."""
+    async with worker(db_url) as platform:
+        hello = wire.hello_frame(bytes(16), fleetdata.make_eid(99_999_997), "89860000000000000000", None, 1, 512, 1)
+        answers = await gather_limited([_hostile_channel(platform.ports["bip"], hello) for _ in range(10_000)])
+        refused = sum(1 for a in answers if a[2:4] == bytes((wire.T_CLOSE, 1)))
+        cut = sum(1 for a in answers if a == b"")
+        assert refused + cut == 10_000 and cut > 0 and platform.bip_driver.guard.cut >= cut
+    assert await pool.fetchval("SELECT count(*) FROM bip_attempts") == 0
+    rows = await pool.fetch("SELECT source, reason, frames FROM bip_refusals")
+    assert 1 <= len(rows) <= 36 and {(r["source"], r["reason"]) for r in rows} == {("127.0.0.1", 1)}
+    assert sum(r["frames"] for r in rows) == refused
+
+
+async def test_hostile_channels_leave_no_state_behind(pool, db_url):
     """RELIABILITY.md (hostile BIP input): after 3,000 channels of bad frames, 200 at a time so that
     they crowd the same slots of the timing wheel, the worker holds what it held before — no channel,
-    no transport, no deadline, and no slot of the wheel still holding the table it grew to."""
+    no transport, no deadline, and no slot of the wheel still holding the table it grew to. (The
+    per-address refusal limit is off here: every channel is to reach the multiplexer.)"""
+    async with worker(db_url, bip_refusals_per_s=0) as platform:
+        await _hostile_channels_leave_no_state_behind(platform)
+
+
+async def _hostile_channels_leave_no_state_behind(platform):
     driver = platform.bip_driver
     wheel = driver.mux.wheel
     tables = sum(sys.getsizeof(s) for s in wheel.slots)

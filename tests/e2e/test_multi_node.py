@@ -53,9 +53,9 @@ def test_the_export_key_is_not_needed_with_scheduled_exports_off(tmp_path, db_ur
     assert code == 0
 
 
-async def _restart_counter(base_url: str) -> str:
+async def _restart_counter(admin_url: str) -> str:
     async with aiohttp.ClientSession() as http:
-        async with http.get(base_url + "/metrics") as r:
+        async with http.get(admin_url + "/metrics") as r:
             return "\n".join(ln for ln in (await r.text()).splitlines() if ln.startswith("esimota_worker_restarts_total"))
 
 
@@ -77,7 +77,7 @@ async def test_a_killed_worker_is_restarted(tmp_path, db_url):
         assert died[0]["level"] == "error" and died[0]["restart_in_s"] == 1.0
         text = ""
         for _ in range(20):  # either worker answers /metrics; both read the shared multiprocess directory
-            text = await _restart_counter(served.base_url)
+            text = await _restart_counter(served.admin_url)
             if text:
                 break
         assert text.endswith(" 1.0") and len(text.splitlines()) == 1, text

@@ -19,6 +19,7 @@ from esimota.errors import InvalidArgument
 from esimota.service import ops, ops_notify
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
+from tests.support import cards
 from tests.support.bip import apply_all, worker
 
 
@@ -152,7 +153,8 @@ async def test_http_refused_applies_token_and_whitelist_bursts(pool, platform, m
     fleet = await _partner_fleet(pool, 2)
     code, body = await _apply_http(platform, fleet, fleet.devices[0].eid, None)
     assert code == 400, body
-    await pool.execute("UPDATE chips SET state = 4 WHERE eid = $1", fleet.devices[1].eid)
+    await apply_all(pool, fleet, eids=[fleet.devices[1].eid])  # written through the channel: state 4
+    assert (await Device(fleet.devices[1], "127.0.0.1", platform.ports["bip"]).run()).ok
     code, body = await _apply_http(platform, fleet, fleet.devices[1].eid, "44")
     assert (code, body["error"]) == (403, "ALREADY_WRITTEN")
     for _ in range(3):
@@ -206,9 +208,10 @@ async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, mon
         monkeypatch.setenv(f"ESIMOTA_{name}_INTERVAL", "0.2")
     fleet = await fleetdata.generate(pool, 1)
     await apply_all(pool, fleet)
-    await pool.execute("UPDATE chips SET state = 3")
-    await pool.execute("UPDATE tasks SET state = 3, started_at = now() - interval '2 hours', "
-                       "progress_at = now() - interval '2 hours'")
+    async with cards.endpoint(pool) as port:
+        await cards.start_writing(fleet.devices[0], port)  # HELLO accepted, then silence: 写卡中
+    await pool.execute("UPDATE tasks SET started_at = now() - interval '2 hours', "
+                       "progress_at = now() - interval '2 hours'")  # two hours pass
     async with worker(db_url) as p:
         for _ in range(50):
             if await pool.fetchval("SELECT severity FROM exceptions WHERE kind LIKE 'STUCK%'") == "severe":
@@ -217,7 +220,7 @@ async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, mon
         await asyncio.sleep(0.5)
         code, text = 0, ""
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{p.ports['http']}/metrics") as r:
+            async with http.get(f"http://127.0.0.1:{p.ports['admin_http']}/metrics") as r:
                 code, text = r.status, await r.text()
     assert await pool.fetchval("SELECT kind FROM exceptions") == "STUCK_WRITING_SEVERE"
     assert code == 200 and 'esimota_exceptions_open{class="write",severity="severe"} 1.0' in text

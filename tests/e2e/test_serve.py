@@ -32,6 +32,8 @@ async def test_https_healthz_and_metrics(platform):
             assert r.status == 200
             assert await r.json() == {"code": 200, "message": "ok", "database": "up"}
         async with http.get(f"{platform.base_url}/metrics", ssl=_ssl(platform.cert)) as r:
+            assert r.status == 404  # staff surfaces are not on the partner port (DESIGN §6)
+        async with http.get(f"{platform.admin_url}/metrics", ssl=_ssl(platform.cert)) as r:
             text = await r.text()
             assert r.status == 200 and "esimota_http_requests_total" in text
             assert 'route="/healthz"' in text

@@ -76,7 +76,10 @@ def write_numbers(path: Path, ids, province: str = "44", services: str = "data+d
 
 @pytest.fixture
 async def seeded(pool, tmp_path):
-    """A batch, two clients, chips 1–20 in 待写卡, numbers 1–10 in province 44 (广东)."""
+    """A batch, two clients, chips 1–20 in 待写卡 allocated to A (§6.2.1.1), numbers 1–10 in province 44 (广东).
+
+    A test that has B apply for a chip hands it over first: `await reallocate(pool, b, i)`.
+    """
     await admin.create_batch(pool, "B1", BATCH_KEY)
     await imports.import_chips(pool, str(write_chips(tmp_path / "chips.csv", range(1, 21))), "B1")
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "numbers.csv", range(1, 11))))
@@ -84,4 +87,15 @@ async def seeded(pool, tmp_path):
                                   callback_url="https://a.example/cb")
     b = await admin.create_client(pool, name="B", phone="13800000002", ip="192.168.1.1",
                                   callback_url="https://b.example/cb")
+    await admin.allocate_chips(pool, a.client.client_id, batch="B1")
     return a.client, b.client
+
+
+async def reallocate(pool, client, *ids: int) -> None:
+    """Chips `ids` released by the client that holds them and allocated to `client`, as an operator would."""
+    eids = [eid(i) for i in ids]
+    held = await pool.fetch("SELECT c.eid, cl.client_id FROM chips c JOIN clients cl ON cl.id = c.owner_client_id "
+                            "WHERE c.eid = ANY($1::text[])", eids)
+    for holder in {r["client_id"] for r in held}:
+        await admin.release_chips(pool, holder, [r["eid"] for r in held if r["client_id"] == holder])
+    await admin.allocate_chips(pool, client.client_id, eids)

@@ -17,7 +17,7 @@ async def worker(db_url: str, **env_free_settings):
     """One platform worker with every listener on a free loopback port, TLS off (BIP needs none)."""
     s = config.Settings()
     s.database_url, s.tls, s.host, s.bip_host = db_url, False, "127.0.0.1", "127.0.0.1"
-    s.http_port = s.grpc_port = s.bip_port = 0
+    s.http_port = s.grpc_port = s.bip_port = s.admin_port = s.admin_http_port = 0
     for k, v in env_free_settings.items():
         setattr(s, k, v)
     p = await start_worker(s, 0)

@@ -78,6 +78,18 @@ def register(rpc: Callable, iso: Callable) -> None:
         return admin_pb2.AllocateNumbersResponse(iccids=done)
 
     @rpc
+    async def allocate_chips(call, req):
+        done = await admin.allocate_chips(call.pool, _required(req.client_id, "client_id"), list(req.eids),
+                                          batch=req.batch or None, actor=call.actor)
+        return admin_pb2.AllocateChipsResponse(eids=done)
+
+    @rpc
+    async def release_chips(call, req):
+        done = await admin.release_chips(call.pool, _required(req.client_id, "client_id"), list(req.eids),
+                                         batch=req.batch or None, actor=call.actor)
+        return admin_pb2.AllocateChipsResponse(eids=done)
+
+    @rpc
     async def list_exceptions(call, req):
         rows = await call.pool.fetch(LIST_EXCEPTIONS, req.include_closed, req.category or None,
                                      min(max(req.limit or 100, 1), 1000))

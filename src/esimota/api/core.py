@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from ..errors import PermissionDenied, Unauthenticated
 from ..service import auth, staff_auth
 from . import status
 from ..store.call_log import CallLog
+from .addresses import CallerAddress
 from .handlers import HANDLERS, Call
-from .limits import Quota, RateLimiter, SharedWindows
+from .limits import Quota, RateLimiter, SharedWindows, StreamCap
 from .registry import Method
 
 logger = logging.getLogger("esimota.api")
@@ -46,7 +48,9 @@ class Api:
         self.signer = signer or auth.signer_from_config()
         self.clients = auth.ClientCache(pool)
         self.staff = staff_auth.StaffGate(pool)
+        self.addresses = CallerAddress(self.settings.trusted_proxy_header, self.settings.trusted_proxies)
         self.limiter = RateLimiter()
+        self.watches = StreamCap(self.settings.watch_streams_per_client)
         self.shared_limits = SharedWindows(pool, self.limiter)  # one client's calls counted over all workers
         self.call_log = CallLog(pool)
 
@@ -72,13 +76,9 @@ class Api:
         if method.permission == "public":
             quota = self.limiter.hit(("ip", source_ip), TOKEN_CALLS_PER_IP)
             return Authorised(Call(self.pool, self.signer, None, source_ip, "public"), quota, None)
-        if method.permission == "staff":  # AdminService: the staff member's roles, per call (R28)
+        if method.permission == "staff":  # AdminService, IngestService: the staff member's roles, per call (R28)
             actor = await self.staff.authorise(token, method.staff_action, method.name)
             return Authorised(Call(self.pool, self.signer, None, source_ip, actor), None, actor)
-        if method.permission == "admin":  # IngestService: the operator's feeds
-            if not self.signer.is_admin(token):
-                raise Unauthenticated("an admin token is required", reason="ADMIN_TOKEN_REQUIRED")
-            return Authorised(Call(self.pool, self.signer, None, source_ip, "admin-api"), None, "admin")
         if not token:
             raise Unauthenticated("token is required (query token= or Authorization: Bearer)",
                                   reason="TOKEN_REQUIRED")
@@ -88,7 +88,8 @@ class Api:
         if method.permission not in client.permissions:
             raise PermissionDenied(f"the client has no {method.permission} permission", reason="NO_PERMISSION")
         quota = self.limiter.hit(client.id, client.rate_limit_per_min)
-        return Authorised(Call(self.pool, self.signer, client, source_ip, f"client:{client.client_id}"),
+        charge = functools.partial(self.limiter.hit, client.id, client.rate_limit_per_min)
+        return Authorised(Call(self.pool, self.signer, client, source_ip, f"client:{client.client_id}", charge),
                           quota, client.client_id)
 
     def log_call(self, method: Method, transport: str, params: dict, who: str | None, code: int,
@@ -113,11 +114,17 @@ class Api:
 
     async def stream(self, method: Method, request: Any, *, token: str | None, source_ip: str,
                      params: dict) -> AsyncIterator[Any]:
-        """A streaming call (gRPC only): authorised once, logged once when it ends."""
-        t0, who, code, reason = time.perf_counter(), None, 200, None
+        """A streaming call (gRPC only): authorised once, logged once when it ends.
+
+        A partner's server stream (WatchWriteStatus) holds a place of its client's cap while it runs
+        (over the cap: RESOURCE_EXHAUSTED) and is given the moment its lifetime ends (`Call.until`)."""
+        t0, who, code, reason, held = time.perf_counter(), None, 200, None, None
         try:
             granted = await self.authorise(method, token, source_ip)
             who = granted.client_id
+            if method.server_streaming and granted.call.client is not None:
+                held = self.watches.enter(granted.call.client.id)
+                granted.call.until = time.monotonic() + self.settings.watch_lifetime_s
             result = HANDLERS[method.name](granted.call, request)
             if method.server_streaming:
                 async for item in result:
@@ -129,4 +136,6 @@ class Api:
             code, reason = o.http, o.reason
             raise Failed(o, getattr(exc, "quota", None)) from None
         finally:
+            if held is not None:
+                self.watches.leave(held)
             self.log_call(method, "grpc", params, who, code, reason, t0, source_ip)

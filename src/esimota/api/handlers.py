@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
@@ -31,6 +32,10 @@ class Call:
     client: Any
     source_ip: str
     actor: str
+    # one more call against the client's rate limit (R17): every item of a stream pays like a call
+    charge: Callable[[], Any] | None = None
+    # a server stream ends at this time.monotonic() (its lifetime, ESIMOTA_WATCH_LIFETIME)
+    until: float | None = None
 
 
 def rpc(fn: Callable) -> Callable:
@@ -103,9 +108,10 @@ async def cancel_write(call: Call, req: writing_pb2.CancelWriteRequest) -> writi
 
 @rpc
 async def watch_write_status(call: Call, req: writing_pb2.GetWriteStatusRequest) -> AsyncIterator[Any]:
-    """Internal stream: the status now, then every change, until the write ends (or the caller leaves)."""
+    """Internal stream: the status now, then every change, until the write ends, the caller leaves or
+    the stream's lifetime is over (then it ends as a finished stream does; the caller may watch again)."""
     last = None
-    while True:
+    while call.until is None or time.monotonic() < call.until:
         res = await writing.write_status(call.pool, call.client, eid=req.eid or None, task_id=req.task_id or None)
         seen = (res.task_id, res.card_status, res.progress, res.write_time)
         if seen != last:
@@ -118,10 +124,15 @@ async def watch_write_status(call: Call, req: writing_pb2.GetWriteStatusRequest)
 
 @rpc
 async def bulk_apply_write(call: Call, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Internal stream: one answer per apply, in order; a refused apply does not end the stream."""
+    """Internal stream: one answer per apply, in order; a refused apply does not end the stream.
+
+    Every item counts against the client's rate limit as one call (R17): beyond it, an item is answered
+    429 RATE_LIMITED without being applied, so a stream cannot do more than the same calls one by one."""
     async for req in requests:
         out = writing_pb2.BulkApplyWriteResponse(eid=req.eid)
         try:
+            if call.charge is not None:
+                call.charge()
             out.result.CopyFrom(await apply_write(call, req))
             out.status.CopyFrom(common_pb2.ItemStatus(code=200, message="success"))
         except EsimotaError as exc:

@@ -74,6 +74,30 @@ class RateLimiter:
             window[2] = total
 
 
+class StreamCap:
+    """Open server streams per client in this process (R17: bounded abuse); over the cap → 429 /
+    RESOURCE_EXHAUSTED. `enter` takes a place, `leave` gives it back when the stream ends."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: dict[object, int] = {}
+
+    def enter(self, key: object) -> object:
+        n = self.open.get(key, 0)
+        if n >= self.cap:
+            raise RateLimited(f"at most {self.cap} status streams open at once; close one first",
+                              retry_after=1, reason="TOO_MANY_STREAMS")
+        self.open[key] = n + 1
+        return key
+
+    def leave(self, key: object) -> None:
+        n = self.open.get(key, 0) - 1
+        if n > 0:
+            self.open[key] = n
+        else:
+            self.open.pop(key, None)
+
+
 SYNC = """
 INSERT INTO rate_windows (client_id, window_no, calls)
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[]) ORDER BY 1

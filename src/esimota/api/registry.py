@@ -68,5 +68,17 @@ def services() -> list[str]:
     return [s.full_name for module in FILES for s in module.DESCRIPTOR.services_by_name.values()]
 
 
+#: Staff-facing services: served on the operations listener only, never on the partner ports (DESIGN §6).
+STAFF_SERVICES = frozenset({"esimota.v1.AdminService", "esimota.v1.IngestService"})
+
+
+def partner_services() -> list[str]:
+    return [name for name in services() if name not in STAFF_SERVICES]
+
+
+def staff_services() -> list[str]:
+    return [name for name in services() if name in STAFF_SERVICES]
+
+
 METHODS: list[Method] = methods()
 BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import emit, fail, run_async
+from .common import emit, fail, run_async, run_with_pool
 
 
 async def _usage_import(args: argparse.Namespace) -> int:
@@ -28,16 +28,13 @@ async def _usage_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_token(args: argparse.Namespace) -> int:
-    """The token the operator's feeds present to IngestService (derived from the master key).
+async def _admin_token(pool, args: argparse.Namespace) -> dict:
+    """An ordinary 24 h staff token of the named account (AdminService, IngestService feeds), audited.
 
-    AdminService takes staff tokens instead (`esimota staff token`, R28).
-    """
-    from ..service import auth
+    It takes the master key, not a staff identity: whoever holds the key can sign any token."""
+    from ..service import staff_auth
 
-    emit(args, {"admin_token": auth.signer_from_config().admin_token},
-                auth.signer_from_config().admin_token)
-    return 0
+    return {"ok": True, **await staff_auth.admin_token(pool, staff_auth.signer_from_config(), args.username)}
 
 
 def register(sub) -> None:
@@ -49,6 +46,7 @@ def register(sub) -> None:
     imp.set_defaults(func=run_async(_usage_import))
     api = sub.add_parser("api", help="the partner API")
     tok = api.add_subparsers(dest="api_action", metavar="ACTION", required=True).add_parser(
-        "admin-token", help="print the token of the IngestService feeds (AdminService: esimota staff token)")
+        "admin-token", help="a 24 h staff token of the named account for the operations listener (audited)")
+    tok.add_argument("username", help="the staff account the token is for")
     tok.add_argument("--json", action="store_true")
-    tok.set_defaults(func=_admin_token)
+    tok.set_defaults(func=run_with_pool(_admin_token, text=lambda out: out["token"]))

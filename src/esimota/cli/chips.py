@@ -83,6 +83,32 @@ async def _numbers_allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eids_named(args: argparse.Namespace) -> list[str] | None:
+    """--eid EID… or --file FILE (one EID a line, an `eid` header allowed); None with --batch."""
+    if args.batch:
+        return None
+    eids = list(args.eid or [])
+    if args.file:
+        eids += [ln.strip() for ln in read_file(args.file).splitlines() if ln.strip() and ln.strip() != "eid"]
+    return eids
+
+
+async def _chips_allocation(args: argparse.Namespace) -> int:
+    """`chips allocate|release --client C (--eid…|--file|--batch)` (§6.2.1.1 分配数据资源)."""
+    from ..service import admin
+
+    release = args.chips_action == "release"
+
+    async def body(pool, actor):
+        use = admin.release_chips if release else admin.allocate_chips
+        return await use(pool, args.client, _eids_named(args), batch=args.batch, actor=actor)
+    done = await as_staff(args, "resources.import", body)
+    verb = "released from" if release else "allocated to"
+    emit(args, {"ok": True, "client": args.client, "released" if release else "allocated": len(done)},
+         f"{len(done)} chip(s) {verb} {args.client}")
+    return 0
+
+
 def register(sub) -> None:
     """Add batch, chips and numbers to the `esimota` command (DESIGN §7)."""
     batch = sub.add_parser("batch", help="chip batches")
@@ -93,11 +119,20 @@ def register(sub) -> None:
     create.set_defaults(func=run_async(_batch))
 
     chips = sub.add_parser("chips", help="seed chips")
-    chips_imp = staff_flags(chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
-                            .add_parser("import", help="import chips from CSV"))
+    chip_actions = chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
+    chips_imp = staff_flags(chip_actions.add_parser("import", help="import chips from CSV"))
     chips_imp.add_argument("file")
     chips_imp.add_argument("--batch", required=True)
     chips_imp.set_defaults(func=run_async(_chips_import))
+    for action, text in (("allocate", "allocate chips to the client that may apply for them (分配数据资源)"),
+                         ("release", "undo an allocation while no write task is open on the chips")):
+        p = staff_flags(chip_actions.add_parser(action, help=text))
+        p.add_argument("--client", required=True, help="the client's id or name")
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument("--eid", nargs="+")
+        group.add_argument("--file", help="one EID per line")
+        group.add_argument("--batch", help="every chip of this batch")
+        p.set_defaults(func=run_async(_chips_allocation))
 
     numbers = sub.add_parser("numbers", help="operational numbers")
     num_actions = numbers.add_subparsers(dest="numbers_action", metavar="ACTION", required=True)
@@ -105,7 +140,7 @@ def register(sub) -> None:
     num_imp.add_argument("file")
     num_imp.set_defaults(func=run_async(_numbers_import))
     alloc = staff_flags(num_actions.add_parser("allocate", help="allocate numbers to a client (划拨)"))
-    alloc.add_argument("--client", required=True)
+    alloc.add_argument("--client", required=True, help="the client's id or name")
     group = alloc.add_mutually_exclusive_group(required=True)
     group.add_argument("--iccid", nargs="+")
     group.add_argument("--file", help="one ICCID per line")

@@ -1,4 +1,4 @@
-"""`esimota staff add|roles|disable|review|token`: staff accounts and roles (R28)."""
+"""`esimota staff add|roles|disable|revoke|review|token`: staff accounts and roles (R28)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ async def _staff(pool, args: argparse.Namespace) -> dict:
         row = await staff.set_roles(pool, args.username, args.roles, args.as_)
     elif what == "disable":
         row = await staff.disable(pool, args.username, args.as_)
+    elif what == "revoke":
+        from ..service import staff_auth
+        return {"ok": True, **await staff_auth.revoke_tokens(pool, args.username, args.as_)}
     elif what == "token":
         from ..service import staff_auth
         return {"ok": True, **await staff_auth.issue_token(pool, staff_auth.signer_from_config(), args.username,
@@ -38,6 +41,8 @@ def register(sub) -> None:
     roles.add_argument("username")
     roles.add_argument("--roles", required=True)
     staff_flags(acts.add_parser("disable", help="revoke a leaver")).add_argument("username")
+    staff_flags(acts.add_parser("revoke", help="end every token of an account (every process, within 5 s)")) \
+        .add_argument("username")
     staff_flags(acts.add_parser("review", help="permission review: unused, stale, review due")) \
         .add_argument("--mark", action="store_true", help="record the review (admin)")
     staff_flags(acts.add_parser("token", help="your 24 h token for the AdminService rpcs (prints the token)")) \

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from esimota.codec import apdu, cat, frames, packet, script, sms, tlv
-from esimota.errors import CodecError, SecurityError
+from esimota.errors import CodecError, SecurityError, TruncatedError
 
 
 def _json(value):
@@ -70,8 +70,8 @@ def _response_packet(raw: bytes, kic, kid, udh=b"") -> dict:
 
 
 #: SMS PoRs do not carry their SPI: (SPI second byte, KIc, KID) to try, ciphered+CC first
-_POR_GUESSES = ((0x39, 0x12, 0x1A), (0x39, 0x15, 0x15), (0x09, 0x12, 0x1A), (0x09, 0x15, 0x15),
-                (0x01, 0x12, 0x1A))
+_POR_GUESSES = ((0x39, 0x12, 0x12), (0x39, 0x15, 0x15), (0x09, 0x12, 0x12), (0x09, 0x15, 0x15),
+                (0x01, 0x12, 0x12))
 
 
 def _sms_por(raw: bytes, kic, kid, udh: bytes):
@@ -164,12 +164,84 @@ def _guesses(raw: bytes) -> list[str]:
     return guesses + ["ber_tlv", "c_apdu"]
 
 
+# Structures whose first byte names them (TS 102 223 proactive command 'D0', envelopes 'D1'/'D6',
+# TS 102 226 scripts 'AA'/'AE'/'AB'/'AF'): bytes that start so and are cut short are that, truncated.
+_NAMED = {0xD0: "proactive_command", 0xD1: "envelope", 0xD6: "envelope", 0xAA: "command_script",
+          0xAE: "command_script", 0xAB: "response_script", 0xAF: "response_script"}
+
+
+def _cut_frame(raw: bytes) -> bool:
+    """A BCP/1 frame header (DESIGN §5.1) whose LEN promises more than there is, its body starting as its
+    TYPE's does: HELLO/REPORT with 'C0', CLOSE of at most 4 bytes, COMMAND/RESPONSE whose CPL agrees."""
+    n = len(raw)
+    if n < 3 or raw[2] not in (1, 2, 3, 4, 5) or (raw[0] << 8 | raw[1]) <= n - 2:
+        return False
+    length, ftype = raw[0] << 8 | raw[1], raw[2]
+    if ftype in (frames.HELLO, frames.REPORT):
+        return n == 3 or raw[3] == 0xC0
+    if ftype == frames.CLOSE:
+        return length <= 4
+    return n >= 5 and (raw[3] << 8 | raw[4]) == length - 3
+
+
+def _claimed(raw: bytes) -> str | None:
+    """The kind these bytes name by their first byte or their frame header, if any."""
+    if not raw:
+        return None
+    return _NAMED.get(raw[0]) or ("frame" if _cut_frame(raw) else None)
+
+
+def _short_tlv(raw: bytes) -> int | None:
+    """Bytes a TLV's length field promises beyond what is there (the length byte read as it stands
+    when its form is not a valid BER one: 'FF' promises 255), or None when it is not cut short."""
+    n, first = len(raw), raw[1] if len(raw) > 1 else None
+    if first is None:
+        return 1
+    if 0x81 <= first <= 0x83:
+        k = first & 0x7F
+        if n < 2 + k:
+            return 2 + k - n
+        need = 2 + k + int.from_bytes(raw[2:2 + k], "big")
+    elif first == 0x80:  # indefinite ('AE'/'AF'): the decoder says whether the end-of-contents came
+        return None
+    else:
+        need = 2 + first
+    return need - n if need > n else None
+
+
+def _truncated(raw: bytes, kind: str, exc: CodecError) -> CodecError:
+    """The error to answer for a structure the bytes name: truncated where they end, if they do."""
+    if isinstance(exc, TruncatedError):
+        return exc
+    missing = 1 if kind == "frame" else _short_tlv(raw)
+    if missing is None:
+        return exc
+    return TruncatedError(f"{kind} truncated: {missing} more byte(s) declared than the {len(raw)} given",
+                          len(raw), raw[0])
+
+
 def describe(raw: bytes, kind: str | None = None, kic: bytes | None = None, kid: bytes | None = None) -> dict:
-    """Decode `raw` as `kind`, or as the first kind that decodes it; CodecError if none does."""
+    """Decode `raw` as `kind`, or as the first kind that decodes it; CodecError if none does.
+
+    Bytes that name a structure by their first byte (or a frame header) and are cut short are reported
+    truncated there, never read as something else (`D0FF8103` is a proactive command cut short).
+    """
     if kind is not None:
         return {"kind": kind, **DECODERS[kind](raw, kic, kid)}
     first_error = None
+    claimed = _claimed(raw)
+    if claimed is not None:
+        try:
+            return {"kind": claimed, **DECODERS[claimed](raw, kic, kid)}
+        except SecurityError:
+            raise
+        except CodecError as exc:
+            first_error = _truncated(raw, claimed, exc)
+            if isinstance(first_error, TruncatedError):
+                raise first_error from exc
     for guess in _guesses(raw):
+        if guess == claimed:
+            continue
         try:
             return {"kind": guess, **DECODERS[guess](raw, kic, kid)}
         except SecurityError:

@@ -1,7 +1,7 @@
 """ETSI TS 102 225 secured command and response packets (DESIGN §5.3): facade.
 
 Public API (keys are bytes; algorithms follow the KIc/KID bytes: AES-CBC/AES-CMAC, 3DES):
-    wrap_command(kic, kid, tar, cntr, secured_data, spi=0x1619, kic_byte=0x12, kid_byte=0x1A) -> bytes
+    wrap_command(kic, kid, tar, cntr, secured_data, spi=0x1619, kic_byte=0x12, kid_byte=0x12) -> bytes
     unwrap_command(kic, kid, buf, last_cntr=None) -> CommandPacket
         (spi, kic, kid, tar, cntr, pcntr, secured_data); BadMacError, BadPaddingError,
         StaleCounterError (cntr <= last_cntr), TruncatedError, LengthError
@@ -21,7 +21,7 @@ from esimota.errors import TruncatedError
 
 IMPL = load("esimota._ext.packet", "esimota.codec._packet_py")
 
-SPI_BCP, KIC_BCP, KID_BCP = 0x1619, 0x12, 0x1A
+SPI_BCP, KIC_BCP, KID_BCP = 0x1619, 0x12, 0x12
 TAR_WRITE_APPLET = b"\x45\x57\x41"
 #: TS 102 225 table 5.2 response status codes
 STATUS = {0x00: "por_ok", 0x01: "rc_cc_ds_failed", 0x02: "cntr_low", 0x03: "cntr_high",

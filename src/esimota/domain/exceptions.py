@@ -64,6 +64,9 @@ CATALOGUE: dict[str, ExceptionKind] = {k.kind: k for k in (
     # table 6 — 终端异常
     _k("NO_TEST_FLOW", "terminal", "general", _H, "eSIM 卡片上电后无法连接网络（临时号码测试流量耗尽）", "§8.2.4 表6"),
     _k("CHANNEL_PROTOCOL_ERROR", "terminal", "general", 24 * _H, "终端模组无法与 eSIM 芯片交互", "§8.2.4 表6"),
+    # a REPORT before every chunk of the script was acknowledged (DESIGN §5.4 step 5): CLOSE 04, stays 写卡中
+    _k("EARLY_REPORT", "terminal", "general", 24 * _H, "终端模组无法与 eSIM 芯片交互（写卡未完成即上报结果）",
+       "§8.2.4 表6"),
     _k("CHANNEL_AUTH_FAILED", "terminal", "general", 24 * _H, "终端模组无法与 eSIM 芯片交互（MAC 或计数器校验失败）",
        "§8.2.4 表6"),
 )}

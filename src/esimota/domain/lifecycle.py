@@ -63,6 +63,10 @@ TRANSITIONS: dict[tuple[CardState, Op], CardState] = {
 }
 del S
 
+#: The edges of table 2 as (from, to) codes: what the database's card_transitions holds (migration 0012),
+#: whose trigger refuses any other change of a card's or a task's state.
+EDGES = frozenset((int(f), int(t)) for (f, _op), t in TRANSITIONS.items())
+
 # States in which a task is open: a repeated apply returns it (DESIGN §3 idempotence, R18).
 OPEN_STATES = frozenset({CardState.AWAITING_POWER_ON, CardState.WRITING})
 

@@ -11,7 +11,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from .. import config
 from ..service import callbacks
+from .callback_targets import GuardedResolver, RefusedTarget, TargetPolicy
 from ..store import clients as client_store
 
 logger = logging.getLogger("esimota.callbacks")
@@ -20,6 +22,8 @@ BATCH = 64
 CONCURRENCY = 32
 TIMEOUT_S = 10.0
 SECRET_TTL_S = 5.0  # a rotated callback secret is used within this
+ACK_MAX = 4096  # bytes of a response read to find its {"code": 200}; the rest is never read
+DETAIL_MAX = 160
 
 
 def _acknowledged(status: int, text: str) -> bool:
@@ -36,8 +40,9 @@ def _acknowledged(status: int, text: str) -> bool:
 class Dispatcher:
     """Claims due outbox rows (SKIP LOCKED, with a lease), delivers them concurrently, records each attempt."""
 
-    def __init__(self, pool: Any, dsn: str | None = None) -> None:
+    def __init__(self, pool: Any, dsn: str | None = None, policy: TargetPolicy | None = None) -> None:
         self.pool, self.dsn = pool, dsn
+        self.policy = policy or TargetPolicy()
         self.wake = asyncio.Event()
         self._secrets: dict[str, tuple[float, bytes]] = {}
         self._sem = asyncio.Semaphore(CONCURRENCY)
@@ -51,13 +56,26 @@ class Dispatcher:
         return hit[1]
 
     async def _post(self, url: str, body: dict) -> tuple[int | None, bool, str]:
+        """One POST, redirects never followed (a 3xx is a failed attempt). What is kept of the attempt is
+        short and holds nothing the target sent back but its status (DESIGN §6)."""
         data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            async with self.session.post(url, data=data, headers={"Content-Type": "application/json"}) as resp:
-                text = await resp.text(errors="replace")
-                return resp.status, _acknowledged(resp.status, text), f"HTTP {resp.status}: {text[:200]}"
+            self.policy.check_url(url)
+            async with self.session.post(url, data=data, headers={"Content-Type": "application/json"},
+                                         allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    return resp.status, False, f"HTTP {resp.status}: redirect not followed"
+                text = (await resp.content.read(ACK_MAX)).decode("utf-8", "replace")
+                ok = _acknowledged(resp.status, text)
+                return resp.status, ok, f"HTTP {resp.status}" + ("" if ok else ": not acknowledged")
+        except RefusedTarget as exc:
+            return None, False, f"refused: {exc}"[:DETAIL_MAX]
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedTarget):
+                return None, False, f"refused: {exc.os_error}"[:DETAIL_MAX]
+            return None, False, f"{type(exc).__name__}: {exc.os_error.strerror or type(exc.os_error).__name__}"[:DETAIL_MAX]
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as exc:
-            return None, False, f"{type(exc).__name__}: {str(exc)[:200]}"
+            return None, False, type(exc).__name__
 
     async def attempt(self, row: Any) -> tuple[Any, int | None, bool, str] | None:
         """One POST: a fresh timestamp and sign over the stored payload (same event_id every time);
@@ -98,6 +116,12 @@ class Dispatcher:
         await self._record(list(await asyncio.gather(*(self.attempt(r) for r in rows))))
         return len(rows)
 
+    def open_session(self) -> aiohttp.ClientSession:
+        """No proxy from the environment, every resolved address checked (callback_targets)."""
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy))
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S), connector=connector,
+                                     trust_env=False)
+
     async def _listen(self) -> Any:
         if not self.dsn:
             return None
@@ -119,7 +143,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         conn = await self._listen()
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        self.session = self.open_session()
         try:
             while True:
                 self.wake.clear()
@@ -138,4 +162,5 @@ class Dispatcher:
 async def job(platform: Any, lease: Any) -> None:
     """Leased job: runs on the node holding the lease (the claims are SKIP LOCKED with a lease of their own,
     so a takeover redelivers at most the batch in flight, with the same event_id)."""
-    await Dispatcher(platform.pool, platform.settings.database_url).run()
+    policy = TargetPolicy(platform.settings.callback_allow, config.allow_http_callbacks())
+    await Dispatcher(platform.pool, platform.settings.database_url, policy).run()

@@ -8,7 +8,9 @@ import logging
 import time
 
 from .. import metrics
+from . import _mux as M
 from . import endpoint
+from .guard import SourceGuard
 from .mux import Mux
 
 log = logging.getLogger("esimota.bip")
@@ -17,9 +19,11 @@ log = logging.getLogger("esimota.bip")
 class Driver:
     """One per worker: owns the Mux, the transports, and the loop that hands events to the service."""
 
-    def __init__(self, service, *, tick: float = 0.5, groups: int = 3, **mux_options) -> None:
+    def __init__(self, service, *, tick: float = 0.5, groups: int = 3, guard: SourceGuard | None = None,
+                 **mux_options) -> None:
         self.mux = Mux(**mux_options)
         self.service = service
+        self.guard = guard or SourceGuard(0)  # refusals before a MAC verifies, per source (off: rate 0)
         self.transports: dict[int, asyncio.Transport] = {}
         self.ids = itertools.count(1)
         self.pending: list = []
@@ -65,8 +69,24 @@ class Driver:
             if tr is not None:
                 tr.close()
         if events:
+            if self.guard.rate:
+                events = self._screen(events)
             self.pending.extend(events)
             self.wakeup.set()
+
+    def _screen(self, events: list) -> list:
+        """Protocol errors cost their source a token; cards of a source with none left are cut unread."""
+        guard, now, kept = self.guard, time.monotonic(), []
+        for ev in events:
+            if ev[0] == M.EV_PROTOCOL:
+                guard.refused(ev[1], now)
+            elif ev[0] in (M.EV_HELLO, M.EV_REPORT) and guard.drained and guard.blocked(guard.source(ev[1]), now):
+                tr = self.transports.pop(ev[1], None)
+                if tr is not None:
+                    tr.abort()
+                continue
+            kept.append(ev)
+        return kept
 
     async def _ticker(self) -> None:
         while True:
@@ -114,7 +134,13 @@ class _Channel(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         d = self.d
-        self.cid = next(d.ids)
+        cid = next(d.ids)
+        if d.guard.rate:
+            peer = transport.get_extra_info("peername")
+            if not d.guard.opened(cid, peer[0] if peer else "", time.monotonic()):
+                transport.abort()  # this source spent its refusals: cut before a byte is read
+                return
+        self.cid = cid
         d.transports[self.cid] = transport
         d.mux.open(self.cid, time.monotonic())
         n = len(d.transports)
@@ -124,11 +150,15 @@ class _Channel(asyncio.Protocol):
         metrics.BIP_CHANNELS.inc()
 
     def data_received(self, data: bytes) -> None:
-        self.d.mux.feed(self.cid, data, time.monotonic())
-        self.d.schedule_flush()
+        if self.cid:  # 0: a channel the guard cut
+            self.d.mux.feed(self.cid, data, time.monotonic())
+            self.d.schedule_flush()
 
     def connection_lost(self, exc) -> None:
         d = self.d
+        if not self.cid:
+            return
+        d.guard.closed(self.cid)
         d.transports.pop(self.cid, None)
         d.mux.lost(self.cid, time.monotonic())
         d.schedule_flush()

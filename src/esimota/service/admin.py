@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from .. import config
 from ..domain import identifiers
 from ..errors import ImportRejected, InvalidArgument
 from ..store import audit, chips as chip_store
@@ -25,8 +26,14 @@ class NewClient:
 
 
 def _check_url(url: str) -> str:
-    if not url.startswith(("https://", "http://")):
-        raise InvalidArgument("callback URL must be http(s)://…", reason="CALLBACK_URL_INVALID")
+    """Callback URLs are https (R25, DESIGN §6); http only on a development platform that allows it."""
+    scheme, _, rest = (url or "").partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if scheme.lower() not in ("https", "http") or not host or any(c.isspace() for c in url):
+        raise InvalidArgument("callback URL must be https://host/…", reason="CALLBACK_URL_INVALID")
+    if scheme.lower() == "http" and not config.allow_http_callbacks():
+        raise InvalidArgument("callback URL must be https (plain http only with ESIMOTA_ALLOW_HTTP_CALLBACKS=1)",
+                              reason="CALLBACK_URL_INSECURE")
     return url
 
 
@@ -57,9 +64,10 @@ async def create_client(db: Any, *, name: str, phone: str, ip: str | list[str], 
     return NewClient(Client.from_row(row), secret, cb_secret)
 
 
-async def _update(db: Any, actor: str, action: str, client_id: str, sql: str, *args: Any, **detail: Any) -> Client:
+async def _update(db: Any, actor: str, action: str, client_ref: str, sql: str, *args: Any, **detail: Any) -> Client:
+    """One change of a client named by its id or its name (DESIGN §7 `--client`), audited."""
     async with connection(db) as conn, conn.transaction():
-        await client_store.get(conn, client_id)  # NotFound first
+        client_id = (await client_store.resolve(conn, client_ref)).client_id  # NotFound first
         row = await conn.fetchrow(sql, client_id, *args)
         await audit.record(conn, actor, action, client_id, **detail)
     return Client.from_row(row)
@@ -69,6 +77,7 @@ async def rotate_secret(db: Any, client_id: str, *, callback: bool = False,
                         actor: str = "admin") -> tuple[Client, str]:
     """A new interface secret (R17: keys can be rotated), or with callback=True a new callback secret."""
     secret = secrets.token_urlsafe(32)
+    client_id = (await client_store.resolve(db, client_id)).client_id
     if callback:
         blob = await client_store.encrypt_callback_secret(db, client_id, secret)
         client = await _update(db, actor, "client.rotate_callback_secret", client_id,
@@ -116,7 +125,7 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
         except InvalidArgument as exc:
             problems.append((line, exc.reason, exc.message))
     async with connection(db) as conn, conn.transaction():
-        client = await client_store.get(conn, client_id)
+        client = await client_store.resolve(conn, client_id)
         wanted = [iccid for _, iccid in wanted_lines]
         state = {r["iccid"]: r for r in await conn.fetch(number_store.ALLOCATION_STATE, wanted)}
         for line, iccid in wanted_lines:
@@ -128,7 +137,75 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
         if problems:
             raise ImportRejected(sorted(problems), source="allocation")
         done = [r["iccid"] for r in await conn.fetch(number_store.ALLOCATE, client.id, wanted)]
-        await audit.record(conn, actor, "numbers.allocate", client_id, count=len(done))
+        await audit.record(conn, actor, "numbers.allocate", client.client_id, count=len(done))
+    return done
+
+
+async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
+                     problems: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
+    """(line, EID) of the EIDs named (one per line of a file or argument), or of every chip of a batch;
+    bad ones noted in `problems`."""
+    if batch:
+        await chip_store.batch_id(conn, batch)  # BATCH_NOT_FOUND
+        return list(enumerate((r["eid"] for r in await conn.fetch(chip_store.BATCH_EIDS, batch)), start=1))
+    out = []
+    for line, raw in enumerate(eids or [], start=1):
+        try:
+            out.append((line, identifiers.validate_eid(raw.strip())))
+        except InvalidArgument as exc:
+            problems.append((line, exc.reason, exc.message))
+    if not out and not problems:
+        raise InvalidArgument("name the chips: EIDs, a file of EIDs or a batch", reason="CHIPS_REQUIRED")
+    return out
+
+
+async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
+                         actor: str = "admin") -> list[str]:
+    """分配数据资源 (§6.2.1.1, DESIGN §3): chips to the one client that may apply for them.
+
+    All or nothing: an unknown EID or a chip allocated to another client refuses the whole request.
+    Allocating a chip to the client it is allocated to already changes nothing.
+    """
+    problems: list[tuple[int, str, str]] = []
+    async with connection(db) as conn, conn.transaction():
+        client = await client_store.resolve(conn, client_ref)
+        named = await _chip_list(conn, eids, batch, problems)
+        wanted = [e for _, e in named]
+        state = {r["eid"]: r for r in await conn.fetch(chip_store.ALLOCATION_STATE, wanted)}
+        for line, eid in named:
+            row = state.get(eid)
+            if row is None:
+                problems.append((line, "EID_NOT_FOUND", eid))
+            elif row["owner_client_id"] not in (None, client.id):
+                problems.append((line, "CHIP_ALLOCATED", f"{eid} is allocated to another client"))
+        if problems:
+            raise ImportRejected(sorted(problems), source="allocation")
+        changed = {r["eid"] for r in await conn.fetch(chip_store.ALLOCATE, client.id, wanted)}
+        done = [e for e in wanted if e in changed]
+        await audit.record(conn, actor, "chips.allocate", client.client_id, count=len(done), batch=batch)
+    return done
+
+
+async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
+                        actor: str = "admin") -> list[str]:
+    """Undo an allocation while no task is open on the chips (DESIGN §7 `chips release`); all or nothing."""
+    problems: list[tuple[int, str, str]] = []
+    async with connection(db) as conn, conn.transaction():
+        client = await client_store.resolve(conn, client_ref)
+        named = await _chip_list(conn, eids, batch, problems)
+        wanted = [e for _, e in named]
+        state = {r["eid"]: r for r in await conn.fetch(chip_store.ALLOCATION_STATE, wanted)}
+        for line, eid in named:
+            row = state.get(eid)
+            if row is None or (row["owner_client_id"] != client.id and not batch):
+                problems.append((line, "CHIP_NOT_ALLOCATED", f"{eid} is not allocated to this client"))
+            elif row["busy"] and row["owner_client_id"] == client.id:
+                problems.append((line, "TASK_OPEN", f"{eid} has an open write task"))
+        if problems:
+            raise ImportRejected(sorted(problems), source="release")
+        changed = {r["eid"] for r in await conn.fetch(chip_store.RELEASE, client.id, wanted)}
+        done = [e for e in wanted if e in changed]
+        await audit.record(conn, actor, "chips.release", client.client_id, count=len(done), batch=batch)
     return done
 
 

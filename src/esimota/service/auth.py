@@ -51,8 +51,6 @@ class TokenSigner:
     def __init__(self, master: bytes) -> None:
         self._key = derive_key(master, b"api token v1")
         self._verified: dict[str, tuple[str, int, int]] = {}  # token → (client_id, generation, expiry)
-        self.admin_token = "adm." + _b64(hmac.new(derive_key(master, b"admin token v1"), b"admin",
-                                                  hashlib.sha256).digest())
 
     def _mac(self, body: str) -> str:
         return _b64(hmac.digest(self._key, body.encode(), "sha256")[:16])
@@ -85,9 +83,6 @@ class TokenSigner:
             self._verified.clear()
         self._verified[token] = (parts[1], int(parts[2]), int(parts[3]))
         return parts[1], int(parts[2])
-
-    def is_admin(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.admin_token.encode())
 
 
 @dataclass(frozen=True)
@@ -161,14 +156,18 @@ def check_ip(entry: Cached, source_ip: str) -> None:
 
 async def get_token(db: Any, signer: TokenSigner, client_id: str, client_secret: str,
                     source_ip: str) -> tuple[str, int]:
-    """§7.2.1: 400 on a missing parameter, 401 on a wrong id or secret, 403 outside the whitelist."""
+    """§7.2.1: 400 on a missing parameter, 401 on a wrong id or secret, 403 outside the whitelist.
+
+    The whitelist is checked before the secret: from outside it, no answer says whether a guessed
+    secret was right (§6.2.1.1 报白 is the first gate, R17)."""
     if not client_id or not client_secret:
         raise InvalidArgument("client_id and client_secret are required", reason="CREDENTIALS_REQUIRED")
     row = await db.fetchrow(CLIENT_COLUMNS + " WHERE client_id = $1", client_id)
-    if row is None or not client_store.verify_secret(row["secret_hash"], client_secret) \
-            or row["disabled_at"] is not None:
+    if row is None:
         raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
     check_ip(_cached(row), source_ip)
+    if not client_store.verify_secret(row["secret_hash"], client_secret) or row["disabled_at"] is not None:
+        raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
     return signer.issue(client_id, generation(row))
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import asyncpg
 
 from ..codec import keys as codec_keys
-from ..domain.lifecycle import STATUS_DESC, CardState, Op
+from ..domain.lifecycle import STATUS_DESC, CardState, Op, next_state
 from ..ota import personalise, wire
 from ..ota import _mux as M  # constants only: the facade's class is what the driver runs
-from ..ota.mux import Session
+from ..ota.mux import Session, plan_chunks
+from ..store import bip_log
 from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
@@ -37,12 +38,22 @@ CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
 YIELD_EVERY = 64  # cards judged between two turns of the event loop
 STUCK_GENERAL = dt.timedelta(minutes=30)
 
+# Every state below comes from domain/lifecycle's table (DESIGN §3): the statements take it as a parameter.
+S = CardState
+POWER_ON_FROM, WRITING = S.AWAITING_POWER_ON, next_state(S.AWAITING_POWER_ON, Op.POWER_ON)
+SUCCEEDED, FAILED = next_state(S.WRITING, Op.SUCCEED), next_state(S.WRITING, Op.FAIL)
+# REPORT results ('C6', DESIGN §5.1) and the failures they name (§5.4 step 5)
+R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
+CHIP_FAULT, DATA_ERROR = "chip fault", "data error"
+LIE = "REPORT 00 names ICCID"
+
 CHIPS_FOR_UPDATE = """
 SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id, c.imei,
        b.name AS batch, b.master_key_enc,
        coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
-       t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.number_id,
-       n.iccid, n.msisdn, n.imsi_enc, n.keys_enc
+       t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.script_total, t.script_done, t.number_id,
+       t.result AS task_result, t.diagnostic AS task_diagnostic,
+       n.iccid, n.msisdn, n.imsi_enc, n.keys_enc, n.province_code
 FROM chips c
 JOIN chip_batches b ON b.id = c.batch_id
 LEFT JOIN chip_counters cc ON cc.chip_id = c.id
@@ -57,10 +68,10 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
 ON CONFLICT (chip_id) DO UPDATE SET card_counter = greatest(cc.card_counter, excluded.card_counter),
     cntr_reserved = greatest(cc.cntr_reserved, excluded.cntr_reserved), updated_at = now()"""
 START_WRITING = """
-UPDATE chips c SET state = 3, state_changed_at = now() FROM unnest($1::bigint[]) AS u(id)
-WHERE c.id = u.id AND c.state = 2"""
+UPDATE chips c SET state = $2, state_changed_at = now() FROM unnest($1::bigint[]) AS u(id)
+WHERE c.id = u.id AND c.state = $3"""
 START_TASKS = """
-UPDATE tasks t SET state = 3, started_at = coalesce(t.started_at, now()), progress_at = now(),
+UPDATE tasks t SET state = $3, started_at = coalesce(t.started_at, now()), progress_at = now(),
                    script_total = u.total
 FROM unnest($1::bigint[], $2::int[]) AS u(id, total) WHERE t.id = u.id"""
 EVENTS = """
@@ -69,16 +80,16 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5:
 ATTEMPTS = """
 INSERT INTO bip_attempts (eid, chip_id, frame_type, close_reason, detail)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[])"""
-FINISH_TASK = """
-UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
-                 script_done = script_done OR $2::smallint = 4
+# A failed write has no write time (§7.2.2.3: 未完成则为空); finished_at says when it ended.
+FAIL_TASK = """
+UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = NULL, finished_at = $5
 WHERE id = $1"""
 SUCCEED_TASKS = """
-UPDATE tasks t SET state = 4, result = 'success', diagnostic = u.diag, write_time = $3, finished_at = $3,
+UPDATE tasks t SET state = $4, result = 'success', diagnostic = u.diag, write_time = $3, finished_at = $3,
                    script_done = true, script_acked = greatest(t.script_acked, t.script_total)
 FROM unnest($1::bigint[], $2::text[]) AS u(id, diag) WHERE t.id = u.id"""
 SUCCEED_CHIPS = """
-UPDATE chips c SET state = 4, state_changed_at = now(), active_iccid = u.iccid
+UPDATE chips c SET state = $3, state_changed_at = now(), active_iccid = u.iccid
 FROM unnest($1::bigint[], $2::text[]) AS u(id, iccid) WHERE c.id = u.id"""
 BIND_NUMBERS = """
 UPDATE numbers n SET status = 'bound', chip_id = u.chip_id, opened_at = $3
@@ -86,7 +97,7 @@ FROM unnest($1::bigint[], $2::bigint[]) AS u(id, chip_id) WHERE n.id = u.id"""
 CALLBACKS = """
 INSERT INTO callback_outbox (event_id, client_id, task_id, payload)
 SELECT e, c, t, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(e, c, t, p)"""
-FINISH_CHIP = "UPDATE chips SET state = $2, state_changed_at = now(), active_iccid = coalesce($3, active_iccid) WHERE id = $1"
+FAIL_CHIP = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
 
 
 @dataclass
@@ -103,6 +114,8 @@ class Batch:
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
     successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
     replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
+    refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards
+    source: Any = lambda cid: ""                     # a channel's source address (ota.guard.SourceGuard.source)
 
 
 class ChannelService:
@@ -123,9 +136,10 @@ class ChannelService:
         Two workers' groups may lock the same chips in another order; PostgreSQL then aborts one of
         them, which is simply judged again (nothing was answered yet).
         """
+        guard = getattr(driver, "guard", None)
         for attempt in range(4):
             try:
-                batch = await self._commit_group(events)
+                batch = await self._commit_group(events, guard)
                 break
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == 3:
@@ -137,9 +151,11 @@ class ChannelService:
                 driver.mux.start_write(reply[1], reply[2], reply[3], now)
             else:
                 driver.mux.close(reply[1], reply[2])
+                if reply[2] in (M.C_UNKNOWN, M.C_BAD_MAC) and guard is not None:
+                    guard.refused(reply[1], now)  # refused before a MAC verified: its source pays
 
-    async def _commit_group(self, events: list) -> Batch:
-        batch = Batch()
+    async def _commit_group(self, events: list, guard=None) -> Batch:
+        batch = Batch(source=guard.source if guard is not None else Batch.source)
         cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
         async with self.pool.acquire() as conn, conn.transaction():
             if cards:
@@ -192,12 +208,16 @@ class ChannelService:
             self._on_report(cid, fields, chip, batch)
 
     def _refuse(self, batch: Batch, cid, eid, chip_id, ftype, reason, detail) -> None:
-        batch.attempts.append((eid, chip_id, ftype, reason, detail))
+        if reason == M.C_UNKNOWN:  # no chip, no key: a count per source and minute, not a row per frame
+            key = (batch.source(cid), reason)
+            batch.refusals[key] = batch.refusals.get(key, 0) + 1
+        else:
+            batch.attempts.append((eid, chip_id, ftype, reason, detail))
         batch.replies.append(("close", cid, reason))
 
     async def _on_hello(self, conn, cid, fields, chip, keys, counters, batch: Batch) -> None:
         state = chip["state"]
-        if state not in (CardState.AWAITING_POWER_ON, CardState.WRITING) or chip["task_pk"] is None:
+        if state not in (POWER_ON_FROM, WRITING) or chip["task_pk"] is None:
             return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE,
                                 f"state {state} does not allow a write")
         if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
@@ -206,67 +226,88 @@ class ChannelService:
         imsi, ki, opc = await number_store.decrypt_secrets(self.pool, chip)
         kic, kid, dek = keys
         script = personalise.build(personalise.Personalisation(chip["iccid"], imsi, chip["msisdn"], ki, opc), dek)
-        first = counters[1] + 1
-        counters[1] += CNTR_BLOCK
-        session = Session(chip["eid"], chip["task_pk"], kic, kid, first, counters[1] + 1,
+        session = Session(chip["eid"], chip["task_pk"], kic, kid, counters[1] + 1, counters[1] + CNTR_BLOCK + 1,
                           script.apdus, script.context, script.expect, chip["script_acked"], owner=chip["id"])
-        if state == CardState.AWAITING_POWER_ON:
+        try:  # §5.1: a frame is at most the card's buffer; a C-APDU is never split (§5.4 step 2)
+            plan_chunks(session, fields["buffer_size"])
+        except ValueError as exc:  # this card alone is refused; the rest of its group goes on
+            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_PROTOCOL, str(exc))
+            batch.finals.append(lambda conn, c=chip, d=f"declared buffer: {exc}": ops.raise_exception(
+                conn, "CHANNEL_PROTOCOL_ERROR", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
+                detail=d))
+            return
+        counters[1] += CNTR_BLOCK
+        if state == POWER_ON_FROM:
             batch.start_chips.append(chip["id"])
         batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
         if fields.get("imei") and chip["imei"] and fields["imei"] != chip["imei"]:  # R32 card–device separation
             batch.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
         reason = "power-on" if fields["reason"] == 1 else "resume after a drop"
-        batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state, CardState.WRITING,
-                             self.actor, reason))
+        batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
+                             next_state(state, Op.POWER_ON), self.actor, reason))
         batch.replies.append(("start", cid, session, fields["buffer_size"]))
 
     def _on_report(self, cid, fields, chip, batch: Batch) -> None:
         state, result = chip["state"], fields["result"]
-        repeat = (state == CardState.WRITE_SUCCEEDED and result == 0) or \
-                 (state == CardState.WRITE_FAILED and result in (2, 3))
-        if repeat:  # the card did not hear our CLOSE(00): the result is durable already
+        if self._repeated(chip, result):  # the card did not hear our CLOSE(00): the result is durable already
             batch.replies.append(("close", cid, M.C_DONE))
             return
-        if state != CardState.WRITING or chip["task_pk"] is None:
+        if state != WRITING or chip["task_pk"] is None:
             return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
                                 f"REPORT in state {state}")
-        if result == 0:  # the common case is written in bulk with the rest of the group
-            batch.successes.append((chip, fields.get("diagnostic")))
+        if not chip["script_done"]:  # §5.4 step 5: judged only once every chunk was acknowledged
+            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+                         f"REPORT before the script was acknowledged ({chip['script_acked']}/{chip['script_total']})")
+            batch.finals.append(lambda conn, c=chip: ops.raise_exception(
+                conn, "EARLY_REPORT", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
+                detail=f"REPORT {result:02X} with {c['script_acked']}/{c['script_total']} C-APDUs acknowledged"))
+            return
+        diagnostic = fields.get("diagnostic")
+        if result == R_SUCCESS and (fields.get("iccid") or "").upper() != chip["iccid"].upper():
+            # the card says it works, but not with the number written: a data error (§5.4 step 5)
+            result, diagnostic = R_DATA_ERROR, f"{LIE} {fields.get('iccid') or '-'}, {chip['iccid']} was written"
+        if result == R_SUCCESS:  # the common case is written in bulk with the rest of the group
+            batch.successes.append((chip, diagnostic))
         else:
-            batch.finals.append(lambda conn, c=chip, r=result, d=fields.get("diagnostic"): self._report(conn, c, r, d))
+            batch.finals.append(lambda conn, c=chip, r=result, d=diagnostic: self._report(conn, c, r, d))
         batch.replies.append(("close", cid, M.C_DONE))
 
+    @staticmethod
+    def _repeated(chip, result: int) -> bool:
+        """A REPORT the platform judged already (§5.4 step 5: a card that got no answer repeats it)."""
+        if chip["state"] == SUCCEEDED:
+            return result == R_SUCCESS
+        if chip["state"] == FAILED:
+            judged = {CHIP_FAULT: R_CHIP_FAULT, DATA_ERROR: R_DATA_ERROR}.get(chip["task_result"])
+            lied = (chip["task_diagnostic"] or "").startswith(LIE)  # a REPORT 00 naming another ICCID
+            return result == judged or (result == R_SUCCESS and lied)
+        return False
+
     async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
-        """REPORT made durable (DESIGN §5.4 step 5): 00 → 4, 01 → stays 3 + exception, 02/03 → 5."""
-        if result == 1:  # table 4: 运营号无法通信
+        """REPORT made durable (DESIGN §5.4 step 5): 01 → stays 3 + exception, 02/03 (or a lie) → 5."""
+        if result == R_NO_COMM:  # table 4: 运营号无法通信; the card reports again later (§6.2.4.1, R9)
             await ops.raise_exception(conn, "NUMBER_NOT_COMMUNICATING", chip_id=chip["id"], task_id=chip["task_pk"],
                                       client_id=chip["client_id"], detail=diagnostic)
-            await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, 3, 3,
-                                   self.actor, diagnostic or "REPORT 01")
+            await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, chip["state"],
+                                   next_state(chip["state"], Op.NOT_COMMUNICATING), self.actor,
+                                   diagnostic or "REPORT 01")
             return
-        if result == 0:
-            await self._finish(conn, chip, CardState.WRITE_SUCCEEDED, Op.SUCCEED, "success", diagnostic)
-        else:
-            why = "chip fault" if result == 2 else "data error"
-            await self._finish(conn, chip, CardState.WRITE_FAILED, Op.FAIL, why, diagnostic)
+        await self._fail(conn, chip, CHIP_FAULT if result == R_CHIP_FAULT else DATA_ERROR, diagnostic)
 
-    async def _finish(self, conn, chip, state: CardState, op: Op, result: str, diagnostic) -> None:
-        """A final transition: task, chip, number binding, task event, callback — one transaction."""
+    async def _fail(self, conn, chip, result: str, diagnostic) -> None:
+        """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
         now = dt.datetime.now(CST)
-        await conn.execute(FINISH_TASK, chip["task_pk"], int(state), result, diagnostic, now)
-        ok = state == CardState.WRITE_SUCCEEDED
-        await conn.execute(FINISH_CHIP, chip["id"], int(state), chip["iccid"] if ok else None)
-        if ok:
-            await conn.execute(number_store.BIND, chip["number_id"], chip["id"], now)
-        else:
-            await ops.raise_exception(conn, "CHIP_FAULT" if "chip" in result else "DATA_ERROR", chip_id=chip["id"],
-                                      task_id=chip["task_pk"], client_id=chip["client_id"], detail=result)
-        await task_store.event(conn, chip["id"], chip["task_pk"], op.value, CardState.WRITING, int(state),
+        to = next_state(chip["state"], Op.FAIL)
+        await conn.execute(FAIL_TASK, chip["task_pk"], int(to), result, diagnostic, now)
+        await conn.execute(FAIL_CHIP, chip["id"], int(to))
+        await number_store.give_back(conn, chip["number_id"], chip["province_code"])  # DESIGN §3
+        await ops.raise_exception(conn, "CHIP_FAULT" if result == CHIP_FAULT else "DATA_ERROR", chip_id=chip["id"],
+                                  task_id=chip["task_pk"], client_id=chip["client_id"], detail=diagnostic or result)
+        await task_store.event(conn, chip["id"], chip["task_pk"], Op.FAIL.value, chip["state"], int(to),
                                self.actor, result if not diagnostic else f"{result}: {diagnostic}")
         await task_store.queue_callback(conn, chip["client_id"], chip["task_pk"], {
-            "eid": chip["eid"], "task_id": chip["task_id"], "card_status": int(state),
-            "write_result": "success" if ok else "failure", "write_time": now.isoformat(timespec="seconds"),
-            "iccid": chip["iccid"], "msisdn": chip["msisdn"], "status_desc": STATUS_DESC[state]})
+            "eid": chip["eid"], "task_id": chip["task_id"], "card_status": int(to), "write_result": "failure",
+            "write_time": "", "iccid": chip["iccid"], "msisdn": chip["msisdn"], "status_desc": STATUS_DESC[to]})
 
     # -- events of a running session -----------------------------------------------------------
     def _note_session_event(self, ev, batch: Batch) -> None:
@@ -292,11 +333,14 @@ class ChannelService:
                 session.traffic = 0
 
     async def _session_failed(self, conn, session, failure: int) -> None:
+        """§5.4 step 3: an SW error after one retry is a chip fault, a read-back mismatch a data error."""
         row = await conn.fetchrow(CHIPS_FOR_UPDATE, [session.eid])
-        if row is None or row["state"] != CardState.WRITING:
+        if row is None or row["state"] != WRITING or row["task_pk"] != session.task_id:
             return
-        why = "chip fault" if failure == M.F_CHIP_FAULT else "data error"
-        await self._finish(conn, row, CardState.WRITE_FAILED, Op.FAIL, why, "write script failed")
+        if failure == M.F_CHIP_FAULT:
+            await self._fail(conn, row, CHIP_FAULT, "a C-APDU failed twice")
+        else:
+            await self._fail(conn, row, DATA_ERROR, "read-back differs from what was written")
 
     # -- the group's one transaction -------------------------------------------------------------
     async def _write(self, conn, b: Batch) -> None:
@@ -305,14 +349,16 @@ class ChannelService:
             await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],
                                [b.counters[i][1] for i in ids])
         if b.start_chips:
-            await conn.execute(START_WRITING, sorted(b.start_chips))
+            await conn.execute(START_WRITING, sorted(b.start_chips), int(WRITING), int(POWER_ON_FROM))
         if b.start_tasks:
             b.start_tasks.sort()
-            await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks])
+            await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks], int(WRITING))
         if b.events:
             await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
         if b.attempts:
             await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
+        if b.refusals:
+            await bip_log.count_refusals(conn, b.refusals)
         if b.progress:
             ids = sorted(b.progress)
             await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],
@@ -327,22 +373,26 @@ class ChannelService:
             await final(conn)
 
     async def _succeed_all(self, conn, successes: list) -> None:
-        """REPORT 00 of many cards (DESIGN §5.4 step 5): task, chip, number, event, callback — in bulk."""
+        """REPORT 00 of many cards (DESIGN §5.4 step 5): task, chip, number, event, callback — in bulk;
+        the exceptions whose cause the success removes close themselves (docs/operations.md)."""
         now = dt.datetime.now(CST)
         successes.sort(key=lambda item: item[0]["id"])
         chips = [c for c, _ in successes]
-        await conn.execute(SUCCEED_TASKS, [c["task_pk"] for c in chips], [d for _, d in successes], now)
-        await conn.execute(SUCCEED_CHIPS, [c["id"] for c in chips], [c["iccid"] for c in chips])
-        await conn.execute(BIND_NUMBERS, [c["number_id"] for c in chips], [c["id"] for c in chips], now)
-        await conn.execute(EVENTS, [c["id"] for c in chips], [c["task_pk"] for c in chips],
-                           [Op.SUCCEED.value] * len(chips), [int(CardState.WRITING)] * len(chips),
-                           [int(CardState.WRITE_SUCCEEDED)] * len(chips), [self.actor] * len(chips),
+        ids = [c["id"] for c in chips]
+        await conn.execute(SUCCEED_TASKS, [c["task_pk"] for c in chips], [d for _, d in successes], now,
+                           int(SUCCEEDED))
+        await conn.execute(SUCCEED_CHIPS, ids, [c["iccid"] for c in chips], int(SUCCEEDED))
+        await conn.execute(BIND_NUMBERS, [c["number_id"] for c in chips], ids, now)
+        await conn.execute(EVENTS, ids, [c["task_pk"] for c in chips],
+                           [Op.SUCCEED.value] * len(chips), [c["state"] for c in chips],
+                           [int(SUCCEEDED)] * len(chips), [self.actor] * len(chips),
                            ["success" if not d else f"success: {d}" for _, d in successes])
+        await task_store.close_resolved_by_success(conn, ids)
         when = now.isoformat(timespec="seconds")
         event_ids = ["E" + secrets.token_hex(12) for _ in chips]
-        payloads = [json.dumps({"eid": c["eid"], "task_id": c["task_id"], "card_status": 4, "write_result": "success",
-                                "write_time": when, "iccid": c["iccid"], "msisdn": c["msisdn"],
-                                "status_desc": STATUS_DESC[CardState.WRITE_SUCCEEDED], "event_id": e},
+        payloads = [json.dumps({"eid": c["eid"], "task_id": c["task_id"], "card_status": int(SUCCEEDED),
+                                "write_result": "success", "write_time": when, "iccid": c["iccid"],
+                                "msisdn": c["msisdn"], "status_desc": STATUS_DESC[SUCCEEDED], "event_id": e},
                                ensure_ascii=False) for c, e in zip(chips, event_ids)]
         await conn.execute(CALLBACKS, event_ids, [c["client_id"] for c in chips], [c["task_pk"] for c in chips],
                            payloads)

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any, AsyncIterator
 
 from ..errors import PermissionDenied
+from ..store import chips as chip_store
 from ..store.clients import Client
 
 CST = dt.timezone(dt.timedelta(hours=8))  # times go out with +08:00 (DESIGN §6)
@@ -35,7 +36,7 @@ def require(client: Client, permission: str) -> None:
 
 
 def check_owner(client: Client, chip: Any) -> None:
-    """A chip that belongs to another client is not this client's business (R31)."""
-    owner = chip["owner_client_id"]
-    if owner is not None and owner != client.id:
-        raise PermissionDenied("the chip belongs to another client", reason="NOT_OWNER")
+    """A chip not allocated to this client (another's, or no one's) is answered exactly as an unknown EID
+    (DESIGN §6: 404 EID_NOT_FOUND, the same message), so the API tells no one which EIDs exist."""
+    if chip is None or chip["owner_client_id"] != client.id:
+        raise chip_store.unknown_eid()

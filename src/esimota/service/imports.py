@@ -57,6 +57,7 @@ SELECT s.line, 'MSISDN_EXISTS', s.msisdn FROM number_stage s JOIN numbers n ON n
 UNION ALL
 SELECT s.line, 'IMSI_EXISTS', 'IMSI already held by ICCID ' || n.iccid FROM number_stage s
   JOIN numbers n ON n.imsi_tag = s.imsi_tag WHERE n.iccid <> s.iccid"""
+STAGED_PROVINCES = "SELECT DISTINCT province_code FROM number_stage"
 NUMBER_INSERT = """
 INSERT INTO numbers (msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag)
 SELECT msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag FROM number_chunk
@@ -277,6 +278,8 @@ async def import_numbers(db: Any, path: str, *, progress: Progress | None = None
             count, inserted, problems = await _stage(conn, path, NUMBER_COLUMNS, _NumberParser(ring),
                                                      _copy_and_insert_numbers(conn), progress)
             _rejected(path, problems, await conn.fetch(NUMBER_CHECKS))
+            staged = [r["province_code"] for r in await conn.fetch(STAGED_PROVINCES)]
+            await number_store.replenished(conn, staged, "numbers imported")  # table 3: 无可用省份资源 closes
             await audit.record(conn, actor, "numbers.import", os.path.basename(path), rows=count, imported=inserted)
     return ImportResult(count, inserted, count - inserted)
 

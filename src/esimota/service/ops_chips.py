@@ -22,12 +22,15 @@ UNION ALL SELECT state::text, 'lifecycle', count(*) FROM chips WHERE batch_id = 
 CHIPS_OF = "SELECT id, eid, logistics_status FROM chips WHERE batch_id = $1 AND ($2::text[] IS NULL OR eid = ANY($2)) FOR UPDATE"
 SET_PRODUCTION = "UPDATE chips SET production_status = $2 WHERE id = ANY($1::bigint[])"
 SET_LOGISTICS = "UPDATE chips SET logistics_status = $2 WHERE id = ANY($1::bigint[])"
-CLIENT = "SELECT id FROM clients WHERE client_id = $1"
+# `--client` takes a client's id or its name (DESIGN §7); a name two clients share names neither
+CLIENT = """
+SELECT coalesce((SELECT id FROM clients WHERE client_id = $1),
+                (SELECT min(id) FROM clients WHERE name = $1 HAVING count(*) = 1))"""
 INSERT_PROJECT = """
 INSERT INTO projects (client_id, name, application_field) VALUES ($1, $2, $3)
 ON CONFLICT (client_id, name) DO UPDATE SET application_field = excluded.application_field RETURNING id"""
 ASSIGN = """
-UPDATE chips SET project_id = $1 WHERE eid = ANY($2::text[]) AND (owner_client_id = $3 OR owner_client_id IS NULL)
+UPDATE chips SET project_id = $1 WHERE eid = ANY($2::text[]) AND owner_client_id = $3
 RETURNING eid"""
 PROJECTS = """
 SELECT p.name, p.application_field, count(c.id) AS chips, count(c.id) FILTER (WHERE c.state = 4) AS written
@@ -102,7 +105,7 @@ async def assign(db: Any, client_id: str, project: str, eids: list[str], actor: 
             raise NotFound(f"no project {project!r} of {client_id!r}", reason="PROJECT_NOT_FOUND")
         done = await conn.fetch(ASSIGN, project_id, eids, client)
         if len(done) != len(set(eids)):
-            raise InvalidArgument("some EIDs are unknown or belong to another client", reason="NOT_OWNER")
+            raise InvalidArgument("some EIDs are unknown or not allocated to this client", reason="NOT_OWNER")
         await audit.record(conn, actor, "project.assign", project, client_id=client_id, chips=len(done))
         return len(done)
 

@@ -14,7 +14,7 @@ from ..errors import InvalidArgument, NotFound
 from ..store import chips as chip_store
 from ..store import numbers as number_store
 from ..store.clients import Client
-from .common import CST, check_owner, connection, now, require
+from .common import CST, connection, now, require
 
 MB = 1024 * 1024
 PROVINCES_SQL = "SELECT code, name FROM provinces WHERE writable ORDER BY code"
@@ -80,9 +80,7 @@ async def get_chip(db: Any, client: Client, eid: str) -> ChipInfo:
     """§7.2.3.1 chip information."""
     require(client, "chip")
     identifiers.validate_eid(eid)
-    chip = await chip_store.get(db, eid)
-    check_owner(client, chip)
-    return _chip_info(chip)
+    return _chip_info(await chip_store.own(db, eid, client.id))
 
 
 async def _number_row(db: Any, client: Client, msisdn: str | None, iccid: str | None) -> tuple[Any, Any]:
@@ -120,8 +118,7 @@ async def open_status(db: Any, client: Client, *, eid: str | None = None,
     if msisdn or not eid:
         return await get_number(db, client, msisdn=msisdn)
     identifiers.validate_eid(eid)
-    chip = await chip_store.get(db, eid)
-    check_owner(client, chip)
+    chip = await chip_store.own(db, eid, client.id)
     bound = await db.fetchrow("SELECT msisdn FROM numbers WHERE chip_id = $1", chip["id"])
     if bound is not None:
         return await get_number(db, client, msisdn=bound["msisdn"])

@@ -11,17 +11,21 @@ from typing import Any
 
 from .. import config
 from ..background import Periodic
-from ..errors import InvalidArgument, PermissionDenied, Unauthenticated
+from ..errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from ..store import audit
 from . import staff
 from .auth import derive_key
+from .common import connection
 
 
 TOKEN_TTL = 86400  # a working day and then some: a leaver's token dies with the account anyway
 REFRESH_S = 2.0    # role changes and disabled accounts reach every process within this (≤ 5 s)
 MIN_RELOAD_S = 0.25  # an unknown name reloads the accounts at most this often
 PREFIX = "st1."
-ACCOUNTS = "SELECT username, roles FROM staff_accounts WHERE disabled_at IS NULL"
+ACCOUNTS = """
+SELECT username, roles, coalesce(extract(epoch FROM tokens_revoked_at), 0)::bigint AS revoked
+FROM staff_accounts WHERE disabled_at IS NULL"""
+REVOKE = "UPDATE staff_accounts SET tokens_revoked_at = now() WHERE username = $1 RETURNING tokens_revoked_at"
 TOUCH = "UPDATE staff_accounts SET last_active_at = now() WHERE username = ANY($1::text[])"
 
 
@@ -48,6 +52,10 @@ class StaffTokenSigner:
 
     def verify(self, token: str | None, now: float | None = None) -> str:
         """The username of a well-signed, unexpired staff token; else 401."""
+        return self.verify_issued(token, now)[0]
+
+    def verify_issued(self, token: str | None, now: float | None = None) -> tuple[str, int]:
+        """(username, issue time in Unix seconds) of a well-signed, unexpired staff token; else 401."""
         if not token or not token.startswith(PREFIX):
             raise Unauthenticated("a staff token is required (esimota staff token)", reason="STAFF_TOKEN_REQUIRED")
         parts = token[len(PREFIX):].rsplit(".", 2) if len(token) < 256 else []
@@ -57,11 +65,37 @@ class StaffTokenSigner:
             raise Unauthenticated("the staff token is not valid", reason="TOKEN_INVALID")
         if int(parts[1]) <= (now if now is not None else time.time()):
             raise Unauthenticated("the staff token has expired; get a new one", reason="TOKEN_EXPIRED")
-        return parts[0]
+        return parts[0], int(parts[1]) - TOKEN_TTL
 
 
 def signer_from_config() -> StaffTokenSigner:
     return StaffTokenSigner(config.master_key())
+
+
+async def admin_token(db: Any, signer: StaffTokenSigner, username: str) -> dict:
+    """`esimota api admin-token USER`: an ordinary 24 h staff token of the named, active account, for the
+    staff services (AdminService, IngestService feeds); what it may do is that account's roles. Run by
+    whoever holds the master key, which can sign any token: the audit log says who got one (R1, R28)."""
+    who = staff.identity(username)
+    async with connection(db) as conn:
+        row = await conn.fetchrow(staff.SELECT, who)
+        if row is None or row["disabled_at"] is not None:
+            raise NotFound(f"no active staff account {who!r}", reason="STAFF_UNKNOWN")
+        token, ttl = signer.issue(who)
+        await audit.record(conn, "master-key", "staff.admin_token", who, expires_in=ttl)  # never the token
+    return {"username": who, "token": token, "expire_time": ttl}
+
+
+async def revoke_tokens(db: Any, username: str, actor_name: str | None) -> dict:
+    """`esimota staff revoke USER`: every token of the account issued until now stops working on every
+    process within REFRESH_S (≤ 5 s); the account stays, and a new token may be issued (R28 leavers)."""
+    actor = await staff.authorize(db, actor_name, "staff.manage")
+    async with connection(db) as conn, conn.transaction():
+        row = await conn.fetchrow(REVOKE, username)
+        if row is None:
+            raise NotFound(f"no staff account {username!r}", reason="STAFF_UNKNOWN")
+        await audit.record(conn, actor, "staff.revoke", username)
+    return {"username": username, "revoked_at": row["tokens_revoked_at"].isoformat()}
 
 
 async def issue_token(db: Any, signer: StaffTokenSigner, username: str | None, actor_name: str | None) -> dict:
@@ -90,6 +124,7 @@ class StaffGate(Periodic):
         self.pool = pool
         self.signer = signer or signer_from_config()
         self.roles: dict[str, frozenset] = {}
+        self.revoked: dict[str, int] = {}  # username -> tokens issued at or before this second are void
         self.loaded_at = 0.0
         self.seen: set[str] = set()
         self._lock = asyncio.Lock()
@@ -105,6 +140,7 @@ class StaffGate(Periodic):
             await self.pool.execute(TOUCH, sorted(seen))
         rows = await self.pool.fetch(ACCOUNTS)
         self.roles = {r["username"]: frozenset(r["roles"]) for r in rows}
+        self.revoked = {r["username"]: r["revoked"] for r in rows if r["revoked"]}
         self.loaded_at = started
 
     async def _reload_since(self, arrived: float) -> None:
@@ -123,7 +159,7 @@ class StaffGate(Periodic):
     async def authorise(self, token: str | None, action: str, rpc: str) -> str:
         """The actor (`staff:USER`) if the token's account may do `action`; else 401 / 403 (audited)."""
         allowed = staff.PERMISSIONS[action]
-        who = self.signer.verify(token)
+        who, issued = self.signer.verify_issued(token)
         roles = self.roles.get(who)
         if roles is None:  # added moments ago on another process, or unknown / disabled
             await self._reload_since(time.monotonic())
@@ -131,6 +167,8 @@ class StaffGate(Periodic):
         if roles is None:
             await audit.record(self.pool, f"staff:{who}", "denied", action, rpc=rpc, why="unknown or disabled account")
             raise PermissionDenied(f"no active staff account {who!r}", reason="STAFF_UNKNOWN")
+        if issued <= self.revoked.get(who, 0):  # `esimota staff revoke`: every earlier token ends (R28)
+            raise Unauthenticated("the staff token was revoked; get a new one", reason="TOKEN_REVOKED")
         if not allowed & roles:
             await audit.record(self.pool, f"staff:{who}", "denied", action, rpc=rpc, roles=sorted(roles))
             raise PermissionDenied(f"{who} ({','.join(sorted(roles))}) may not {action}", reason="ROLE_FORBIDDEN")

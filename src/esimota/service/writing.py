@@ -99,8 +99,10 @@ async def _pick_number(conn: Any, client: Client, req: ApplyRequest) -> Any:
             raise PermissionDenied("no writable number left in this province", reason="NO_RESOURCE")
         return number
     number = await conn.fetchrow(number_store.LOCK_BY_ICCID, req.iccid)
-    if number is None or number["msisdn"] != req.msisdn or number["client_id"] != client.id:
+    if number is None or number["client_id"] != client.id:
         raise PermissionDenied("the number is not allocated to this client", reason="NUMBER_NOT_ALLOCATED")
+    if number["msisdn"] != req.msisdn:  # the ICCID and the MSISDN name two different numbers
+        raise InvalidArgument("iccid and msisdn do not name the same number", reason="NUMBER_MISMATCH")
     if number["status"] != "available":
         raise Conflict("the number is already reserved or written", reason="NUMBER_IN_USE")
     return number
@@ -142,10 +144,9 @@ async def _create(conn: Any, client: Client, chip: Any, number: Any, req: ApplyR
     """A valid apply: task, number reserved, card 2, event (§6.2.2.2)."""
     to = next_state(chip["state"], Op.APPLY)
     task = await conn.fetchrow(task_store.INSERT_TASK, task_store.new_task_id(), chip["id"], client.id,
-                               req.write_type, req.province_code, number["id"])
+                               req.write_type, req.province_code, number["id"], int(to))
     await conn.execute(number_store.RESERVE, number["id"])
     await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
-    await conn.execute(chip_store.SET_OWNER, chip["id"], client.id)
     await task_store.event(conn, chip["id"], task["id"], Op.APPLY.value, chip["state"], int(to),
                            f"client:{client.client_id}", "write_type=%d" % req.write_type)
     return ApplyResult(task["task_id"], int(to), to.zh, True)
@@ -154,8 +155,9 @@ async def _create(conn: Any, client: Client, chip: Any, number: Any, req: ApplyR
 async def apply_write(db: Any, client: Client, req: ApplyRequest, *, at: dt.datetime | None = None) -> ApplyResult:
     """§7.2.2.2 apply: idempotent per client (R18), safe under concurrency, refusals leave the card in 6.
 
+    A chip not allocated to the caller is EID_NOT_FOUND, exactly as an unknown EID (DESIGN §6).
     Raises ALREADY_WRITTEN on a card in 4 (it stays 4), APPLY_IN_PROGRESS / APPLY_CONFLICT on a card
-    in 2 or 3 with another client or other parameters, NO_RESOURCE, NUMBER_NOT_ALLOCATED,
+    in 2 or 3 with another client or other parameters, NO_RESOURCE, NUMBER_NOT_ALLOCATED, NUMBER_MISMATCH,
     TEMP_NUMBER_EXPIRED, EID_BLACKLISTED / IMEI_BLACKLISTED and the parameter reasons.
     """
     require(client, "write")
@@ -163,8 +165,8 @@ async def apply_write(db: Any, client: Client, req: ApplyRequest, *, at: dt.date
     at = at or now()
     async with connection(db) as conn:
         async with conn.transaction():
-            chip = await chip_store.lock(conn, req.eid)  # serialises every apply on this card
-            check_owner(client, chip)
+            # serialises every apply on this card; a chip not allocated to the caller is an unknown EID
+            chip = await chip_store.own(conn, req.eid, client.id, lock=True)
             if chip["state"] in OPEN_STATES:
                 return await _repeat(conn, client, chip, req)
             next_state(chip["state"], Op.APPLY)  # on 4: ALREADY_WRITTEN, nothing changes
@@ -190,8 +192,7 @@ async def _locate(conn: Any, client: Client, eid: str | None, task_id: str | Non
     if not eid:
         raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
     identifiers.validate_eid(eid)
-    chip = await (chip_store.lock(conn, eid) if lock else chip_store.get(conn, eid))
-    check_owner(client, chip)
+    chip = await chip_store.own(conn, eid, client.id, lock=lock)
     task = await conn.fetchrow(task_store.LATEST_TASK, chip["id"])
     if task is not None and task["client_id"] != client.id:
         task = None
@@ -210,8 +211,9 @@ async def cancel_write(db: Any, client: Client, *, eid: str | None = None, task_
             next_state(task["state"] if task is not None else chip["state"], Op.CANCEL)
             raise PermissionDenied("no pending apply to cancel", reason="STATE_NOT_ALLOWED")
         to = next_state(chip["state"], Op.CANCEL)  # the table: only 2 → 1 (R20)
-        await conn.execute(task_store.CANCEL_TASK, task["id"], at)
-        await conn.execute(number_store.RELEASE, task["number_id"])
+        await conn.execute(task_store.CANCEL_TASK, task["id"], at, int(to))
+        number = await conn.fetchrow(number_store.SELECT_BY_ID, task["number_id"])
+        await number_store.give_back(conn, number["id"], number["province_code"])  # DESIGN §3
         await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
         await task_store.event(conn, chip["id"], task["id"], Op.CANCEL.value, chip["state"], int(to),
                                f"client:{client.client_id}", "cancelled by client")
@@ -252,9 +254,7 @@ async def write_status(db: Any, client: Client, *, eid: str | None = None,
             row = await batch.batcher(db, STATUSES_BY_EID).get(eid)
         else:
             row = await db.fetchrow(STATUS_BY_EID, eid)
-        if row is None:
-            raise NotFound("unknown EID", reason="EID_NOT_FOUND")
-        check_owner(client, row)
+        check_owner(client, row)  # unknown, or not allocated to the caller: the same 404
     if row["task_id"] is None or row["client_id"] != client.id:
         state = CardState(row["chip_state"])
         return StatusResult(row["eid"], "", int(state), state.zh, progress(state), None)

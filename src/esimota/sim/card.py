@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..codec import packet
 from ..codec.keys import unwrap_ki_opc
 from ..errors import CodecError
-
 from ..ota import personalise as P
+from ..ota import wire
 
 SW_OK = b"\x90\x00"
 SW_WRONG_LENGTH = b"\x67\x00"
@@ -21,6 +22,30 @@ SW_MEMORY = b"\x65\x81"  # memory problem: the chip fault of DESIGN §5.4 step 3
 SW_OFFSET = b"\x6B\x00"
 
 MF, ADF = 0x3F00, "ADF.USIM"
+
+# The command packet header DESIGN §5.3 fixes: CHL '15', SPI '16 19', KIc '12', KID '12', TAR 'EWA'.
+CHL_BCP = 0x15
+# TS 102 225 table 5.2 statuses the card answers a packet it will not open with
+POR_SECURITY_ERROR, POR_TAR_UNKNOWN, POR_INSUFFICIENT_SECURITY = 0x06, 0x09, 0x0A
+
+
+def command_refusal(body: bytes) -> int | None:
+    """Why the card refuses a command packet before opening it (TS 102 225 §5.1.1, table 5.2), or None.
+
+    A standard UICC answers only the security it was personalised with: CHL, SPI, KIc, KID and TAR
+    must be exactly those of DESIGN §5.3 (KID '12': AES-CMAC; '1A' is a reserved coding, §5.1.3.1).
+    """
+    try:
+        head = packet.peek_command(body)
+    except CodecError:
+        return POR_SECURITY_ERROR
+    if head["tar"] != wire.TAR:
+        return POR_TAR_UNKNOWN
+    if head["chl"] != CHL_BCP or head["spi"] != packet.SPI_BCP:
+        return POR_INSUFFICIENT_SECURITY
+    if head["kic"] != packet.KIC_BCP or head["kid"] != packet.KID_BCP:
+        return POR_SECURITY_ERROR
+    return None
 
 
 @dataclass

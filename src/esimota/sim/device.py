@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..ota import wire
-from .card import Applet, CardFiles, MF
+from ..codec import packet
+from .card import MF, Applet, CardFiles, command_refusal
 
 # REPORT results (DESIGN §5.1)
 R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
@@ -31,6 +32,8 @@ class Faults:
     no_comm: int = 0              # the first k REPORTs say 01 (number cannot communicate)
     latency: float = 0.0          # seconds added before every frame the device sends
     corrupt_readback: bool = False  # READ BINARY returns altered data (a data error)
+    early_report: int = 0         # after the k-th platform frame, drop and REPORT 00 before the script is done, once
+    report_iccid: str = ""        # REPORT names this ICCID instead of the one EF_ICCID holds (a lying card)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Outcome:
     channels: int = 0
     frames_in: int = 0
     frames_out: int = 0
+    early_close: int | None = None  # what the platform answered a REPORT sent before the script was done
     error: str = ""
 
 
@@ -132,6 +136,7 @@ class Device:
         self.counter = spec.counter
         self.last_ota_cntr = -1
         self.dropped = False
+        self.early = False
         self.reports = 0
         self.out = Outcome(spec.eid)
 
@@ -150,7 +155,9 @@ class Device:
         while self.out.channels < self.max_channels:
             close = await self._write_channel(reason)
             if close is None:  # dropped: resume (§5.4.4)
-                reason = 0x02
+                if self.early and self.out.early_close is None:  # a card that reports too soon
+                    self.out.early_close = await self._report_channel(R_SUCCESS)
+                reason = 0x02  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
                 continue
             self.out.close_reason = close
             if close != 0 or not self.applet.committed:
@@ -223,11 +230,18 @@ class Device:
         if k and not self.dropped and self.out.frames_in >= k:
             self.dropped = True
             return True
+        k = self.spec.faults.early_report
+        if k and not self.early and self.out.frames_in >= k:
+            self.early = True
+            return True
         return False
 
-    def _answer(self, packet: bytes) -> bytes:
+    def _answer(self, body: bytes) -> bytes:
         """Unwrap a command packet, run its script on the applet, wrap the response packet."""
-        tar, cntr, apdus = wire.open_command(self.spec.kic, self.spec.kid, packet)
+        refusal = command_refusal(body)
+        if refusal is not None:  # answered in the clear header's TAR, counter 0: nothing was opened
+            return wire.response_frame(self.spec.kic, self.spec.kid, bytes(packet_tar(body)), 0, refusal, [])
+        tar, cntr, apdus = wire.open_command(self.spec.kic, self.spec.kid, body)
         if cntr <= self.last_ota_cntr:  # TS 102 225 table 5.2: counter low
             return wire.response_frame(self.spec.kic, self.spec.kid, tar, cntr, 0x02, [])
         self.last_ota_cntr = cntr
@@ -244,7 +258,8 @@ class Device:
     async def _report_channel(self, result: int) -> int | None:
         link = await self._connect()
         try:
-            iccid = wire.ef_iccid_text(self.files.read(MF, 0x2FE2))
+            iccid = self.spec.faults.report_iccid or wire.ef_iccid_text(self.files.read(MF, 0x2FE2)) \
+                or self.spec.temp_iccid
             await self._send(link, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
                                                      self._next_counter(), result))
             ftype, body = await self._read_frame(link)
@@ -265,3 +280,11 @@ class Device:
             return None, b""
         self.out.frames_in += 1
         return frame[0], frame[1:]
+
+
+def packet_tar(body: bytes) -> bytes:
+    """The TAR of a command packet's clear header (zeros when even that is cut short)."""
+    try:
+        return packet.peek_command(body)["tar"]
+    except wire.CodecError:
+        return bytes(3)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..codec import keys as codec_keys
 from ..domain import identifiers
 from ..errors import InvalidArgument
+from ..service import admin
 from ..store import chips as chip_store
 from ..store import clients as client_store
 from ..store import crypto
@@ -23,7 +24,7 @@ from ..store import numbers as number_store
 from .device import DeviceSpec, Faults
 
 CHIP_COLUMNS = ("eid", "batch_id", "chip_model", "imei", "temp_iccid", "temp_msisdn", "network_type",
-                "open_time", "temp_expires_on", "test_flow_bytes", "remaining_flow_bytes", "owner_client_id")
+                "open_time", "temp_expires_on", "test_flow_bytes", "remaining_flow_bytes")
 NUMBER_COLUMNS = ("msisdn", "iccid", "imsi_enc", "keys_enc", "province_code", "services", "monthly_quota_mb",
                   "client_id", "allocated_at", "imsi_tag")
 
@@ -67,7 +68,7 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
                    test_flow_bytes: int = 10 * 1024 * 1024, buffer_size: int = 1024,
                    network_type: str = "4G", open_time: dt.date | None = None, faults=None,
                    callback_url: str = "http://127.0.0.1:9/cb") -> Fleet:
-    """`count` chips in state 1 owned by a new client, `numbers` (default `count`) free numbers in `province`."""
+    """`count` chips in state 1 allocated to a new client, `numbers` (default `count`) free numbers in `province`."""
     numbers = count if numbers is None else numbers
     if not 0 <= seed < 100 or max(count, numbers) > 10_000_000:
         raise InvalidArgument("seed is 0–99 and a fleet holds at most 10,000,000 devices", reason="FLEET_INVALID")
@@ -85,7 +86,7 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
         temp_iccid = f"8986{base + i:015d}0"
         temp_msisdn = f"1064{base + i:09d}"
         chip_rows.append((eid, batch_pk, "SIM-A", imei, temp_iccid, temp_msisdn, network_type, opened, expires,
-                          test_flow_bytes, test_flow_bytes, client_pk))
+                          test_flow_bytes, test_flow_bytes))
         kic, kid, dek = codec_keys.derive_keys(master, bytes.fromhex(eid))
         fault = faults(i) if callable(faults) else Faults()
         devices.append(DeviceSpec(eid, temp_iccid, imei, kic, kid, dek, buffer_size=buffer_size, faults=fault))
@@ -101,4 +102,6 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
     await db.copy_records_to_table("numbers", records=number_rows, columns=NUMBER_COLUMNS)
     await db.execute("INSERT INTO chip_counters (chip_id) SELECT id FROM chips WHERE batch_id = $1 "
                      "ON CONFLICT DO NOTHING", batch_pk)
+    # the operator allocates the batch to the client (§6.2.1.1), through the same use case as `chips allocate`
+    await admin.allocate_chips(db, client_id, batch=batch, actor="fleet-generator")
     return Fleet(client_id, client_pk, secret, cb_secret, batch, master, devices, plain)

@@ -31,6 +31,12 @@ class Served:
     bip_port: int
     tls: bool
     lines: list = field(default_factory=list)
+    admin_port: int = 0       # the operations listener: AdminService, IngestService (gRPC)
+    admin_http_port: int = 0  # and /metrics (HTTPS)
+
+    @property
+    def admin_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.admin_http_port}"
 
     @property
     def base_url(self) -> str:
@@ -119,15 +125,16 @@ def postgres_pids() -> list[int]:
 def serve(home: Path, database_url: str, *, workers: int = 1, tls: bool = True,
           extra_env: dict | None = None, timeout: float = 60.0) -> Served:
     """Start the platform and wait until every worker said it is ready."""
-    ports = [free_port() for _ in range(3)]
-    env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=database_url, **(extra_env or {}))
+    ports = [free_port() for _ in range(5)]
+    env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=database_url, ESIMOTA_ADMIN_HOST="127.0.0.1",
+               ESIMOTA_ADMIN_PORT=str(ports[3]), ESIMOTA_ADMIN_HTTP_PORT=str(ports[4]), **(extra_env or {}))
     env.pop("ESIMOTA_WORKER_ID", None)
     argv = [sys.executable, "-m", "esimota.cli", "serve", "--http-port", str(ports[0]),
             "--grpc-port", str(ports[1]), "--bip-port", str(ports[2]), "--workers", str(workers)]
     if not tls:
         argv.append("--no-tls")
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    s = Served(proc, home, ports[0], ports[1], ports[2], tls)
+    s = Served(proc, home, ports[0], ports[1], ports[2], tls, admin_port=ports[3], admin_http_port=ports[4])
     threading.Thread(target=_reader, args=(proc, s.lines), daemon=True).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.lifecycle import OPEN_STATES, CardState
 from ..errors import InvalidArgument, NotFound
 from . import crypto
 from .keys import aad
 
 BATCH_AAD = b"chip_batches.master_key|"
+_OPEN = ", ".join(str(int(s)) for s in sorted(OPEN_STATES))
 
 INSERT_BATCH = "INSERT INTO chip_batches (name, master_key_enc) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id"
 SELECT_BATCH = "SELECT id, name, master_key_enc FROM chip_batches WHERE name = $1"
@@ -17,7 +19,21 @@ SELECT_CHIP = "SELECT * FROM chips WHERE eid = $1"
 LOCK_CHIP = "SELECT * FROM chips WHERE eid = $1 FOR UPDATE"
 LOCK_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1 FOR UPDATE"
 SET_STATE = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
-SET_OWNER = "UPDATE chips SET owner_client_id = $2 WHERE id = $1 AND owner_client_id IS NULL"
+# A partner sees only the chips allocated to it (§6.2.1.1, DESIGN §6): the owner is part of the look-up,
+# so another client's chip and an unknown EID take the same path and give the same answer.
+SELECT_OWN_CHIP = "SELECT * FROM chips WHERE eid = $1 AND owner_client_id = $2"
+LOCK_OWN_CHIP = "SELECT * FROM chips WHERE eid = $1 AND owner_client_id = $2 FOR UPDATE"
+ALLOCATION_STATE = f"""
+SELECT c.eid, c.owner_client_id, EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) AS busy
+FROM chips c WHERE c.eid = ANY($1::text[]) ORDER BY c.id FOR UPDATE OF c"""
+BATCH_EIDS = "SELECT c.eid FROM chips c JOIN chip_batches b ON b.id = c.batch_id WHERE b.name = $1 ORDER BY c.id"
+ALLOCATE = """
+UPDATE chips SET owner_client_id = $1, allocated_at = coalesce(allocated_at, now())
+WHERE eid = ANY($2::text[]) AND (owner_client_id IS NULL OR owner_client_id = $1) RETURNING eid"""
+RELEASE = f"""
+UPDATE chips c SET owner_client_id = NULL, allocated_at = NULL
+WHERE c.eid = ANY($2::text[]) AND c.owner_client_id = $1
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) RETURNING eid"""
 SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
@@ -25,16 +41,9 @@ FROM unnest($1::bigint[], $2::bigint[]) AS u(id, used) WHERE c.id = u.id"""
 BLACKLISTED = """
 SELECT kind FROM blacklist WHERE (kind = 'eid' AND value = $1) OR (kind = 'imei' AND value = $2) ORDER BY kind"""
 ADD_BLACKLIST = "INSERT INTO blacklist (kind, value, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-LOCK_COUNTERS = "SELECT * FROM chip_counters WHERE chip_id = $1 FOR UPDATE"
-ADVANCE_CARD_COUNTER = """
-UPDATE chip_counters SET card_counter = $2, updated_at = now() WHERE chip_id = $1 AND card_counter < $2"""
-# A block of platform CNTR values (TS 102 225 §5.1.1) reserved before use, so a restart never reuses one.
-RESERVE_CNTR = """
-UPDATE chip_counters SET cntr_reserved = cntr_reserved + $2, updated_at = now()
-WHERE chip_id = (SELECT id FROM chips WHERE eid = $1) RETURNING cntr_reserved"""
-EXPIRING = """
+EXPIRING = f"""
 SELECT eid, temp_iccid, temp_msisdn, network_type, open_time, temp_expires_on, state, owner_client_id
-FROM chips WHERE state <> 4 AND temp_expires_on <= $1 AND ($2::bigint IS NULL OR owner_client_id = $2)
+FROM chips WHERE state <> {int(CardState.WRITE_SUCCEEDED)} AND temp_expires_on <= $1 AND ($2::bigint IS NULL OR owner_client_id = $2)
 ORDER BY temp_expires_on, eid LIMIT $3"""
 
 
@@ -67,6 +76,19 @@ async def get(db: Any, eid: str) -> Any:
     return row
 
 
+def unknown_eid() -> NotFound:
+    """The one answer for an EID the caller may not see, whether it exists or not (DESIGN §6)."""
+    return NotFound("unknown EID", reason="EID_NOT_FOUND")
+
+
+async def own(db: Any, eid: str, client_pk: int, *, lock: bool = False) -> Any:
+    """The chip `eid` if it is allocated to client `client_pk` (locked FOR UPDATE with lock=True); else 404."""
+    row = await db.fetchrow(LOCK_OWN_CHIP if lock else SELECT_OWN_CHIP, eid, client_pk)
+    if row is None:
+        raise unknown_eid()
+    return row
+
+
 async def lock(conn: Any, eid: str) -> Any:
     row = await conn.fetchrow(LOCK_CHIP, eid)
     if row is None:
@@ -81,13 +103,3 @@ async def blacklisted(db: Any, eid: str, imei: str | None) -> list[str]:
 
 async def add_blacklist(db: Any, kind: str, value: str, reason: str) -> None:
     await db.execute(ADD_BLACKLIST, kind, value, reason)
-
-
-async def reserve_cntr(db: Any, eid: str, count: int) -> tuple[int, int]:
-    """Reserve `count` platform CNTR values for a chip: returns (first, last), both inclusive."""
-    if count <= 0:
-        raise InvalidArgument("reserve at least one counter value")
-    last = await db.fetchval(RESERVE_CNTR, eid, count)
-    if last is None:
-        raise NotFound("unknown EID", reason="EID_NOT_FOUND")
-    return last - count + 1, last

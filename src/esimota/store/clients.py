@@ -21,6 +21,8 @@ INSERT INTO clients (client_id, name, phone, secret_hash, ip_whitelist, permissi
                      callback_secret_enc, rate_limit_per_min)
 VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9) RETURNING *"""
 SELECT = "SELECT * FROM clients WHERE client_id = $1"
+# `--client` takes a client's id or its name (DESIGN §7): the id first, then a name that names one client
+SELECT_BY_NAME = "SELECT * FROM clients WHERE name = $1 ORDER BY id LIMIT 2"
 SELECT_BY_ID = "SELECT * FROM clients WHERE id = $1"
 UPDATE_SECRET = "UPDATE clients SET secret_hash = $2, secret_rotated_at = now() WHERE client_id = $1 RETURNING *"
 UPDATE_CALLBACK_SECRET = "UPDATE clients SET callback_secret_enc = $2 WHERE client_id = $1 RETURNING *"
@@ -99,6 +101,19 @@ async def get(db: Any, client_id: str) -> Client:
     if row is None:
         raise NotFound("no such client", reason="CLIENT_NOT_FOUND")
     return Client.from_row(row)
+
+
+async def resolve(db: Any, ref: str) -> Client:
+    """The client named by `ref`, its client_id or its name; a name shared by two clients is refused."""
+    row = await db.fetchrow(SELECT, ref)
+    if row is not None:
+        return Client.from_row(row)
+    rows = await db.fetch(SELECT_BY_NAME, (ref or "").strip())
+    if len(rows) > 1:
+        raise InvalidArgument(f"two clients are named {ref!r}: give the client_id", reason="CLIENT_AMBIGUOUS")
+    if not rows:
+        raise NotFound(f"no client with id or name {ref!r}", reason="CLIENT_NOT_FOUND")
+    return Client.from_row(rows[0])
 
 
 async def authenticate(db: Any, client_id: str, secret: str) -> Client:

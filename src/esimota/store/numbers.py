@@ -20,8 +20,14 @@ ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
 LOCK_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1 FOR UPDATE"
 SELECT_BY_ID = "SELECT * FROM numbers WHERE id = $1"
 RESERVE = "UPDATE numbers SET status = 'reserved' WHERE id = $1 AND status = 'available'"
+# Giving a reserved number back (DESIGN §3: a write that ends in 5, a cancel): it keeps its client_id,
+# so a designated number returns to the client it was allocated to and a pool number to its province.
 RELEASE = "UPDATE numbers SET status = 'available' WHERE id = $1 AND status = 'reserved'"
-BIND = "UPDATE numbers SET status = 'bound', chip_id = $2, opened_at = $3 WHERE id = $1"
+# table 3 无可用省份资源: the province has a number again, so its general exception closes (§8.3.1)
+CLOSE_NO_RESOURCE = """
+UPDATE exceptions SET closed_at = now(), closed_by = 'platform', resolution = $2
+WHERE kind = 'NO_RESOURCE:' || $1 AND closed_at IS NULL AND severity = 'general'
+  AND EXISTS (SELECT 1 FROM numbers WHERE province_code = $1 AND status = 'available')"""
 SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
 SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
 ALLOCATE = """
@@ -29,6 +35,18 @@ UPDATE numbers SET client_id = $1, allocated_at = now()
 WHERE iccid = ANY($2::text[]) AND (client_id IS NULL OR client_id = $1) AND status = 'available'
 RETURNING iccid"""
 ALLOCATION_STATE = "SELECT iccid, client_id, status FROM numbers WHERE iccid = ANY($1::text[])"
+
+
+async def give_back(conn: Any, number_id: int, province_code: str | None) -> None:
+    """The task's reserved number is available again (DESIGN §3); the province has a number again."""
+    if (await conn.execute(RELEASE, number_id)).endswith(" 1") and province_code:
+        await replenished(conn, [province_code], "a reserved number was given back")
+
+
+async def replenished(conn: Any, provinces: list[str], why: str) -> None:
+    """Close the NO_RESOURCE exception of each province that has an available number (table 3)."""
+    for code in sorted(set(provinces)):
+        await conn.execute(CLOSE_NO_RESOURCE, code, f"numbers available again: {why}")
 
 
 def encrypt_secrets(ring: crypto.KeyRing, iccid: str, imsi: str, ki: bytes, opc: bytes) -> tuple[bytes, bytes]:

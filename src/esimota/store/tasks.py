@@ -7,25 +7,33 @@ import json
 import secrets
 from typing import Any
 
+from ..domain.lifecycle import OPEN_STATES, CardState
+
+# States are domain/lifecycle's (DESIGN §3): the new task's state is the apply's target, passed in.
+_OPEN = ", ".join(str(int(s)) for s in sorted(OPEN_STATES))
 INSERT_TASK = """
 INSERT INTO tasks (task_id, chip_id, client_id, write_type, province_code, number_id, state)
-VALUES ($1, $2, $3, $4, $5, $6, 2) RETURNING *"""
-OPEN_TASK = "SELECT * FROM tasks WHERE chip_id = $1 AND state IN (2, 3)"
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *"""
+OPEN_TASK = f"SELECT * FROM tasks WHERE chip_id = $1 AND state IN ({_OPEN})"
 LATEST_TASK = "SELECT * FROM tasks WHERE chip_id = $1 ORDER BY id DESC LIMIT 1"
 SELECT_TASK = "SELECT * FROM tasks WHERE task_id = $1"
-SET_TASK_STATE = "UPDATE tasks SET state = $2 WHERE id = $1"
-CANCEL_TASK = "UPDATE tasks SET state = 1, cancelled_at = $2, finished_at = $2 WHERE id = $1"
-START_TASK = "UPDATE tasks SET state = 3, started_at = coalesce(started_at, $2), progress_at = $2 WHERE id = $1"
-FINISH_TASK = """
-UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = $5, finished_at = $5,
-                 script_done = script_done OR $2::smallint = 4
-WHERE id = $1 RETURNING *"""
-# Progress is written behind in batches (DESIGN §5.5); it only ever moves forward.
-PROGRESS = """
+CANCEL_TASK = "UPDATE tasks SET state = $3, cancelled_at = $2, finished_at = $2 WHERE id = $1"
+# Progress is written behind in batches (DESIGN §5.5); it only ever moves forward, and only while writing.
+PROGRESS = f"""
 UPDATE tasks t SET script_acked = greatest(t.script_acked, u.acked), script_total = u.total,
                    script_done = t.script_done OR u.done, progress_at = $5
 FROM unnest($1::bigint[], $2::int[], $3::int[], $4::bool[]) AS u(id, acked, total, done)
-WHERE t.id = u.id AND t.state = 3"""
+WHERE t.id = u.id AND t.state = {int(CardState.WRITING)}"""
+# The exceptions a successful write removes the cause of (docs/operations.md): the card's own ones, and
+# a failed earlier write of the same chip. General ones only: a severe one still needs its report (§8.3.1).
+RESOLVED_BY_SUCCESS = ("NUMBER_NOT_COMMUNICATING", "STUCK_WRITING", "EARLY_REPORT", "CHANNEL_PROTOCOL_ERROR",
+                       "CHIP_FAULT", "DATA_ERROR")
+CLOSE_RESOLVED = """
+UPDATE exceptions SET closed_at = now(), closed_by = 'platform',
+       resolution = CASE WHEN kind IN ('CHIP_FAULT', 'DATA_ERROR') THEN 'a re-apply of this chip was written'
+                         WHEN kind = 'NUMBER_NOT_COMMUNICATING' THEN 'the operational number communicates: write succeeded'
+                         ELSE 'the card''s write succeeded' END
+WHERE chip_id = ANY($1::bigint[]) AND kind = ANY($2::text[]) AND closed_at IS NULL AND severity = 'general'"""
 INSERT_EVENT = """
 INSERT INTO task_events (chip_id, task_id, operation, from_state, to_state, actor, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7)"""
@@ -51,6 +59,11 @@ async def event(conn: Any, chip_id: int, task_id: int | None, op: str, from_stat
                 actor: str, reason: str | None = None) -> None:
     """Store one transition: who, when (the column default), from, to, why (§6.1, R1)."""
     await conn.execute(INSERT_EVENT, chip_id, task_id, op, from_state, to_state, actor, reason)
+
+
+async def close_resolved_by_success(conn: Any, chip_ids: list[int]) -> None:
+    """Close, with the reason, the general exceptions that these chips' successful writes resolved."""
+    await conn.execute(CLOSE_RESOLVED, chip_ids, list(RESOLVED_BY_SUCCESS))
 
 
 async def queue_callback(conn: Any, client_id: int, task_pk: int, payload: dict) -> str:

@@ -85,8 +85,9 @@ async def test_bad_rows_are_all_listed_and_nothing_is_imported(db_url, tmp_path,
 async def test_keys_rotate_reencrypts_while_data_stays_readable(db_url, tmp_path, pool):
     """R14: `keys rotate` adds a data key, re-encrypts every secret, and re-wraps under a new master key."""
     from esimota.store import crypto
-    from esimota.service import channel, imports
-    from ..conftest import eid
+    from esimota.service import imports
+    from esimota.store import chips as chip_store
+
     esimota(db_url, "batch", "create", "--name", "B1", "--master-key-file",
             str((tmp_path / "k").write_text(BATCH_KEY) and tmp_path / "k"))
     await imports.import_chips(pool, str(write_chips(tmp_path / "c.csv", range(3))), "B1")
@@ -95,7 +96,8 @@ async def test_keys_rotate_reencrypts_while_data_stays_readable(db_url, tmp_path
     assert out["version"] == 2 and out["reencrypted"] == 1 + 3 + 3
     assert await pool.fetchval("SELECT count(*) FROM numbers WHERE substring(keys_enc FROM 1 FOR 4) = "
                                "'\\x00000002'::bytea") == 3
-    assert (await channel.load_chip(pool, eid(1))).master_key == bytes.fromhex(BATCH_KEY)
+    batch = await pool.fetchrow(chip_store.SELECT_BATCH, "B1")
+    assert await chip_store.batch_master_key(pool, "B1", batch["master_key_enc"]) == bytes.fromhex(BATCH_KEY)
     (tmp_path / "m2").write_text("6b" * 32)
     out = json.loads(esimota(db_url, "keys", "rotate", "--new-master-key-file", str(tmp_path / "m2"),
                              "--json").stdout)
@@ -106,3 +108,41 @@ async def test_keys_rotate_reencrypts_while_data_stays_readable(db_url, tmp_path
     from ..conftest import iccid, imsi
     stored = await pool.fetchval("SELECT imsi_tag FROM numbers WHERE iccid = $1", iccid(2))
     assert stored == number_store.imsi_tag(ring, imsi(2))  # the same index key under the new master
+
+
+async def test_chips_allocate_and_release_by_client_name(db_url, tmp_path, pool):
+    """DESIGN §7 `chips allocate|release --client C (--eid…|--file|--batch)`: the client by id or name, all or
+    nothing with every bad line listed (exit 2), release refused while a write task is open."""
+    from esimota.service import writing
+    from esimota.store import clients
+
+    from ..conftest import eid
+
+    (tmp_path / "k.hex").write_text(BATCH_KEY + "\n")
+    esimota(db_url, "batch", "create", "--name", "B1", "--master-key-file", str(tmp_path / "k.hex"))
+    esimota(db_url, "chips", "import", str(write_chips(tmp_path / "c.csv", range(4))), "--batch", "B1")
+    esimota(db_url, "numbers", "import", str(write_numbers(tmp_path / "n.csv", range(2))))
+    for name in ("Acme", "Beta"):
+        esimota(db_url, "client", "create", "--name", name, "--phone", "13800000001", "--ip", "10.0.0.1",
+                "--callback-url", f"https://{name.lower()}.example/cb")
+    (tmp_path / "eids.txt").write_text("eid\n" + eid(0) + "\n" + eid(1) + "\n")
+    out = json.loads(esimota(db_url, "chips", "allocate", "--client", "Acme", "--file", str(tmp_path / "eids.txt"),
+                             "--json").stdout)
+    assert out == {"ok": True, "client": "Acme", "allocated": 2}
+    bad = esimota(db_url, "chips", "allocate", "--client", "Beta", "--eid", eid(2), eid(1), eid(99), "--json",
+                  check=False)
+    assert bad.returncode == 2
+    assert [(p["line"], p["reason"]) for p in json.loads(bad.stdout)["problems"]] == [
+        (2, "CHIP_ALLOCATED"), (3, "EID_NOT_FOUND")]
+    assert await pool.fetchval("SELECT count(*) FROM chips WHERE owner_client_id IS NOT NULL") == 2
+    acme = await clients.resolve(pool, "Acme")
+    await writing.apply_write(pool, acme, writing.ApplyRequest(eid(0), 1, "44"))
+    busy = esimota(db_url, "chips", "release", "--client", acme.client_id, "--eid", eid(0), "--json", check=False)
+    assert busy.returncode == 2 and json.loads(busy.stdout)["problems"][0]["reason"] == "TASK_OPEN"
+    out = json.loads(esimota(db_url, "chips", "release", "--client", "Acme", "--eid", eid(1), "--json").stdout)
+    assert out["released"] == 1
+    assert json.loads(esimota(db_url, "chips", "allocate", "--client", "Beta", "--batch", "B1", "--json",
+                              check=False).stdout)["problems"][0]["reason"] == "CHIP_ALLOCATED"  # eid(0) is Acme's
+    actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log WHERE action LIKE 'chips.%' "
+                                                     "ORDER BY id")]
+    assert actions == ["chips.import", "chips.allocate", "chips.release"]

@@ -15,6 +15,7 @@ from esimota.errors import InvalidArgument, PermissionDenied
 from esimota.service import monitoring, ops, reports, reports_export, staff
 from esimota.service.common import CST
 from esimota.sim import fleetdata
+from tests.support import cards
 from tests.support.bip import apply_all
 
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
@@ -37,14 +38,16 @@ async def people(pool):
     await staff.add(pool, "audrey", "Audrey", "auditor", "root")
 
 
-async def _written(pool, n: int) -> fleetdata.Fleet:
-    """n subscribers: chips written (state 4), numbers bound — as the channel leaves them."""
+async def _written(pool, n: int, *, faults: dict | None = None, unwritten: int = 0) -> fleetdata.Fleet:
+    """n subscribers applied for; all but the last `unwritten` written over the BIP channel by the simulated
+    card (state 4, number bound), or failed as `faults` {index: fault} makes them (state 5)."""
     fleet = await fleetdata.generate(pool, n)
     await apply_all(pool, fleet)
-    await pool.execute("UPDATE tasks SET state = 4, write_time = now(), finished_at = now()")
-    await pool.execute("UPDATE chips SET state = 4")
-    await pool.execute("UPDATE numbers n SET status = 'bound', chip_id = t.chip_id, opened_at = now() "
-                       "FROM tasks t WHERE t.number_id = n.id")
+    async with cards.endpoint(pool) as port:
+        for i, spec in enumerate(fleet.devices[:n - unwritten]):
+            fault = (faults or {}).get(i)
+            out = await cards.write(spec, port, **({fault: True} if fault else {}))
+            assert out.ok is (fault is None), out
     return fleet
 
 
@@ -124,8 +127,7 @@ async def test_monthly_exception_review_rates_and_in_time_share(pool):
 
 async def test_quality_indicators(pool):
     """§10.3.1 / R29: write success rate and interface call success rate per period."""
-    await _written(pool, 3)
-    await pool.execute("UPDATE tasks SET state = 5 WHERE id = 1")
+    await _written(pool, 3, faults={0: "chip_fault"})
     await pool.execute("INSERT INTO api_calls (at, transport, route, code, latency_ms) SELECT now(), 'http', 'r', c, 1 "
                        "FROM unnest(ARRAY[200, 200, 200, 401, 500]) c")
     today = dt.datetime.now(CST).date()
@@ -184,7 +186,7 @@ async def test_service_report_and_export_retention(pool, people, tmp_path):
 
 async def test_monitoring_alerts(pool):
     """R32 / R12: quota, card–device separation, region, high-risk area, blacklist, expiry 30 days ahead."""
-    fleet = await _written(pool, 3)
+    fleet = await _written(pool, 3, unwritten=1)  # the third card waits for its power-on (state 2)
     a, b, c = fleet.devices
     await pool.execute("UPDATE numbers SET used_flow_mb = monthly_quota_mb WHERE chip_id = 1")
     await pool.execute("UPDATE numbers SET city = '深圳' WHERE chip_id = 2")
@@ -192,7 +194,7 @@ async def test_monitoring_alerts(pool):
     await monitoring.restrict_region(pool, msisdn2, ["广州"], "staff:olga")
     await monitoring.set_high_risk(pool, "深圳", "fraud ring", "staff:olga")
     await pool.execute("INSERT INTO blacklist (kind, value, reason) VALUES ('imei', $1, 'stolen')", c.imei)
-    await pool.execute("UPDATE chips SET state = 1, temp_expires_on = current_date + 10 WHERE id = 3")
+    await pool.execute("UPDATE chips SET temp_expires_on = current_date + 10 WHERE id = 3")
     assert await monitoring.check_device(pool, a.eid, fleetdata.make_imei(424242), source="hello")
     assert not await monitoring.check_device(pool, b.eid, b.imei)
     await monitoring.scan(pool)

@@ -9,7 +9,7 @@ from esimota.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from esimota.service import admin, writing
 from esimota.service.writing import ApplyRequest
 
-from ..conftest import eid, iccid, msisdn, write_chips
+from ..conftest import eid, iccid, msisdn, reallocate, write_chips
 from esimota.service import imports
 
 
@@ -44,9 +44,9 @@ async def test_repeat_is_idempotent_and_other_apply_conflicts(pool, seeded):
     with pytest.raises(Conflict) as err:
         await writing.apply_write(pool, a, ApplyRequest(eid(2), 1, province_code="11"))
     assert err.value.reason == "APPLY_CONFLICT"
-    with pytest.raises(PermissionDenied) as err:  # the chip became A's with its first apply (R31)
+    with pytest.raises(NotFound) as err:  # the chip is allocated to A: for B it does not exist (DESIGN §6)
         await writing.apply_write(pool, b, ApplyRequest(eid(2), 1, province_code="44"))
-    assert err.value.reason == "NOT_OWNER"
+    assert err.value.reason == "EID_NOT_FOUND"
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 1
 
 
@@ -72,6 +72,7 @@ async def test_designated_only_with_numbers_allocated_to_the_caller(pool, seeded
         await writing.apply_write(pool, a, req)
     assert err.value.reason == "NUMBER_NOT_ALLOCATED"
     await admin.allocate_numbers(pool, b.client_id, [iccid(1)])
+    await reallocate(pool, b, 7, 8, 9)
     with pytest.raises(PermissionDenied):
         await writing.apply_write(pool, a, ApplyRequest(eid(6), 0, iccid=iccid(1), msisdn=msisdn(1)))
     ok = await writing.apply_write(pool, b, ApplyRequest(eid(7), 0, iccid=iccid(1), msisdn=msisdn(1)))
@@ -79,8 +80,9 @@ async def test_designated_only_with_numbers_allocated_to_the_caller(pool, seeded
     with pytest.raises(Conflict) as err:  # the number is taken now
         await writing.apply_write(pool, b, ApplyRequest(eid(8), 0, iccid=iccid(1), msisdn=msisdn(1)))
     assert err.value.reason == "NUMBER_IN_USE"
-    with pytest.raises(PermissionDenied):  # mismatched pair
+    with pytest.raises(InvalidArgument) as err:  # the ICCID and the MSISDN name two numbers: 400
         await writing.apply_write(pool, b, ApplyRequest(eid(9), 0, iccid=iccid(1), msisdn=msisdn(2)))
+    assert err.value.reason == "NUMBER_MISMATCH"
 
 
 async def test_expired_temporary_number_is_refused(pool, seeded, tmp_path):
@@ -89,6 +91,7 @@ async def test_expired_temporary_number_is_refused(pool, seeded, tmp_path):
     old = dt.date.today() - dt.timedelta(days=181)
     await imports.import_chips(pool, str(write_chips(tmp_path / "old.csv", [100], open_time=old,
                                                      network="NB-IoT")), "B1")
+    await admin.allocate_chips(pool, a.client_id, [eid(100)])
     with pytest.raises(PermissionDenied) as err:
         await writing.apply_write(pool, a, ApplyRequest(eid(100), 1, province_code="44"))
     assert err.value.reason == "TEMP_NUMBER_EXPIRED"

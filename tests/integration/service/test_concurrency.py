@@ -28,6 +28,7 @@ async def test_2000_auto_applies_over_1000_numbers(big_pool, tmp_path):
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "n.csv", range(1000), province="32")))
     client = (await admin.create_client(pool, name="A", phone="13800000001", ip="10.0.0.1",
                                         callback_url="https://a.example/cb")).client
+    await admin.allocate_chips(pool, client.client_id, batch="B1")
 
     async def one(i):
         try:
@@ -54,6 +55,7 @@ async def test_50_concurrent_repeats_give_one_task(big_pool, tmp_path):
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "n.csv", range(5))))
     client = (await admin.create_client(pool, name="A", phone="13800000001", ip="10.0.0.1",
                                         callback_url="https://a.example/cb")).client
+    await admin.allocate_chips(pool, client.client_id, batch="B1")
     results = await asyncio.gather(*(writing.apply_write(pool, client, ApplyRequest(eid(1), 1, province_code="44"))
                                      for _ in range(50)))
     assert len({r.task_id for r in results}) == 1

@@ -121,7 +121,23 @@ async def test_expiring_list_and_chip_query(pool, seeded, tmp_path):
                                                      network="NB-IoT")), "B1")
     listed = await queries.list_expiring(pool)
     assert [r["eid"] for r in listed] == [eid(500)] and not listed[0]["expired"]
+    await admin.allocate_chips(pool, a.client_id, [eid(500)])
     info = await queries.get_chip(pool, a, eid(500))
     assert (info.card_status, info.status_desc, info.remaining_flow) == (1, "待写卡", 5.0)
     assert info.temp_expire_date == soon + dt.timedelta(days=180)
     assert [p[0] for p in await queries.list_provinces(pool)][:2] == ["11", "12"]
+
+
+async def test_numbers_imported_into_a_province_close_its_no_resource(pool, seeded, tmp_path):
+    """Table 3 无可用省份资源 closes itself, the reason recorded, once an import gives the province numbers."""
+    from esimota.errors import PermissionDenied
+    from esimota.service import writing
+
+    a, _ = seeded
+    with pytest.raises(PermissionDenied):
+        await writing.apply_write(pool, a, writing.ApplyRequest(eid(1), 1, province_code="45"))
+    await imports.import_numbers(pool, str(write_numbers(tmp_path / "n45.csv", range(50, 52), province="44")))
+    assert await pool.fetchval("SELECT closed_at FROM exceptions WHERE kind = 'NO_RESOURCE:45'") is None
+    await imports.import_numbers(pool, str(write_numbers(tmp_path / "n45b.csv", range(60, 62), province="45")))
+    row = await pool.fetchrow("SELECT closed_at, resolution FROM exceptions WHERE kind = 'NO_RESOURCE:45'")
+    assert row["closed_at"] is not None and "imported" in row["resolution"]

@@ -5,11 +5,27 @@ import asyncio
 import asyncpg
 import pytest
 
-from esimota.errors import NotFound, PermissionDenied
+from esimota.errors import NotFound
 from esimota.service import batch, writing
 from esimota.service.writing import ApplyRequest
 
-from ..conftest import eid
+from esimota.sim.device import Device, Faults
+from tests.support import cards
+
+from ..conftest import BATCH_KEY, eid
+
+
+async def _partly_written(pool, card_eid: str) -> None:
+    """The card powers on, two chunks of its script are acknowledged, then its channel drops: 写卡中."""
+    async with cards.endpoint(pool) as port:
+        spec = await cards.spec_for(pool, card_eid, bytes.fromhex(BATCH_KEY), buffer_size=160)
+        spec.faults = Faults(drop_at_frame=3)
+        await Device(spec, "127.0.0.1", port, max_channels=1).run()
+        for _ in range(200):  # progress is written behind (DESIGN §5.5)
+            if await pool.fetchval("SELECT script_acked FROM tasks t JOIN chips c ON c.id = t.chip_id "
+                                   "WHERE c.eid = $1", card_eid):
+                return
+            await asyncio.sleep(0.02)
 
 
 def _fields(res: writing.StatusResult) -> tuple:
@@ -22,8 +38,7 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
     tasks = {}
     for i in range(1, 6):
         tasks[i] = (await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, province_code="44"))).task_id
-    await pool.execute("UPDATE tasks SET state = 3, script_acked = 4, script_total = 12 WHERE task_id = $1", tasks[2])
-    await pool.execute("UPDATE chips SET state = 3 WHERE eid = $1", eid(2))
+    await _partly_written(pool, eid(2))
     by_eid = writing.STATUSES_BY_EID
     before = (batch.batcher(pool, by_eid).batches, batch.batcher(pool, by_eid).keys)
     asks = [dict(eid=eid(i)) for i in range(1, 16)] + [dict(eid=eid(i)) for i in range(1, 6)] \
@@ -32,7 +47,8 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
     async with pool.acquire() as conn:  # a connection: the one-statement path, no batching
         alone = [await writing.write_status(conn, a, **ask) for ask in asks]
     assert [_fields(r) for r in together] == [_fields(r) for r in alone]
-    assert together[1].progress == 30 and together[1].card_status == 3  # 4/12 × 90
+    acked, total = await pool.fetchrow("SELECT script_acked, script_total FROM tasks WHERE task_id = $1", tasks[2])
+    assert together[1].card_status == 3 and together[1].progress == 90 * acked // total > 0  # R8: acked/total × 90
     assert together[0].card_status == 2 and together[10].task_id == ""  # a chip without a task
     eid_batcher = batch.batcher(pool, by_eid)
     sent, keys = eid_batcher.batches - before[0], eid_batcher.keys - before[1]
@@ -43,16 +59,18 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
 async def test_batched_status_keeps_errors_per_caller(pool, seeded):
     """Unknown EIDs and other clients' chips fail alone; the other callers of the batch get answers."""
     a, b = seeded
-    await writing.apply_write(pool, a, ApplyRequest(eid(1), 1, province_code="44"))  # chip 1 is now A's
+    await writing.apply_write(pool, a, ApplyRequest(eid(1), 1, province_code="44"))  # chip 1 is allocated to A
     results = await asyncio.gather(
         writing.write_status(pool, a, eid=eid(1)),
         writing.write_status(pool, b, eid=eid(1)),
         writing.write_status(pool, a, eid=eid(999)),
         writing.write_status(pool, a, task_id="no-such-task"),
-        writing.write_status(pool, b, eid=eid(3)),
+        writing.write_status(pool, a, eid=eid(3)),
         return_exceptions=True)
     assert results[0].card_status == 2
-    assert isinstance(results[1], PermissionDenied) and results[1].reason == "NOT_OWNER"
+    # another client's chip is answered exactly as an unknown EID (DESIGN §6)
+    assert isinstance(results[1], NotFound) and results[1].reason == "EID_NOT_FOUND"
+    assert results[1].message == results[2].message
     assert isinstance(results[2], NotFound) and results[2].reason == "EID_NOT_FOUND"
     assert isinstance(results[3], NotFound) and results[3].reason == "TASK_NOT_FOUND"
     assert results[4].card_status == 1 and results[4].task_id == ""

@@ -22,6 +22,7 @@ async def test_pg_dump_holds_no_secret_in_clear(pool, db_url, tmp_path):
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "n.csv", range(20))))
     new = await admin.create_client(pool, name="A", phone="13800000001", ip="10.0.0.1",
                                     callback_url="https://a.example/cb")
+    await admin.allocate_chips(pool, new.client.client_id, [eid(1)])
     await writing.apply_write(pool, new.client, ApplyRequest(eid(1), 1, province_code="44"))
     dump = subprocess.run([str(PG_DUMP), "--dbname", db_url, "--data-only"], capture_output=True,
                           timeout=120, check=True).stdout

@@ -35,6 +35,7 @@ def test_every_admin_rpc_names_a_staff_action():
     """admin.proto: every AdminService rpc needs a staff token and one action of the role matrix."""
     want = {"CreateClient": "client.manage", "RotateClientSecret": "client.manage", "SetWhitelist": "client.manage",
             "SetPermissions": "client.manage", "DisableClient": "client.manage", "AllocateNumbers": "resources.import",
+            "AllocateChips": "resources.import", "ReleaseChips": "resources.import",
             "ListExceptions": "exception.read", "ListCallbacks": "exception.read",
             "RepushCallback": "exception.handle", "CloseException": "exception.handle"}
     admin = {m.name: (m.permission, m.staff_action) for m in METHODS if m.service == "esimota.v1.AdminService"}
@@ -52,7 +53,7 @@ class FakePool:
     async def fetch(self, sql, *args):
         assert sql == staff_auth.ACCOUNTS
         self.fetches += 1
-        return [{"username": u, "roles": r} for u, r in self.accounts.items()]
+        return [{"username": u, "roles": r, "revoked": 0} for u, r in self.accounts.items()]
 
     async def execute(self, sql, *args):
         self.executed.append((sql, args))

@@ -63,3 +63,39 @@ def test_bad_apdus_get_status_words_not_exceptions():
     applet.execute(bytes.fromhex("00A4000C022FE2"))
     assert applet.execute(bytes.fromhex("00D600000C" + "00" * 12)) == b"\x6B\x00"  # past the end
     assert applet.execute(bytes.fromhex("00D600000500")) == b"\x67\x00"  # Lc disagrees
+
+
+def _header_variant(field: str) -> bytes:
+    """A command packet the platform would send (DESIGN §5.3), with one clear header field changed."""
+    from esimota.codec import packet
+
+    kic, kid = bytes(range(16)), bytes(range(16, 32))
+    args = {"spi": packet.SPI_BCP, "kic_byte": packet.KIC_BCP, "kid_byte": packet.KID_BCP}
+    tar = b"\x45\x57\x41"
+    if field == "spi":
+        args["spi"] = 0x1601  # CC only, no ciphering
+    elif field == "kid":
+        args["kid_byte"] = 0x1A  # b4b3 = 10: reserved coding (TS 102 225 §5.1.3.1)
+    elif field == "kic":
+        args["kic_byte"] = 0x15  # 3DES
+    elif field == "tar":
+        tar = b"\x00\x00\x01"
+    body = bytearray(packet.wrap_command(kic, kid, tar, 1, b"\xAA\x00", **args))
+    if field == "chl":
+        body[2] = 0x16
+    return bytes(body)
+
+
+def test_card_opens_only_the_design_command_header():
+    """DESIGN §5.3: CHL '15', SPI '16 19', KIc '12', KID '12', TAR '45 57 41'; anything else is refused
+    with a TS 102 225 table 5.2 status before the card tries to open it."""
+    from esimota.sim.card import command_refusal
+
+    assert command_refusal(_header_variant("none")) is None
+    assert _header_variant("none")[2:10].hex() == "1516191212455741"
+    assert command_refusal(_header_variant("tar")) == 0x09
+    assert command_refusal(_header_variant("spi")) == 0x0A
+    assert command_refusal(_header_variant("chl")) == 0x0A
+    assert command_refusal(_header_variant("kid")) == 0x06
+    assert command_refusal(_header_variant("kic")) == 0x06
+    assert command_refusal(b"\x00\x10\x15") == 0x06  # cut short

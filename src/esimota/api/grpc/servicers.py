@@ -8,21 +8,25 @@ from urllib.parse import unquote
 import grpc
 
 from .. import messages
+from ..addresses import CallerAddress
 from ..core import Api, Failed
-from ..registry import METHODS, Method, services
+from ..registry import METHODS, Method, partner_services, staff_services
 
 
-def peer_ip(context: grpc.aio.ServicerContext, header: str | None) -> str:
-    """The caller's address: the trusted proxy header (metadata) if configured, else the peer."""
-    if header:
-        for key, value in context.invocation_metadata() or ():
-            if key == header.lower() and value:
-                return value.split(",")[-1].strip()
+def peer_ip(context: grpc.aio.ServicerContext, addresses: CallerAddress) -> str:
+    """The caller's address: the TCP peer, or behind a trusted proxy the rightmost untrusted hop of the
+    proxy header's metadata (the same rule as the bridge, DESIGN §6)."""
     peer = unquote(context.peer() or "")
     kind, _, rest = peer.partition(":")
     if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return rest.rpartition(":")[0] if kind == "ipv4" else rest
+        peer = rest.rpartition(":")[0].strip("[]")
+    elif kind == "ipv4":
+        peer = rest.rpartition(":")[0]
+    else:
+        peer = rest
+    header = (addresses.header or "").lower()
+    values = [v for k, v in context.invocation_metadata() or () if header and k == header and isinstance(v, str)]
+    return addresses.resolve(peer, values)
 
 
 def bearer(context: grpc.aio.ServicerContext) -> str | None:
@@ -47,7 +51,7 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
 
     def where(context) -> dict:
         api = api_of()
-        return {"token": bearer(context), "source_ip": peer_ip(context, api.settings.trusted_proxy_header)}
+        return {"token": bearer(context), "source_ip": peer_ip(context, api.addresses)}
 
     async def unary(request, context):
         try:
@@ -90,10 +94,19 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
     return make(fn, request_deserializer=method.input.FromString, response_serializer=method.output.SerializeToString)
 
 
-def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+def _register(server: grpc.aio.Server, platform: Any, names: list[str]) -> list[str]:
     """Add a generic handler per service; `platform.api` (built by server.py) serves the calls."""
-    names = services()
     for name in names:
         table = {m.name: _handler(m, platform) for m in METHODS if m.service == name}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, table),))
     return names
+
+
+def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+    """The partner services (auth, writing, queries): the partner gRPC port."""
+    return _register(server, platform, partner_services())
+
+
+def register_staff(server: grpc.aio.Server, platform: Any) -> list[str]:
+    """AdminService and IngestService: the operations listener only (DESIGN §6)."""
+    return _register(server, platform, staff_services())

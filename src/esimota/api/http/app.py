@@ -1,4 +1,4 @@
-"""The HTTP bridge's application: /healthz, /metrics, and the routes later built from the proto (§7)."""
+"""The HTTP bridge's application (/healthz and the routes built from the proto, §7), and the operations side's (/metrics)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,38 @@ async def _measure(request: web.Request, handler: Callable[[web.Request], Awaita
         latency.observe(time.perf_counter() - start)
 
 
+# Answers aiohttp makes itself (no route, a method the route does not take, a body too large) in the
+# bridge's JSON envelope too (DESIGN §6): every answer of the bridge is one.
+_REASONS = {404: ("no such route", "ROUTE_NOT_FOUND"), 405: ("method not allowed on this route", "METHOD_NOT_ALLOWED"),
+            413: ("the body is too large", "BODY_TOO_LARGE")}
+HSTS = "max-age=31536000"
+SERVER = "esimota"  # no version banner
+
+
+def envelope(status: int, message: str, reason: str, headers: dict | None = None) -> web.Response:
+    """The §6 error envelope as a response of its own."""
+    return web.json_response({"code": status, "message": message, "error": reason}, status=status, headers=headers)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message, reason = _REASONS.get(exc.status, (exc.reason, "HTTP_%d" % exc.status))
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return envelope(exc.status, message, reason, headers)
+
+
+async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """No version banner; over TLS, HSTS (R25: browsers and clients keep to https)."""
+    response.headers["Server"] = SERVER
+    if request.secure:
+        response.headers["Strict-Transport-Security"] = HSTS
+
+
 _COUNTERS: dict[tuple[str, int], object] = {}
 _LATENCIES: dict[str, object] = {}
 
@@ -64,13 +96,23 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
-    """The bridge: bounded bodies (64 KiB), health and metrics, plus the route sets of `registrars`
-    (the API's, generated from the google.api.http annotations, given by server.py)."""
-    app = web.Application(middlewares=[_measure], client_max_size=client_max_size)
+def create_ops_app(pool=None) -> web.Application:
+    """The HTTPS side of the operations listener (DESIGN §6): /metrics and /healthz, never on a partner port."""
+    app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024)
     app[POOL] = pool
+    app.on_response_prepare.append(_harden)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
+    """The bridge: bounded bodies (64 KiB), health, plus the route sets of `registrars`
+    (the API's, generated from the google.api.http annotations, given by server.py)."""
+    app = web.Application(middlewares=[_measure, _json_errors], client_max_size=client_max_size)
+    app.on_response_prepare.append(_harden)
+    app[POOL] = pool
+    app.router.add_get("/healthz", healthz)
     for register in registrars:
         register(app)
     return app

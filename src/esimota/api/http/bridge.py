@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ...errors import InvalidArgument
 from .. import messages, status
+from ..addresses import CallerAddress
 from ..core import Api, Failed
 from ..registry import METHODS, Method
 from . import app as http_app
@@ -19,13 +20,10 @@ logger = logging.getLogger("esimota.api.http")
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def source_ip(request: web.Request, header: str | None) -> str:
-    """The caller's address: the peer, or the last hop of the trusted proxy header when one is configured."""
-    if header:
-        value = request.headers.get(header)
-        if value:
-            return value.split(",")[-1].strip()
-    return request.remote or ""
+def source_ip(request: web.Request, addresses: CallerAddress) -> str:
+    """The caller's address: the peer, or behind a trusted proxy its header's rightmost untrusted hop."""
+    header = addresses.header
+    return addresses.resolve(request.remote or "", request.headers.getall(header, ()) if header else ())
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -69,7 +67,7 @@ def handler_for(method: Method, holder: dict) -> Callable:
     """The aiohttp handler of one rpc: parameters → request message → Api.unary → JSON envelope."""
     async def handle(request: web.Request) -> web.Response:
         api: Api = holder["api"]
-        ip = source_ip(request, api.settings.trusted_proxy_header)
+        ip = source_ip(request, api.addresses)
         params: dict[str, Any] = {}
         t0 = time.perf_counter()
         try:

@@ -7,8 +7,14 @@ hold a connection for ever; idle keep-alive connections are already closed by ke
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol
+
+from .app import HSTS, SERVER
+
+log = logging.getLogger("esimota.api.http")
 
 
 class _Guarded(asyncio.Protocol):
@@ -65,6 +71,33 @@ class _Guarded(asyncio.Protocol):
         self.inner.resume_writing()
 
 
+class QuietHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, but a request it cannot parse (a request line or header over 8 KiB, a
+    bad method, broken framing) gets a short JSON 400 that echoes nothing of the request — the line may
+    hold the caller's token — and one log line without a traceback; a 500 keeps aiohttp's logging."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:  # a fault of ours: aiohttp logs it with its traceback
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+            body = {"code": status, "message": "internal error", "error": "INTERNAL"}
+        else:
+            log.info("unparseable request refused", extra={"status": status, "error": type(exc).__name__,
+                                                           "peer": request.remote})
+            too_long = isinstance(exc, http_exceptions.LineTooLong)
+            body = {"code": status, "message": "the request line or a header is too long" if too_long
+                    else "the request could not be parsed", "error": "REQUEST_TOO_LARGE" if too_long
+                    else "BAD_REQUEST"}
+        if request.writer.output_size > 0:  # a response is on its way already: only closing is left
+            raise ConnectionError("response already sent, cannot send the error")
+        resp = web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
+                            headers={"Server": SERVER})
+        if request.transport is not None and request.transport.get_extra_info("sslcontext") is not None:
+            resp.headers["Strict-Transport-Security"] = HSTS
+        resp.force_close()
+        return resp
+
+
 class GuardedTCPSite(web.TCPSite):
     """TCPSite whose connections must send a request head within `head_timeout` seconds."""
 
@@ -74,8 +107,12 @@ class GuardedTCPSite(web.TCPSite):
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
-        factory = self._runner.server
+        server = self._runner.server
         timeout = self.head_timeout
+
+        def factory() -> QuietHandler:  # what web.Server() makes, with QuietHandler's error answers
+            return QuietHandler(server, loop=server._loop, **server._kwargs)
+
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Guarded(factory(), timeout), self._host, self._port, ssl=self._ssl_context,
             backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port)
