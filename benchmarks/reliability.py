@@ -174,8 +174,10 @@ class Platform:
         return [p for p in (self.served.pids if self.served else []) if _alive(p)]
 
     def start(self, timeout: float = 90.0) -> None:
+        # the campaign's partner is a plain-HTTP receiver on loopback (issue 14 refuses both unless allowed)
         env = dict(os.environ, ESIMOTA_HOME=str(self.home), DATABASE_URL=self.db, ESIMOTA_BIP_HOST=self.host,
-                   ESIMOTA_ADMIN_HOST=self.host, **self.env)
+                   ESIMOTA_ADMIN_HOST=self.host, ESIMOTA_ALLOW_HTTP_CALLBACKS="1",
+                   ESIMOTA_CALLBACK_ALLOW="127.0.0.0/8", **self.env)
         env.pop("ESIMOTA_WORKER_ID", None)
         argv = [sys.executable, "-m", "esimota.cli", "serve", "--host", self.host, "--http-port", str(self.ports[0]),
                 "--grpc-port", str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers),
@@ -261,16 +263,18 @@ class Card(Device):
 
     async def run(self):
         t0 = time.perf_counter()
+        early = 0  # REPORTs answered CLOSE 04: the platform lost the last acknowledgement in a crash
         while time.monotonic() < self.deadline:
             self.out.error, self.out.close_reason = "", None
             try:
-                if self.applet.committed:  # the script ran: only the REPORT is missing (§5.4 step 5)
+                if self.applet.committed and not early:  # the script ran: only the REPORT is missing (§5.4 step 5)
                     await self._refresh_and_report()
-                else:
+                else:  # a REPORT answered CLOSE 04 resumes with a HELLO, which resends what was not acknowledged
                     await self._power_on()
             except (OSError, asyncio.TimeoutError, wire.CodecError) as exc:
                 self.out.error = f"{type(exc).__name__}: {exc}"
-            if self.out.ok or not (self.out.error or self.out.close_reason in (None, RETRY)):
+            early = early + 1 if self.applet.committed and self.out.close_reason == 4 and early < 3 else 0
+            if self.out.ok or not (self.out.error or early or self.out.close_reason in (None, RETRY)):
                 break
             self.retrying()
             await asyncio.sleep(random.uniform(0.3, 1.5))
@@ -364,10 +368,20 @@ async def crash_checks(db: str, fleet, cards: list[Card], receiver: Receiver, ti
                   fresh)]
 
 
+def _reasons(outs: list) -> dict:
+    """Why the cards that did not finish stopped: last CLOSE reason or error, counted."""
+    out: dict = {}
+    for o in outs:
+        key = f"close {o.close_reason}" if o.close_reason is not None else (o.error or "?")[:60]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def fleet_figures(cards: list[Card], platform: Platform) -> dict:
     outs = [c.out for c in cards]
     return {"devices": len(cards), "devices_ok": sum(o.ok for o in outs), "channels": sum(o.channels for o in outs),
             "commands": sum(c.commands for c in cards), "platform_starts": platform.starts,
+            "not_ok": _reasons([o for o in outs if not o.ok]),
             "platform_errors_logged": len(platform.errors()),
             "first_errors": sorted({str(ln.get("msg"))[:120] for ln in platform.errors()})[:3]}
 
