@@ -260,7 +260,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2, help="platform worker processes (per node)")
-    ap.add_argument("--nodes", type=int, default=1, help="`serve` nodes over the one database, devices spread over them")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="`serve` nodes over the one database, the devices spread over them")
     ap.add_argument("--procs", type=int, default=4, help="fleet processes")
     ap.add_argument("--concurrency", type=int, default=0, help="devices in flight at once (0: all of them)")
     ap.add_argument("--ramp", type=float, default=0.0, help="power-ons per second (0: all at once)")

@@ -488,7 +488,8 @@ BACKUPS_IN_PERIODS = """
 WITH m AS (SELECT b.id, (SELECT r.period FROM job_runs r WHERE r.job = 'backups' AND r.node = b.node
                          AND r.started_at <= b.created_at ORDER BY r.started_at DESC LIMIT 1) AS period
            FROM backups b)
-SELECT count(*), count(*) FILTER (WHERE period IS NOT NULL AND (SELECT count(*) FROM m m2 WHERE m2.period = m.period) = 1)
+SELECT count(*),
+       count(*) FILTER (WHERE period IS NOT NULL AND (SELECT count(*) FROM m m2 WHERE m2.period = m.period) = 1)
 FROM m"""
 
 
@@ -508,7 +509,8 @@ async def schedule_checks(db: str, shared: Path, month: str) -> tuple[list, dict
     checks = [Check("scheduled backups (shared directory), each alone in its period", made, alone),
               Check("backup files in the shared directory = backup records", made, files if files == made else 0),
               Check("the last month's regulator export (R34) made once, on schedule", 1, int(exports == 1))]
-    return checks, {"job_runs": {k: {"periods": n, "nodes": m} for k, (n, m) in runs.items()}, "backups_by_node": by_node}
+    return checks, {"job_runs": {k: {"periods": n, "nodes": m} for k, (n, m) in runs.items()},
+                    "backups_by_node": by_node}
 
 
 async def case_two_nodes(url: str, n: int, kills: int, spread: float, ttl: float = 10.0, seed: int = 8) -> Case:

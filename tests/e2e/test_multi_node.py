@@ -56,7 +56,8 @@ def test_the_export_key_is_not_needed_with_scheduled_exports_off(tmp_path, db_ur
 async def _restart_counter(admin_url: str) -> str:
     async with aiohttp.ClientSession() as http:
         async with http.get(admin_url + "/metrics") as r:
-            return "\n".join(ln for ln in (await r.text()).splitlines() if ln.startswith("esimota_worker_restarts_total"))
+            lines = (await r.text()).splitlines()
+    return "\n".join(ln for ln in lines if ln.startswith("esimota_worker_restarts_total"))
 
 
 @pytest.mark.timeout(120)

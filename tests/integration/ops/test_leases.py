@@ -97,7 +97,8 @@ async def test_a_draining_node_gives_its_leases_back(pool, monkeypatch):
     """SIGTERM: `release` stops the jobs and deletes the leases, so the next node needs no expiry."""
     monkeypatch.setenv("ESIMOTA_LEASE_TTL", "60")
     events: list = []
-    a, b = JobRunner(pool, "node-a", (("tick", _ticking(events)),)), JobRunner(pool, "node-b", (("tick", _ticking(events)),))
+    jobs = (("tick", _ticking(events)),)
+    a, b = JobRunner(pool, "node-a", jobs), JobRunner(pool, "node-b", jobs)
     await a.step()
     await b.step()
     assert a.running() == ["tick"] and b.running() == []
@@ -124,7 +125,8 @@ async def test_the_months_regulator_export_is_made_once_on_schedule(pool, tmp_pa
     monkeypatch.setenv("ESIMOTA_NODE_ID", "node-a")
     now = dt.datetime(2026, 12, 2, 9, 0, tzinfo=CST)
     assert exports.month_due(now) == "2026-11" and exports.month_due(dt.datetime(2027, 1, 1, tzinfo=CST)) == "2026-12"
-    a, b = JobRunner(pool, "node-a", (("regulator-exports", _idle),)), JobRunner(pool, "node-b", (("regulator-exports", _idle),))
+    jobs = (("regulator-exports", _idle),)
+    a, b = JobRunner(pool, "node-a", jobs), JobRunner(pool, "node-b", jobs)
     await a.step()
     await b.step()
     assert await exports.run_once(pool, b.jobs["regulator-exports"].lease, now) is None  # B holds no lease
