@@ -38,6 +38,8 @@ from esimota.store import migrate
 from esimota.store.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmark's partner receives callbacks over plain http on loopback (R25 wants https in production)
+LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
 
 
 def server_url() -> str:
@@ -136,7 +138,7 @@ def profile(pids: list[int], out_dir: str | None) -> list:
 def start_nodes(home: Path, db: str, args) -> list[launch.Served]:
     """`esimota serve` once, or --nodes times over the same database (each its own ports, home and node id,
     sharing the keys through the environment: issue 18)."""
-    env = {"ESIMOTA_DB_POOL": str(args.pool)}
+    env = {"ESIMOTA_DB_POOL": str(args.pool), **LOOPBACK_RECEIVER}
     if args.nodes <= 1:
         return [launch.serve(home, db, workers=args.workers, tls=False, extra_env=env)]
     return [launch.serve(home / f"node-{k}", db, workers=args.workers, tls=False,
@@ -219,7 +221,8 @@ def run_idle(args) -> dict:
     try:
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900"})
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900",
+                                             **LOOPBACK_RECEIVER})
             try:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")
