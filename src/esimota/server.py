@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from prometheus_client import Counter
 
 from . import config, log as eslog, runtime, startup
 from .api.core import Api
@@ -27,8 +28,9 @@ from .api.health import Readiness
 from .api.http import app as http_app
 from .api.http import bridge
 from .api.http.deadline import GuardedTCPSite
-from .jobs import backups, ops, retention
+from .jobs import backups, exports, ops, retention
 from .jobs import callbacks as callback_job
+from .jobs.leader import JobRunner
 from .ota import endpoint
 from .ota.driver import Driver
 from .ota.guard import SourceGuard
@@ -37,10 +39,17 @@ from .errors import ConfigError
 from .store import embedded
 
 logger = logging.getLogger("esimota.server")
+RESTART_MIN_S, RESTART_MAX_S, RESTART_RESET_S = 1.0, 30.0, 60.0  # a dead worker's restart back-off
+WORKER_RESTARTS = Counter("esimota_worker_restarts_total", "workers started again after one died", ["worker"])
 
-#: Background jobs started by worker 0, in this order: fn(platform) -> coroutine run for the worker's life.
-JOBS = (callback_job.job, retention.job, ops.watchdog_job, ops.monitoring_job, ops.notify_job,
-        ops.quality_job, ops.retention_job, backups.job)
+#: Background jobs of worker 0 that one node at a time runs, each under its lease in PostgreSQL (issue 18):
+#: (lease name, fn(platform, lease) -> coroutine run while the lease is held).
+LEASED_JOBS = (("callbacks", callback_job.job), ("call-log-retention", retention.job),
+               ("exception-detectors", ops.watchdog_job), ("monitoring", ops.monitoring_job),
+               ("notifications", ops.notify_job), ("export-retention", ops.retention_job),
+               ("backups", backups.job), ("regulator-exports", exports.job))
+#: Jobs of worker 0 on every node (read-only, this node's /metrics): fn(platform) -> coroutine.
+JOBS = (ops.quality_job,)
 
 
 @dataclass
@@ -61,6 +70,7 @@ class Platform:
     ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
     ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
     readiness: Readiness | None = None                  # database up and not draining (api.health)
+    job_runner: JobRunner | None = None                 # worker 0: the leased background jobs (issue 18)
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -104,7 +114,8 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     await _start_listeners(p)
     await p.readiness.start()
     if worker_id == 0:
-        p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
+        p.job_runner = JobRunner(p.pool, settings.node_id, LEASED_JOBS, p)
+        p.tasks = [asyncio.create_task(p.job_runner.run())] + [asyncio.create_task(job(p)) for job in JOBS]
     return p
 
 
@@ -168,6 +179,8 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
         await p.bip_driver.stop()
     for t in p.tasks:
         t.cancel()
+    if p.job_runner is not None:  # the leases go back at once: another node takes the jobs without waiting
+        await asyncio.wait([asyncio.ensure_future(p.job_runner.release())], timeout=grace)
     stops = []
     for server in (p.grpc, p.ops_grpc):
         if server is not None:
@@ -251,8 +264,20 @@ def _refuse(exc: BaseException) -> int:
     return startup.EXIT_REFUSED
 
 
+@dataclass
+class _Supervised:
+    """One worker slot of the supervisor: its process, when it started, and its restart back-off."""
+
+    worker_id: int
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    backoff: float = RESTART_MIN_S
+    restart_at: float | None = None
+
+
 def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
-    """N worker processes sharing the ports (SO_REUSEPORT); signals are passed on; waits for all."""
+    """N worker processes sharing the ports (SO_REUSEPORT); a worker that dies is started again (with back-off,
+    a log line, and esimota_worker_restarts_total counted by the new worker); signals are passed on."""
     metrics_dir = config.home() / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(mode=0o700)
@@ -261,16 +286,44 @@ def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
             "--http-port", str(settings.http_port), "--grpc-port", str(settings.grpc_port),
             "--bip-port", str(settings.bip_port), "--workers", "1"] + (["--no-tls"] if not settings.tls else [])
     env["ESIMOTA_SUPERVISOR_PID"] = str(os.getpid())
-    procs = [subprocess.Popen(argv, env=dict(env, ESIMOTA_WORKER_ID=str(i))) for i in range(settings.workers)]
+    slots = [_Supervised(i) for i in range(settings.workers)]
+    stopping: list[int] = []
+
+    def start(slot: _Supervised, restarted: bool) -> None:
+        extra = {"ESIMOTA_WORKER_ID": str(slot.worker_id), "ESIMOTA_WORKER_RESTARTED": "1" if restarted else ""}
+        slot.proc, slot.started, slot.restart_at = subprocess.Popen(argv, env=dict(env, **extra)), time.monotonic(), None
 
     def forward(signum, _frame):
-        for pr in procs:
-            if pr.poll() is None:
-                pr.send_signal(signum)
+        stopping.append(signum)
+        for slot in slots:
+            if slot.proc is not None and slot.proc.poll() is None:
+                slot.proc.send_signal(signum)
 
+    for slot in slots:
+        start(slot, False)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [pr.wait() for pr in procs]
+    return _supervise(slots, start, stopping)
+
+
+def _supervise(slots: list[_Supervised], start: Any, stopping: list[int]) -> int:
+    """Until a signal: restart dead workers (back-off doubling from 1 s to 30 s, reset after a minute up);
+    then wait for every worker to drain and return the highest exit code."""
+    while not stopping:
+        now = time.monotonic()
+        for slot in slots:
+            if slot.restart_at is not None and now >= slot.restart_at:
+                start(slot, True)
+            elif slot.restart_at is None and slot.proc is not None and slot.proc.poll() is not None:
+                if now - slot.started > RESTART_RESET_S:
+                    slot.backoff = RESTART_MIN_S
+                slot.restart_at = now + slot.backoff
+                logger.error("worker died; restarting", extra={"worker": slot.worker_id, "pid": slot.proc.pid,
+                                                               "exit_code": slot.proc.returncode,
+                                                               "restart_in_s": slot.backoff})
+                slot.backoff = min(RESTART_MAX_S, slot.backoff * 2)
+        time.sleep(0.1)
+    codes = [slot.proc.wait() for slot in slots if slot.proc is not None and slot.restart_at is None]
     return max(codes) if codes else 0
 
 
@@ -302,6 +355,17 @@ def _run(main: Any) -> None:
     asyncio.run(main)
 
 
+def _keys_given(settings: config.Settings) -> bool:
+    """Under DATABASE_URL no key is generated (issue 18): without the master key, or the backup or export
+    signing key while that job is on, one line on stderr and False (exit 2, no traceback)."""
+    try:
+        config.require_keys(settings.backup_interval_h > 0, settings.exports_on)
+    except ConfigError as exc:
+        print(f"esimota: {exc.reason}: {exc.message}", file=sys.stderr)
+        return False
+    return True
+
+
 def serve_main(args: argparse.Namespace) -> int:
     eslog.setup()
     settings = _settings_from(args)
@@ -309,11 +373,15 @@ def serve_main(args: argparse.Namespace) -> int:
     if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
         if not _die_with_supervisor():
             return 0
+        if os.environ.get("ESIMOTA_WORKER_RESTARTED"):
+            WORKER_RESTARTS.labels(str(worker_id)).inc()
         try:
             _run(_run_worker(settings, worker_id))
         except OSError as exc:
             return _refuse(exc)
         return 0
+    if settings.database_url and not _keys_given(settings):
+        return 2
     try:
         started_db = _prepare(settings)
     except (startup.Refused, ConfigError) as exc:

@@ -162,7 +162,8 @@ class Dispatcher:
                 await conn.close()
 
 
-async def job(platform: Any) -> None:
-    """JOBS entry: runs in worker 0 for the life of the process."""
+async def job(platform: Any, lease: Any) -> None:
+    """Leased job: runs on the node holding the lease (the claims are SKIP LOCKED with a lease of their own,
+    so a takeover redelivers at most the batch in flight, with the same event_id)."""
     policy = TargetPolicy(platform.settings.callback_allow, config.allow_http_callbacks())
     await Dispatcher(platform.pool, platform.settings.database_url, policy).run()

@@ -36,43 +36,49 @@ def interval(name: str, default: float) -> float:
         return default
 
 
-async def every(seconds: float, name: str, step: Callable[[], Awaitable[Any]]) -> None:
-    """Run `step` every `seconds` (first after one period); a failed pass is logged and retried."""
+async def every(seconds: float, name: str, step: Callable[[], Awaitable[Any]], lease: Any = None) -> None:
+    """Run `step` every `seconds` (first after one period); a failed pass is logged and retried.
+
+    Under a job lease (jobs/leader.py) each pass claims its period (a slot of `seconds` by the database's
+    clock) in job_runs first: a period that another node ran already is not run again."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            result = await step()
+            if lease is None:
+                result = await step()
+            else:
+                _, result = await lease.once(await lease.slot(seconds), step)
             if result:
                 logger.info("%s pass", name, extra={"result": str(result)[:300]})
         except Exception as exc:  # the database may be down: the next pass tries again
             logger.warning("%s pass failed", name, extra={"error": type(exc).__name__})
 
 
-async def watchdog_job(platform: Any) -> None:
+async def watchdog_job(platform: Any, lease: Any) -> None:
     """Detectors of tables 3–6 and the stuck-writing watchdog (30 min general, 1 h severe; DESIGN §3)."""
     async def step():
         res = await ops.scan(platform.pool)
         return res.opened or res.escalated or res.resolved
-    await every(interval("WATCHDOG", 60.0), "exception detectors", step)
+    await every(interval("WATCHDOG", 60.0), "exception detectors", step, lease)
 
 
-async def monitoring_job(platform: Any) -> None:
+async def monitoring_job(platform: Any, lease: Any) -> None:
     """R32 and R12 checks: quota, region, high-risk areas, blacklists, expiry 30 days ahead."""
     async def step():
         out = await monitoring.scan(platform.pool)
         await ops_notify.queue_alerts(platform.pool)  # this run's new alerts: one post (issue 15)
         return {k: v for k, v in out.items() if any(v)}
-    await every(interval("MONITOR", 300.0), "monitoring", step)
+    await every(interval("MONITOR", 300.0), "monitoring", step, lease)
 
 
-async def notify_job(platform: Any) -> None:
+async def notify_job(platform: Any, lease: Any) -> None:
     """§8.3.1: severe exceptions and alerts posted to ESIMOTA_NOTIFY_URL well within 1 h."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         async def step():
             queued = await ops_notify.queue(platform.pool)
             sent = await ops_notify.deliver(platform.pool, session)
             return (queued, sent) if queued or sent else None
-        await every(interval("NOTIFY", 30.0), "notifications", step)
+        await every(interval("NOTIFY", 30.0), "notifications", step, lease)
 
 
 async def update_quality(pool: Any) -> None:
@@ -122,10 +128,11 @@ async def update_gauges(pool: Any) -> None:
 
 
 async def quality_job(platform: Any) -> None:
-    """R29 indicators for /metrics, every minute."""
+    """R29 indicators for this node's /metrics, every minute (read-only: every node runs it, no lease)."""
     await every(interval("QUALITY", 60.0), "quality indicators", lambda: update_quality(platform.pool))
 
 
-async def retention_job(platform: Any) -> None:
+async def retention_job(platform: Any, lease: Any) -> None:
     """R34: regulator exports deleted after 24 months (daily)."""
-    await every(interval("OPS_RETENTION", 86400.0), "export retention", lambda: reports_export.purge(platform.pool))
+    await every(interval("OPS_RETENTION", 86400.0), "export retention", lambda: reports_export.purge(platform.pool),
+                lease)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
 from ..errors import ConfigError, InvalidArgument
+from ..store import leases
 from ..store.embedded import find_client_tool
 
 MAGIC = b"ESIMOTA-BACKUP-1\n"
@@ -167,7 +168,8 @@ def _copy(files: list[Path], copy_dir: Path) -> None:
 
 
 async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, keep_days: int = 30) -> dict:
-    """One consistent backup: checksums and pg_dump read the same exported snapshot."""
+    """One consistent backup: checksums and pg_dump read the same exported snapshot; recorded in `backups`
+    with this node's name (what "is a backup due?" is asked of, issue 18)."""
     key = backup_key()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -179,18 +181,25 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
             tables = await table_checksums(conn)
             _dump(url, snapshot, dump, key, major)
+        manifest = {"format": MAGIC.decode().strip(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "created_by": actor, "node": config.node_id(), "file": dump.name, "sha256": _sha256(dump),
+                    "bytes": dump.stat().st_size, "key_id": key_id(key), "tables": tables}
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if copy_dir is not None:
+            _copy([dump, manifest_path], copy_dir)
+        await conn.execute(leases.RECORD_BACKUP, str(dump), str(manifest_path), manifest["sha256"],
+                           manifest["bytes"], manifest["node"], actor)
     finally:
         await conn.close()
-    manifest = {"format": MAGIC.decode().strip(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "created_by": actor, "file": dump.name, "sha256": _sha256(dump), "bytes": dump.stat().st_size,
-                "key_id": key_id(key), "tables": tables}
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    if copy_dir is not None:
-        _copy([dump, manifest_path], copy_dir)
     pruned = prune([d for d in (out_dir, copy_dir) if d is not None], keep_days)
     return {"file": str(dump), "manifest": str(manifest_path), "copy": str(copy_dir) if copy_dir else None,
             "bytes": manifest["bytes"], "tables": len(tables), "rows": sum(t["rows"] for t in tables.values()),
-            "pruned": pruned}
+            "pruned": pruned, "node": manifest["node"]}
+
+
+async def age_s(db: Any) -> float | None:
+    """Seconds since the newest backup any node made (manual ones count), by the database; None if none."""
+    return await db.fetchval(leases.BACKUP_AGE_S)
 
 
 def prune(dirs: list[Path], keep_days: int) -> list[str]:

@@ -101,9 +101,14 @@ SELECT 'exception', e.id, jsonb_build_object(
 FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id
 WHERE e.severity = 'severe' AND e.closed_at IS NULL AND e.reported_at IS NULL
 ON CONFLICT (source, ref_id) DO NOTHING"""
-DUE_NOTIFICATIONS = """
-SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $1
-FOR UPDATE SKIP LOCKED"""
+# one statement (no transaction held open): due rows are moved a claim lease ahead, so no other sender
+# takes them while this one posts them outside the database (issue 18); a sender that dies leaves them
+# due again when the lease ends
+CLAIM_NOTIFICATIONS = """
+UPDATE notifications SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id
+             LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING *"""
 NOTIFIED = "UPDATE notifications SET status = 'delivered', delivered_at = now(), attempts = attempts + 1 WHERE id = $1"
 NOTIFY_RETRY = """
 UPDATE notifications SET attempts = attempts + 1, last_error = $2,
