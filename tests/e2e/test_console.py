@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from esimota import tls
 from esimota.domain.identifiers import eid_check_digits
 from esimota.service import admin, imports, ops, staff
 from esimota.sim import fleetdata
@@ -87,9 +88,10 @@ async def browser():
         await b.close()
 
 
-async def signed_in(browser, platform, user: str, viewport: tuple[int, int] = (1366, 768)):
+async def signed_in(browser, platform, user: str, viewport: tuple[int, int] = (1366, 768), locale: str = "zh-CN"):
     """A browser context of its own (cookies, language) with `user` signed in through the form."""
-    ctx = await browser.new_context(ignore_https_errors=True, viewport={"width": viewport[0], "height": viewport[1]})
+    ctx = await browser.new_context(ignore_https_errors=True, viewport={"width": viewport[0], "height": viewport[1]},
+                                    locale=locale)
     page = await ctx.new_page()
     await page.goto(f"{platform.admin_url}/console/")
     assert page.url.endswith("/console/signin")
@@ -147,21 +149,24 @@ async def _chip_fault_exception(db, platform) -> int:
                              "WHERE c.eid = $1 AND e.kind = 'CHIP_FAULT'", fleet.devices[0].eid)
 
 
-async def _evil_site(target: str):
-    """Another origin whose page posts a form to the console at once (no CSRF token: it cannot read one)."""
+async def _evil_site(target: str, home):
+    """Another origin whose page posts a form to the console at once (no CSRF token: it cannot read one).
+
+    Served over https on another port of 127.0.0.1: another origin but the same site, so the browser sends the
+    SameSite=Strict cookie along and only the CSRF check stands between the form and the change."""
     html = (f'<form method="post" action="{target}"><input name="resolution" value="forged"></form>'
             '<script>document.forms[0].submit()</script>')
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
     app = web.Application()
-    app.router.add_get("/", lambda _r: _html(html))
+    app.router.add_get("/", page)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}/"
-
-
-async def _html(text: str) -> web.Response:
-    return web.Response(text=text, content_type="text/html")
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.server_context(home / "tls" / "cert.pem",
+                                                                                home / "tls" / "key.pem")).start()
+    return runner, f"https://127.0.0.1:{port}/"
 
 
 async def test_operator_closes_an_exception_auditor_cannot_forged_posts_refused(db, platform, browser, screens):
@@ -181,7 +186,7 @@ async def test_operator_closes_an_exception_auditor_cannot_forged_posts_refused(
     octx, opage = await signed_in(browser, platform, "olga")
     no_token = await opage.request.post(close_url, form={"resolution": "no token"})
     assert no_token.status == 403 and "CSRF_FAILED" in await no_token.text()
-    runner, evil = await _evil_site(close_url)
+    runner, evil = await _evil_site(close_url, platform.home)
     try:
         await opage.goto(evil)
         await opage.wait_for_selector("#error")
@@ -233,7 +238,12 @@ async def test_every_page_escaped_charted_and_shot(db, platform, browser, screen
         resp = await page.goto(f"{platform.admin_url}/console/{name}")
         assert resp.status == 200, name
         await shot(page, screens, name or "overview")
-    assert await page.locator("#chart-quality circle").count() >= 1 or await page.locator("#quality tr").count() == 7
+        if name == "quality":  # R29: six months charted and tabled, the §8.3.2 review of this month
+            assert await page.locator("#chart-quality svg text").count() >= 6
+            assert await page.locator("#quality tbody tr").count() == 6
+            assert await page.locator("#review tbody tr").count() == 4  # the four classes of §8.1
+        if name == "":
+            assert await page.locator("#chart-states rect").count() == 6
     await page.goto(f"{platform.admin_url}/console/clients")
     await page.click("summary")
     form = page.locator("form[action='/console/clients']")

@@ -38,14 +38,19 @@ def _attrs(attrs: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def tag(name: str, *body: Any, **attrs: Any) -> Safe:
-    """`<name attrs>body</name>`; body items are escaped unless Safe; lists are joined."""
+def tag(element: str, /, *body: Any, **attrs: Any) -> Safe:
+    """`<element attrs>body</element>`; body items are escaped unless Safe; lists are joined."""
     inner = join(b for item in body for b in (item if isinstance(item, (list, tuple)) else [item]))
-    return Safe(f"<{name}{_attrs(attrs)}>{inner}</{name}>")
+    return Safe(f"<{element}{_attrs(attrs)}>{inner}</{element}>")
 
 
-def void(name: str, **attrs: Any) -> Safe:
-    return Safe(f"<{name}{_attrs(attrs)}>")
+def void(element: str, /, **attrs: Any) -> Safe:
+    return Safe(f"<{element}{_attrs(attrs)}>")
+
+
+def leaf(element: str, /, **attrs: Any) -> Safe:
+    """An SVG element without content: self-closed, as foreign content inside HTML needs (`<rect/>`)."""
+    return Safe(f"<{element}{_attrs(attrs)}/>")
 
 
 def when(value: dt.datetime | dt.date | None) -> str:
@@ -85,18 +90,20 @@ def bars_with_rate(title: str, slots: Sequence[tuple[str, int, int]], legend: tu
         bw = max(step * 0.7, 1)
         h_ok, h_bad = plot_h * ok / top, plot_h * bad / top
         base = PAD_T + plot_h
-        parts.append(void("rect", x=f"{x:.1f}", y=f"{base - h_ok:.1f}", width=f"{bw:.1f}", height=f"{h_ok:.1f}",
+        parts.append(leaf("rect", x=f"{x:.1f}", y=f"{base - h_ok:.1f}", width=f"{bw:.1f}", height=f"{h_ok:.1f}",
                           class_="ok"))
-        parts.append(void("rect", x=f"{x:.1f}", y=f"{base - h_ok - h_bad:.1f}", width=f"{bw:.1f}",
+        parts.append(leaf("rect", x=f"{x:.1f}", y=f"{base - h_ok - h_bad:.1f}", width=f"{bw:.1f}",
                           height=f"{h_bad:.1f}", class_="bad"))
         parts.append(tag("title", f"{label}: {ok} / {bad}"))
         if ok + bad:
             points.append(f"{x + bw / 2:.1f},{PAD_T + plot_h * (1 - ok / (ok + bad)):.1f}")
-        if n <= 31 or i % max(n // 12, 1) == 0:
-            if i % max(n // 12, 1) == 0:
-                parts.append(tag("text", label, x=f"{x + bw / 2:.1f}", y=H - 8, class_="tick"))
+        if i % max(n // 12, 1) == 0:
+            parts.append(tag("text", label, x=f"{x + bw / 2:.1f}", y=H - 8, class_="tick", text_anchor="middle"))
     if points:
-        parts.append(void("polyline", points=" ".join(points), class_="rate"))
+        parts.append(leaf("polyline", points=" ".join(points), class_="rate"))
+        for p in points:
+            x, y = p.split(",")
+            parts.append(leaf("circle", cx=x, cy=y, r=3, class_="rate-dot"))
     parts.append(tag("text", "100%", x=W - 36, y=PAD_T + 8, class_="tick"))
     parts.append(tag("text", "0%", x=W - 36, y=PAD_T + plot_h, class_="tick"))
     return _figure(title, parts, legend, **attrs)
@@ -104,8 +111,8 @@ def bars_with_rate(title: str, slots: Sequence[tuple[str, int, int]], legend: tu
 
 def _axes(plot_w: float, plot_h: float, top: int) -> Safe:
     y0 = PAD_T + plot_h
-    return join([void("line", x1=PAD_L, y1=y0, x2=PAD_L + plot_w, y2=y0, class_="axis"),
-                 void("line", x1=PAD_L, y1=PAD_T, x2=PAD_L, y2=y0, class_="axis"),
+    return join([leaf("line", x1=PAD_L, y1=y0, x2=PAD_L + plot_w, y2=y0, class_="axis"),
+                 leaf("line", x1=PAD_L, y1=PAD_T, x2=PAD_L, y2=y0, class_="axis"),
                  tag("text", top, x=4, y=PAD_T + 8, class_="tick"), tag("text", "0", x=4, y=y0, class_="tick")])
 
 
@@ -125,7 +132,7 @@ def hbars(title: str, items: Sequence[tuple[str, int]], **attrs: Any) -> Safe:
         y = 4 + i * row_h
         width = (W - 220) * value / top
         parts.append(tag("text", label, x=4, y=y + 17, class_="label"))
-        parts.append(void("rect", x=130, y=y + 3, width=f"{width:.1f}", height=row_h - 8, class_=f"s{i + 1}"))
+        parts.append(leaf("rect", x=130, y=y + 3, width=f"{width:.1f}", height=row_h - 8, class_=f"s{i + 1}"))
         parts.append(tag("text", value, x=f"{136 + width:.1f}", y=y + 17, class_="label"))
     svg = tag("svg", parts, viewBox=f"0 0 {W} {height}", role="img", aria_label=title, class_="chart")
     return tag("figure", tag("figcaption", title), svg, **attrs)
@@ -135,19 +142,19 @@ def lines(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequenc
           **attrs: Any) -> Safe:
     """Ratios (0–1) per period, one line per series (the quality indicators per month)."""
     n = max(len(labels), 1)
-    plot_w, plot_h = W - PAD_L - 20, H - PAD_B - PAD_T
+    plot_w, plot_h = W - PAD_L - 40, H - PAD_B - PAD_T
     step = plot_w / max(n - 1, 1)
-    parts: list[Safe] = [void("line", x1=PAD_L, y1=PAD_T + plot_h, x2=PAD_L + plot_w, y2=PAD_T + plot_h,
+    parts: list[Safe] = [leaf("line", x1=PAD_L, y1=PAD_T + plot_h, x2=PAD_L + plot_w, y2=PAD_T + plot_h,
                               class_="axis"),
                          tag("text", "100%", x=2, y=PAD_T + 8, class_="tick"),
                          tag("text", "0%", x=2, y=PAD_T + plot_h, class_="tick")]
     for i, label in enumerate(labels):
-        parts.append(tag("text", label, x=f"{PAD_L + i * step:.1f}", y=H - 8, class_="tick"))
+        parts.append(tag("text", label, x=f"{PAD_L + i * step:.1f}", y=H - 8, class_="tick", text_anchor="middle"))
     for k, (_, values) in enumerate(series):
         pts = [f"{PAD_L + i * step:.1f},{PAD_T + plot_h * (1 - v):.1f}" for i, v in enumerate(values) if v is not None]
         if pts:
-            parts.append(void("polyline", points=" ".join(pts), class_=f"series k{k}"))
+            parts.append(leaf("polyline", points=" ".join(pts), class_=f"series k{k}"))
             for p in pts:
                 x, y = p.split(",")
-                parts.append(void("circle", cx=x, cy=y, r=3, class_=f"dot k{k}"))
+                parts.append(leaf("circle", cx=x, cy=y, r=3, class_=f"dot k{k}"))
     return _figure(title, parts, [name for name, _ in series], **attrs)
