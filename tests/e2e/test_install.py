@@ -31,14 +31,15 @@ def test_pip_install_in_a_clean_venv(tmp_path):
     out = subprocess.run([str(esimota), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "serve" in out.stdout and "db" in out.stdout
     probe = ("import esimota, glob, os; d = os.path.dirname(esimota.__file__);"
-             "print(len(glob.glob(d + '/**/*.so', recursive=True)), len(glob.glob(d + '/v1/*_pb2.py')))")
+             "print(len(glob.glob(d + '/**/*.so', recursive=True)), len(glob.glob(d + '/v1/*_pb2.py')),"
+             " len(glob.glob(d + '/api/console/static/console.*')))")
     counts = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
                             cwd=tmp_path, timeout=60).stdout.split()
     # one extension per .pyx, plus each .py compiled with the .pxd beside it (STYLE 3)
     n_ext = len(list((src / "ext" / "esimota" / "_ext").glob("*.pyx")))
     n_ext += len([p for p in (src / "src").rglob("*.pxd") if p.with_suffix(".py").exists()])
     n_proto = len(list((src / "proto" / "esimota" / "v1").glob("*.proto")))
-    assert counts == [str(n_ext), str(n_proto)]
+    assert counts == [str(n_ext), str(n_proto), "2"]  # the console's script and stylesheet ship in the package
 
 
 def test_generated_code_is_not_tracked():

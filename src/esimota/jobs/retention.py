@@ -1,4 +1,5 @@
-"""Retention of the API call log and the BIP channel log (R26, R27): rows older than 190 days (≥ 6 months) are purged hourly."""
+"""Retention of the API call log, the BIP channel log and the console's sign-ins and sessions (R26, R27): rows older
+than 190 days (≥ 6 months) are purged hourly."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ..service import console_auth
 from ..store import bip_log, call_log
 
 logger = logging.getLogger("esimota.retention")
@@ -22,6 +24,9 @@ async def job(platform: Any) -> None:
             purged = await bip_log.purge(platform.pool)
             if purged:
                 logger.info("BIP channel log purged", extra={"rows": purged, "days": bip_log.RETENTION_DAYS})
+            purged = await console_auth.purge(platform.pool)
+            if purged:
+                logger.info("console sign-ins and sessions purged", extra={"rows": purged})
         except Exception as exc:  # the database may be down: try again later
             logger.warning("call log purge failed", extra={"error": type(exc).__name__})
         await asyncio.sleep(INTERVAL_S)

@@ -31,11 +31,12 @@ def _lines(text: str) -> list[str]:
 
 
 # -- allocation (§6.2.1.1 分配数据资源) ----------------------------------------------------------------
-def allocate_chips_form(request: web.Request) -> Safe:
+def allocate_chips_form(request: web.Request, client: str = "") -> Safe:
+    """分配数据资源 (§6.2.1.1): EIDs (one a line) or a whole batch to one client; for admins and operators."""
     if not session(request).may("resources.import"):
         return Safe("")
     return tag("details", tag("summary", t(request, "allocate_chips")), post_form(
-        request, f"{PREFIX}/chips/allocate", _field(request, "client", "client", required=True),
+        request, f"{PREFIX}/chips/allocate", _field(request, "client", "client", client, required=True),
         _area(request, "eids", "eids"), _field(request, "batch", "batch"),
         tag("button", t(request, "allocate"), type="submit"), class_="stack"), class_="card")
 
@@ -207,7 +208,8 @@ async def client_page(request: web.Request) -> web.Response:
                  post_form(request, f"{base}/disable", tag("button", t(request, "disable"), type="submit",
                                                            class_="danger"),
                            class_="inline", data_confirm=t(request, "disable") + "?")]
-    return page(request, f"{t(request, 'client')} {c.client_id}", notice(request), kv, tag("div", forms))
+    return page(request, f"{t(request, 'client')} {c.client_id}", notice(request), kv, tag("div", forms),
+                allocate_chips_form(request, c.client_id) if not c.disabled else Safe(""))
 
 
 async def client_change(request: web.Request) -> web.Response:
