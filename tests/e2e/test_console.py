@@ -17,6 +17,7 @@ import uuid
 import asyncpg
 import pytest
 from aiohttp import web
+from playwright import async_api as playwright_api
 
 from esimota import tls
 from esimota.domain.identifiers import eid_check_digits
@@ -28,13 +29,11 @@ from tests.support import cards
 from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
 
-playwright_api = pytest.importorskip("playwright.async_api")
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "console-Test-password-7"
 XSS = '<script>document.title="pwned"</script><img src=x onerror="document.title=1">'
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium: make install puts it there")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +81,7 @@ def screens(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def browser():
+    assert os.path.exists(CHROMIUM), "Debian's chromium is missing: `make install` installs it (as root)"
     async with playwright_api.async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b

@@ -105,7 +105,8 @@ async def exception(request: web.Request) -> web.Response:
     e = await lists.get_exception(pool(request), int(request.match_info["id"]))
     facts = [("kind", e.kind), ("class", e.category), ("severity", t(request, e.severity)),
              ("eid", tag("a", e.eid, href=f"{PREFIX}/chips/{e.eid}") if e.eid else ""),
-             ("task_id", tag("a", e.task_id, href=f"{PREFIX}/tasks/{e.task_id}") if e.task_id else ""), ("client", e.client_id or ""), ("opened", when(e.opened_at)),
+             ("task_id", tag("a", e.task_id, href=f"{PREFIX}/tasks/{e.task_id}") if e.task_id else ""),
+             ("client", e.client_id or ""), ("opened", when(e.opened_at)),
              ("deadline", when(e.deadline_at)), ("reported", when(e.reported_at)), ("closed", when(e.closed_at)),
              ("closed_by", e.closed_by or ""), ("resolution", e.resolution or ""), ("detail", e.detail or "")]
     kv = tag("dl", [join([tag("dt", t(request, k)), tag("dd", v)]) for k, v in facts], class_="kv card")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -108,7 +109,7 @@ def _expiring_section(request: web.Request, got: Any) -> Safe:
 async def tasks(request: web.Request) -> web.Response:
     q = request.query
     if q.get("task"):
-        return redirect(f"{PREFIX}/tasks/{q['task'].strip()}")
+        return redirect(f"{PREFIX}/tasks/{quote(q['task'].strip(), safe='')}")
     got = await lists.list_tasks(pool(request), state_=q.get("state") or None, client=q.get("client") or None,
                                  province=q.get("province") or None, since=q.get("since") or None,
                                  until=q.get("until") or None, eid=(q.get("eid") or "").strip() or None,
@@ -178,7 +179,7 @@ def _task_body(request: web.Request, h: history.History) -> Safe:
 async def chips(request: web.Request) -> web.Response:
     q = request.query
     if q.get("eid"):
-        return redirect(f"{PREFIX}/chips/{q['eid'].strip()}")
+        return redirect(f"{PREFIX}/chips/{quote(q['eid'].strip(), safe='')}")
     db = pool(request)
     batches = await dashboard.batch_progress(db)
     progress = table([t(request, "batch"), t(request, "chips"), t(request, "produced"), t(request, "delivered"),
