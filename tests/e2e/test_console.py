@@ -108,7 +108,7 @@ async def shot(page, screens, name: str) -> None:
 
 async def test_sign_in_find_a_task_by_eid_and_follow_the_write(db, platform, browser, screens):
     """R8, R13: the task page follows 待开机上电 → 写卡中 → 写卡成功 with its progress, without a reload."""
-    fleet = await fleetdata.generate(db, 1)
+    fleet = await fleetdata.generate(db, 1, buffer_size=256)  # a small buffer: the script goes in several chunks
     [task] = await apply_all(db, fleet)
     spec = fleet.devices[0]
     ctx, page = await signed_in(browser, platform, "olga")
@@ -120,8 +120,12 @@ async def test_sign_in_find_a_task_by_eid_and_follow_the_write(db, platform, bro
     await page.click(f"#tasks >> text={task.task_id}")
     await page.wait_for_selector("#task-state >> text=待开机上电")
     await page.evaluate("window.__same_page = 'yes'")  # gone if the page were reloaded
-    dev = await cards.start_writing(spec, platform.bip_port)  # HELLO accepted: 2 → 3, then the channel drops
+    spec.faults = Faults(drop_at_frame=3)  # HELLO accepted (2 → 3), two chunks acknowledged, then the channel drops
+    dev = Device(spec, "127.0.0.1", platform.bip_port, max_channels=1)
+    assert not (await dev.run()).ok
+    spec.counter = dev.counter
     await page.wait_for_selector("#task-state >> text=写卡中", timeout=15000)
+    await page.wait_for_function(PARTLY_WRITTEN, timeout=15000)  # R8: the progress of the chunks acknowledged
     await shot(page, screens, "task-writing")
     await cards.finish(dev)  # the card resumes, completes, refreshes and reports success
     await page.wait_for_selector("#task-state >> text=写卡成功", timeout=15000)
@@ -221,6 +225,8 @@ async def _import_hostile_chip(db, tmp_path) -> str:
     return eid
 
 
+PARTLY_WRITTEN = """() => { const p = document.querySelector('#task-progress [data-progress]');
+                               return p !== null && +p.dataset.progress > 0 && +p.dataset.progress < 90; }"""
 PAGES = ("", "tasks", "chips", "numbers", "exceptions", "clients", "quality", "audit")
 
 
