@@ -120,7 +120,7 @@ async def test_sign_in_find_a_task_by_eid_and_follow_the_write(db, platform, bro
     await page.click(f"#tasks >> text={task.task_id}")
     await page.wait_for_selector("#task-state >> text=待开机上电")
     await page.evaluate("window.__same_page = 'yes'")  # gone if the page were reloaded
-    spec.faults = Faults(drop_at_frame=3)  # HELLO accepted (2 → 3), two chunks acknowledged, then the channel drops
+    spec.faults = Faults(drop_at_frame=2)  # HELLO accepted (2 → 3), the first chunk acknowledged, then the channel drops
     dev = Device(spec, "127.0.0.1", platform.bip_port, max_channels=1)
     assert not (await dev.run()).ok
     spec.counter = dev.counter
