@@ -135,8 +135,8 @@ async def test_sign_in_find_a_task_by_eid_and_follow_the_write(db, platform, bro
     assert "power_on" in events and "succeed" in events and "写卡成功" in events
     assert await page.locator("#sessions tbody tr").count() >= 2  # the dropped channel and the resumed one
     await shot(page, screens, "task-succeeded")
-    await page.goto(f"{platform.admin_url}/console/")  # the overview counts it and charts it
-    assert int(await page.inner_text("#state-4")) >= 1
+    await page.goto(f"{platform.admin_url}/console/")  # the overview counts it (live, within its refresh)
+    await page.wait_for_function("() => +document.querySelector('#state-4').textContent >= 1", timeout=15000)
     assert await page.locator("#chart-24h rect.ok").count() == 24
     assert await page.locator("#chart-30d rect.ok").count() == 30
     assert await page.locator("#chart-24h polyline.rate").count() == 1  # one success: the rate line exists

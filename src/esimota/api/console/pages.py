@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -54,8 +55,16 @@ def province_options() -> list[tuple[str, str]]:
 
 
 # -- overview -----------------------------------------------------------------------------------------
+OVERVIEW_TTL = 4.0  # seconds one worker reuses the overview's figures: many open tabs cost one set of queries
+OVERVIEW_CACHE = web.AppKey("console_overview", dict)
+
+
 async def overview(request: web.Request) -> web.Response:
-    body = await _overview_body(request)
+    cache = request.app[OVERVIEW_CACHE]
+    key, clock = lang(request), time.monotonic()
+    if key not in cache or cache[key][0] < clock:
+        cache[key] = (clock + OVERVIEW_TTL, await _overview_body(request))
+    body = cache[key][1]
     if request.query.get("fragment"):
         return fragment(body)
     live = tag("div", body, id="live", data_live=f"{PREFIX}/?fragment=1", data_every=LIVE_OVERVIEW_MS)
@@ -253,6 +262,7 @@ async def numbers(request: web.Request) -> web.Response:
 
 def register(app: web.Application) -> None:
     """The console's routes (given to app.create_app by server.py)."""
+    app[OVERVIEW_CACHE] = {}
     app.router.add_get("/", overview)
     app.router.add_get("/tasks", tasks)
     app.router.add_get("/tasks/{ref}", task)
