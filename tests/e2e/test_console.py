@@ -208,6 +208,7 @@ async def test_operator_closes_an_exception_auditor_cannot_forged_posts_refused(
     assert (row["closed_by"], row["resolution"]) == ("staff:olga", "chip replaced; device re-powered")
     audited = {(r["actor"], r["action"]) for r in await db.fetch("SELECT actor, action FROM audit_log")}
     assert ("staff:olga", "exception.close") in audited and ("staff:audra", "denied") in audited
+    assert ("staff:olga", "console.csrf_refused") in audited  # the forged forms left their trace
     await shot(opage, screens, "exception-closed")
     await octx.close()
 

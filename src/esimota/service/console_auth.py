@@ -159,6 +159,11 @@ def check_csrf(sess: Session, sent: str | None) -> None:
         raise PermissionDenied("the form's CSRF token is missing or wrong; reload the page", reason="CSRF_FAILED")
 
 
+async def refused_form(db: Any, sess: Session, path: str, origin: str | None) -> None:
+    """A POST refused for its CSRF token or origin is traced under the session's account (R1, R28)."""
+    await audit.record(db, sess.actor, "console.csrf_refused", path[:200], origin=(origin or "")[:200])
+
+
 async def sign_out(db: Any, sess: Session) -> None:
     async with connection(db) as conn, conn.transaction():
         await conn.execute(store.END_SESSION, sess.id)

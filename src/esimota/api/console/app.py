@@ -90,7 +90,8 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
         try:
             _same_origin(request)
             console_auth.check_csrf(sess, form.get("csrf"))
-        except PermissionDenied as exc:
+        except PermissionDenied as exc:  # a forged or cross-site form: refused and traced (R1, R28)
+            await console_auth.refused_form(pool(request), sess, request.path, request.headers.get("Origin"))
             return error_page(request, exc)
     try:
         return await handler(request)
