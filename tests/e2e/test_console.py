@@ -213,6 +213,23 @@ async def test_operator_closes_an_exception_auditor_cannot_forged_posts_refused(
     await octx.close()
 
 
+async def _allocate(page, platform, db, eid: str) -> None:
+    """分配数据资源 (§6.2.1.1) from the numbers and chips pages, to the new client named by its name."""
+    iccid = await db.fetchval("SELECT iccid FROM numbers WHERE status = 'available' AND client_id IS NULL LIMIT 1")
+    for where, field, value in (("numbers", "iccids", iccid), ("chips", "eids", eid)):
+        await page.goto(f"{platform.admin_url}/console/{where}")
+        await page.click("details.card summary")
+        form = page.locator(f"form[action='/console/{where}/allocate']")
+        await form.locator("input[name=client]").fill("Partner <b>X</b>")
+        await form.locator(f"textarea[name={field}]").fill(value)
+        await form.locator("button").click()
+        await page.wait_for_selector("#notice")
+    owner = "SELECT id FROM clients WHERE name = 'Partner <b>X</b>'"
+    assert await db.fetchval(f"SELECT client_id = ({owner}) FROM numbers WHERE iccid = $1", iccid)
+    assert await db.fetchval(f"SELECT owner_client_id = ({owner}) FROM chips WHERE eid = $1", eid)
+    await page.goto(f"{platform.admin_url}/console/clients")
+
+
 async def _import_hostile_chip(db, tmp_path) -> str:
     prefix = "89049032000000000000009999" + "0001"
     eid = prefix + eid_check_digits(prefix)
@@ -265,8 +282,10 @@ async def test_every_page_escaped_charted_and_shot(db, platform, browser, screen
     assert stored and secret not in str(stored)
     await page.goto(f"{platform.admin_url}/console/clients")
     assert "Partner <b>X</b>" in await page.inner_text("#clients") and secret not in await page.content()
+    await _allocate(page, platform, db, eid)
     await page.click("#lang-switch")
     await page.wait_for_selector("h1 >> text=Clients")
+    await shot(page, screens, "clients-en")
     await ctx.close()
     tctx, tpage = await signed_in(browser, platform, "sam", viewport=(768, 1024))  # a tablet
     assert await tpage.locator("nav >> text=审计日志").count() == 0
