@@ -213,9 +213,15 @@ async def test_operator_closes_an_exception_auditor_cannot_forged_posts_refused(
     await octx.close()
 
 
-async def _allocate(page, platform, db, eid: str) -> None:
+async def _allocate(page, platform, db, eid: str, tmp_path) -> None:
     """分配数据资源 (§6.2.1.1) from the numbers and chips pages, to the new client named by its name."""
-    iccid = await db.fetchval("SELECT iccid FROM numbers WHERE status = 'available' AND client_id IS NULL LIMIT 1")
+    iccid = "89860199990000000011"
+    path = tmp_path / "numbers.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(imports.NUMBER_COLUMNS)
+        w.writerow(["1064999000001", iccid, "460999990000001", "a1" * 16, "b2" * 16, "44", "data", "100"])
+    await imports.import_numbers(db, str(path))
     for where, field, value in (("numbers", "iccids", iccid), ("chips", "eids", eid)):
         await page.goto(f"{platform.admin_url}/console/{where}")
         await page.click("details.card summary")
@@ -282,7 +288,7 @@ async def test_every_page_escaped_charted_and_shot(db, platform, browser, screen
     assert stored and secret not in str(stored)
     await page.goto(f"{platform.admin_url}/console/clients")
     assert "Partner <b>X</b>" in await page.inner_text("#clients") and secret not in await page.content()
-    await _allocate(page, platform, db, eid)
+    await _allocate(page, platform, db, eid, tmp_path)
     await page.click("#lang-switch")
     await page.wait_for_selector("h1 >> text=Clients")
     await shot(page, screens, "clients-en")
