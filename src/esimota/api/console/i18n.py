@@ -155,6 +155,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "diagnostic": ("诊断信息", "Diagnostic"),
     "allocated_to": ("分配给", "Allocated to"),
     "all_writes": ("写卡总数", "Writes"),
+    "available": ("可分配", "available"),
+    "allocated": ("已划拨", "allocated"),
+    "reserved": ("已预留", "reserved"),
+    "bound": ("已绑定", "bound"),
 }
 
 

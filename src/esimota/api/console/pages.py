@@ -241,17 +241,17 @@ async def numbers(request: web.Request) -> web.Response:
     db = pool(request)
     inventory = await dashboard.number_inventory(db)
     statuses = lists.NUMBER_STATUSES
-    inv = table([t(request, "province")] + list(statuses),
+    inv = table([t(request, "province")] + [t(request, st) for st in statuses],
                 [[f"{code} {provinces.PROVINCES.get(code, '')}"] + [by.get(s, 0) for s in statuses]
                  for code, by in sorted(inventory.items())], id="inventory")
     got = await lists.list_numbers(db, province=q.get("province") or None, status=q.get("status") or None,
                                    client=q.get("client") or None, page_token=q.get("page_token", ""),
                                    page_size_=50)
     form = tag("form", select(request, "province", "province", province_options(), q.get("province")),
-               select(request, "status", "status", [(s, s) for s in statuses], q.get("status")),
+               select(request, "status", "status", [(st, t(request, st)) for st in statuses], q.get("status")),
                field(request, "client", "client", q.get("client")),
                tag("button", t(request, "search"), type="submit"), method="get", class_="filters")
-    rows = [[r.msisdn, r.iccid, r.province_code, r.status, r.client_id or "", r.eid or "",
+    rows = [[r.msisdn, r.iccid, r.province_code, t(request, r.status), r.client_id or "", r.eid or "",
              f"{r.used_flow_mb:.1f} / {r.monthly_quota_mb:.0f} MB"] for r in got.rows]
     listing = table([t(request, "msisdn"), t(request, "iccid"), t(request, "province"), t(request, "status"),
                      t(request, "client"), t(request, "eid"), "MB"], rows, id="numbers")
