@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..ota import wire
-from ..codec import packet
+from ..codec import frames, packet
 from .card import MF, Applet, CardFiles, command_refusal
 
 # REPORT results (DESIGN §5.1)
@@ -179,6 +179,14 @@ class Device:
             if close == 0 and result == R_SUCCESS:
                 self.out.ok = True
                 return
+            if close == frames.CLOSE_STATE and self.out.channels < self.max_channels:
+                # The platform has not seen every chunk acknowledged (a drop or a restart lost the last
+                # RESPONSE): resume with HELLO(02), which resends the chunks, then REPORT again (§5.4 step 5).
+                again = await self._write_channel(0x02)
+                if again not in (None, 0):
+                    self.out.close_reason = again
+                    return
+                continue
             if close != 0 or result != R_NO_COMM:
                 return
         self.out.error = "too many channels"
