@@ -29,7 +29,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
-from . import monitoring, ops
+from . import channel_records, monitoring, ops
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -129,6 +129,7 @@ class ChannelService:
         self.chip_keys: OrderedDict = OrderedDict()  # eid -> (kic, kid, dek); bounded, oldest out first
         self.key_cache = key_cache
         self.actor = actor
+        self.guard, self.sessions = channel_records.HelloGuard(), channel_records.SessionLog()  # issue 15
 
     async def handle(self, events: list, driver) -> None:
         """Judge a group of events, commit what they change in one transaction, then answer the cards.
@@ -220,6 +221,8 @@ class ChannelService:
         if state not in (POWER_ON_FROM, WRITING) or chip["task_pk"] is None:
             return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE,
                                 f"state {state} does not allow a write")
+        if await self.guard.refusal(conn, batch, chip, fields.get("imei")):  # R32: blacklisted since the apply
+            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE, "blacklisted")
         if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
             return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_NO_FLOW,
                                 "no test traffic left")
@@ -246,6 +249,7 @@ class ChannelService:
         batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
                              next_state(state, Op.POWER_ON), self.actor, reason))
         batch.replies.append(("start", cid, session, fields["buffer_size"]))
+        self.sessions.started(batch, session, chip, resumed=fields["reason"] != 1)  # R1: the session's record
 
     def _on_report(self, cid, fields, chip, batch: Batch) -> None:
         state, result = chip["state"], fields["result"]
@@ -311,6 +315,7 @@ class ChannelService:
 
     # -- events of a running session -----------------------------------------------------------
     def _note_session_event(self, ev, batch: Batch) -> None:
+        self.sessions.event(batch, ev)  # R1: ends and sizes of channel sessions (before traffic is charged)
         kind, cid, session = ev[0], ev[1], ev[2]
         if kind in (M.EV_HELLO, M.EV_REPORT) or session is None:
             if kind == M.EV_PROTOCOL:

@@ -34,6 +34,13 @@ SELECT c.eid AS subject, c.id AS chip_id, NULL::bigint AS number_id,
        format('temporary number %s expires on %s', c.temp_msisdn, c.temp_expires_on) AS detail
 FROM chips c WHERE c.state IN (1, 2, 3, 5, 6) AND c.temp_expires_on <= $1::date + $2::int"""
 CHIP_BY_EID = "SELECT id, eid, imei FROM chips WHERE eid = $1"
+# the chip a number is written into (bound), or reserved for by an open task
+CHIP_OF_NUMBER = """
+SELECT c.eid FROM numbers n JOIN chips c ON c.id = n.chip_id WHERE n.id = $1
+UNION ALL
+SELECT c.eid FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.number_id = $1 AND t.state IN (2, 3)
+LIMIT 1"""
+LAST_IMEI = "UPDATE numbers SET last_imei = $2 WHERE id = $1"
 SEPARATION = "CARD_DEVICE_SEPARATION"
 
 # kind → (severity, query, parameters given the day): every check is a full, idempotent pass
@@ -110,3 +117,13 @@ async def set_high_risk(db: Any, city: str, reason: str | None, actor: str) -> N
             await conn.execute("INSERT INTO high_risk_areas (city, reason) VALUES ($1, $2) ON CONFLICT (city) "
                                "DO UPDATE SET reason = excluded.reason", city.strip(), reason)
         await audit.record(conn, actor, "monitor.high_risk", city.strip(), reason=reason)
+
+
+async def check_number_device(db: Any, number_id: int, imei: str, *, source: str) -> bool:
+    """R32 for the usage and location feeds: the IMEI a record of this number carries, against its chip's."""
+    async with connection(db) as conn:
+        await conn.execute(LAST_IMEI, number_id, imei)
+        eid = await conn.fetchval(CHIP_OF_NUMBER, number_id)
+        if eid is None:
+            return False
+        return await check_device(conn, eid, imei, source=source)

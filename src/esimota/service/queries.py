@@ -17,7 +17,13 @@ from ..store.clients import Client
 from .common import CST, connection, now, require
 
 MB = 1024 * 1024
-PROVINCES_SQL = "SELECT code, name FROM provinces WHERE writable ORDER BY code"
+# §7.2.2.1 当前可写入: a province is listed while an auto-allocation for this caller can succeed now —
+# it is open (writable) and holds a number available to the caller (unallocated, or allocated to it).
+PROVINCES_SQL = """
+SELECT p.code, p.name FROM provinces p
+WHERE p.writable AND EXISTS (SELECT 1 FROM numbers n WHERE n.province_code = p.code AND n.status = 'available'
+                             AND (n.client_id IS NULL OR n.client_id = $1))
+ORDER BY p.code"""
 CHIP_OF_NUMBER = """
 SELECT c.* FROM chips c WHERE c.id = $1
 UNION ALL
@@ -64,9 +70,9 @@ class NumberInfo:
     temp_expire_date: dt.date | None
 
 
-async def list_provinces(db: Any) -> list[tuple[str, str]]:
-    """§7.2.2.1: (province_code, province_name) of the writable provinces."""
-    return [(r["code"], r["name"]) for r in await db.fetch(PROVINCES_SQL)]
+async def list_provinces(db: Any, client: Client | None = None) -> list[tuple[str, str]]:
+    """§7.2.2.1: (province_code, province_name) of the provinces where `client` can auto-allocate now."""
+    return [(r["code"], r["name"]) for r in await db.fetch(PROVINCES_SQL, client.id if client else None)]
 
 
 def _chip_info(chip: Any) -> ChipInfo:

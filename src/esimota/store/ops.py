@@ -101,12 +101,6 @@ SELECT 'exception', e.id, jsonb_build_object(
 FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id
 WHERE e.severity = 'severe' AND e.closed_at IS NULL AND e.reported_at IS NULL
 ON CONFLICT (source, ref_id) DO NOTHING"""
-QUEUE_ALERTS = """
-INSERT INTO notifications (source, ref_id, payload)
-SELECT 'alert', a.id, jsonb_build_object('source', 'alert', 'id', a.id, 'severity', a.severity,
-    'kind', a.kind, 'subject', a.subject, 'detail', a.detail, 'opened_at', a.opened_at)
-FROM alerts a WHERE a.severity = 'severe' AND a.closed_at IS NULL
-ON CONFLICT (source, ref_id) DO NOTHING"""
 DUE_NOTIFICATIONS = """
 SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED"""
