@@ -14,7 +14,7 @@ from ...service import console_auth, staff
 from ..addresses import CallerAddress
 from ..status import outcome
 from . import i18n
-from .html import Safe, esc, join, tag, void
+from .html import Safe, join, tag, void
 
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "esimota_console"
@@ -124,6 +124,18 @@ def csrf_field(request: web.Request) -> Safe:
 
 def post_form(request: web.Request, action: str, *body: Any, **attrs: Any) -> Safe:
     return tag("form", csrf_field(request), *body, method="post", action=action, **attrs)
+
+
+def field(request: web.Request, key: str, name: str, value: Any = "", **attrs: Any) -> Safe:
+    """A labelled input."""
+    return tag("label", t(request, key), void("input", name=name, value=value or "", **attrs))
+
+
+def select(request: web.Request, key: str, name: str, options: list[tuple[str, str]], chosen: str | None) -> Safe:
+    """A labelled choice; the empty value (any) first."""
+    opts = [tag("option", t(request, "any"), value="")]
+    opts += [tag("option", label, value=v, selected=(v == chosen)) for v, label in options]
+    return tag("label", t(request, key), tag("select", opts, name=name))
 
 
 NAV = (("overview", "/", None), ("tasks", "/tasks", None), ("chips", "/chips", None), ("numbers", "/numbers", None),

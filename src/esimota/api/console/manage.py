@@ -10,12 +10,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...service import admin, dashboard, lists, ops, reports
-from .app import PREFIX, authorize, next_link, notice, page, pool, post_form, redirect, require, session, t
-from .html import Safe, join, lines, pct, table, tag, void, when
-
-
-def _field(request: web.Request, key: str, name: str, value: Any = "", **attrs: Any) -> Safe:
-    return tag("label", t(request, key), void("input", name=name, value=value or "", **attrs))
+from .app import (PREFIX, authorize, field, next_link, notice, page, pool, post_form, redirect, require, select,
+                  session, t)
+from .html import Safe, join, lines, pct, table, tag, when
 
 
 def _area(request: web.Request, key: str, name: str, **attrs: Any) -> Safe:
@@ -36,8 +33,8 @@ def allocate_chips_form(request: web.Request, client: str = "") -> Safe:
     if not session(request).may("resources.import"):
         return Safe("")
     return tag("details", tag("summary", t(request, "allocate_chips")), post_form(
-        request, f"{PREFIX}/chips/allocate", _field(request, "client", "client", client, required=True),
-        _area(request, "eids", "eids"), _field(request, "batch", "batch"),
+        request, f"{PREFIX}/chips/allocate", field(request, "client", "client", client, required=True),
+        _area(request, "eids", "eids"), field(request, "batch", "batch"),
         tag("button", t(request, "allocate"), type="submit"), class_="stack"), class_="card")
 
 
@@ -53,7 +50,7 @@ def allocate_numbers_form(request: web.Request) -> Safe:
     if not session(request).may("resources.import"):
         return Safe("")
     return tag("details", tag("summary", t(request, "allocate_numbers")), post_form(
-        request, f"{PREFIX}/numbers/allocate", _field(request, "client", "client", required=True),
+        request, f"{PREFIX}/numbers/allocate", field(request, "client", "client", required=True),
         _area(request, "iccids", "iccids", required=True), tag("button", t(request, "allocate"), type="submit"),
         class_="stack"), class_="card")
 
@@ -77,11 +74,11 @@ async def exceptions(request: web.Request) -> web.Response:
                                       severity=q.get("severity") or None, overdue=_flag(q.get("overdue")),
                                       page_token=q.get("page_token", ""), page_size_=50)
     yes_no = [("1", t(request, "yes")), ("0", t(request, "no"))]
-    form = tag("form", _select(request, "open", "open", yes_no, q.get("open", "1")),
-               _select(request, "class", "class", [(c, c) for c in lists.CATEGORIES], q.get("class")),
-               _select(request, "severity", "severity", [(s, t(request, s)) for s in lists.SEVERITIES],
+    form = tag("form", select(request, "open", "open", yes_no, q.get("open", "1")),
+               select(request, "class", "class", [(c, c) for c in lists.CATEGORIES], q.get("class")),
+               select(request, "severity", "severity", [(s, t(request, s)) for s in lists.SEVERITIES],
                        q.get("severity")),
-               _select(request, "overdue", "overdue", yes_no, q.get("overdue")),
+               select(request, "overdue", "overdue", yes_no, q.get("overdue")),
                tag("button", t(request, "apply"), type="submit"), method="get", class_="filters")
     rows = [[tag("a", r.id, href=f"{PREFIX}/exceptions/{r.id}"), r.kind, r.category,
              tag("span", t(request, r.severity), class_=f"badge {r.severity}"), r.eid or "",
@@ -93,12 +90,6 @@ async def exceptions(request: web.Request) -> web.Response:
                     rows, id="exceptions")
     return page(request, t(request, "exceptions"), notice(request), form,
                 tag("p", t(request, "total"), " ", got.total), listing, next_link(request, got.next_page_token))
-
-
-def _select(request: web.Request, key: str, name: str, options: list[tuple[str, str]], chosen: str | None) -> Safe:
-    opts = [tag("option", t(request, "any"), value="")]
-    opts += [tag("option", label, value=v, selected=(v == chosen)) for v, label in options]
-    return tag("label", t(request, key), tag("select", opts, name=name))
 
 
 async def exception(request: web.Request) -> web.Response:
@@ -153,11 +144,11 @@ async def clients(request: web.Request) -> web.Response:
     create = Safe("")
     if session(request).may("client.manage"):
         create = tag("details", tag("summary", t(request, "create_client")), post_form(
-            request, f"{PREFIX}/clients", _field(request, "name", "name", required=True),
-            _field(request, "phone", "phone", required=True), _field(request, "ip", "ip", required=True),
-            _field(request, "callback_url", "callback_url", required=True),
-            _field(request, "permissions", "permissions", "write,chip,number"),
-            _field(request, "rate_limit", "rate_limit", "600", type="number", min=1),
+            request, f"{PREFIX}/clients", field(request, "name", "name", required=True),
+            field(request, "phone", "phone", required=True), field(request, "ip", "ip", required=True),
+            field(request, "callback_url", "callback_url", required=True),
+            field(request, "permissions", "permissions", "write,chip,number"),
+            field(request, "rate_limit", "rate_limit", "600", type="number", min=1),
             tag("button", t(request, "create"), type="submit"), class_="stack"), class_="card")
     return page(request, t(request, "clients"), notice(request), create, listing,
                 next_link(request, got.next_page_token))
@@ -197,10 +188,10 @@ async def client_page(request: web.Request) -> web.Response:
     forms: list[Safe] = []
     if session(request).may("client.manage") and not c.disabled:
         base = f"{PREFIX}/clients/{c.client_id}"
-        forms = [post_form(request, f"{base}/whitelist", _field(request, "ip", "ip", ", ".join(c.ip_whitelist)),
+        forms = [post_form(request, f"{base}/whitelist", field(request, "ip", "ip", ", ".join(c.ip_whitelist)),
                            tag("button", t(request, "save"), type="submit"), class_="filters"),
                  post_form(request, f"{base}/permissions",
-                           _field(request, "permissions", "permissions", ",".join(c.permissions)),
+                           field(request, "permissions", "permissions", ",".join(c.permissions)),
                            tag("button", t(request, "save"), type="submit"), class_="filters"),
                  post_form(request, f"{base}/rotate", tag("button", t(request, "rotate"), type="submit"),
                            class_="inline"), " ",
@@ -278,8 +269,8 @@ async def audit(request: web.Request) -> web.Response:
     before = int(q["before"]) if q.get("before", "").isdigit() else None
     rows = await dashboard.audit_log(pool(request), actor=q.get("actor") or None, action=q.get("action") or None,
                                      before=before)
-    form = tag("form", _field(request, "actor", "actor", q.get("actor")),
-               _field(request, "action", "action", q.get("action")),
+    form = tag("form", field(request, "actor", "actor", q.get("actor")),
+               field(request, "action", "action", q.get("action")),
                tag("button", t(request, "apply"), type="submit"), method="get", class_="filters")
     listing = table(["#", t(request, "at"), t(request, "actor"), t(request, "action"), t(request, "target"),
                      t(request, "detail")],

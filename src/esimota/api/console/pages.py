@@ -14,8 +14,8 @@ from ...errors import NotFound
 from ...service import dashboard, history, lists
 from ...service.common import now
 from . import manage
-from .app import PREFIX, fragment, lang, next_link, notice, page, pool, redirect, t
-from .html import Safe, bars_with_rate, hbars, join, table, tag, void, when
+from .app import PREFIX, field, fragment, lang, next_link, notice, page, pool, redirect, select, t
+from .html import Safe, bars_with_rate, hbars, join, table, tag, when
 
 LIVE_OVERVIEW_MS = 5000
 LIVE_TASK_MS = 1000
@@ -34,16 +34,6 @@ def badge(request: web.Request, state: int) -> Safe:
 
 def link(href: str, text: Any) -> Safe:
     return tag("a", text, href=PREFIX + href)
-
-
-def field(request: web.Request, key: str, name: str, value: Any = "", **attrs: Any) -> Safe:
-    return tag("label", t(request, key), void("input", name=name, value=value or "", **attrs))
-
-
-def select(request: web.Request, key: str, name: str, options: list[tuple[str, str]], chosen: str | None) -> Safe:
-    opts = [tag("option", t(request, "any"), value="")]
-    opts += [tag("option", label, value=v, selected=(v == chosen)) for v, label in options]
-    return tag("label", t(request, key), tag("select", opts, name=name))
 
 
 def state_options(request: web.Request) -> list[tuple[str, str]]:
