@@ -20,6 +20,8 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from . import config, log as eslog, runtime, startup
+from .api.console import app as console_app
+from .api.console import pages as console_pages
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
@@ -148,8 +150,8 @@ async def _start_listeners(p: Platform) -> None:
 
 async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     """Staff surfaces, never on the partner ports (DESIGN §6): AdminService and IngestService over gRPC on
-    ESIMOTA_ADMIN_PORT, /metrics on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST (127.0.0.1), with the
-    same TLS as the partner listeners. Its reflection lists the staff services only."""
+    ESIMOTA_ADMIN_PORT, /metrics and the console (/console/) on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST
+    (127.0.0.1), with the same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
     p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
         f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
@@ -157,6 +159,8 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     await p.ops_grpc.start()
     ops_app = http_app.create_ops_app(p.pool)
     ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    # the operator console (R28): staff sessions on this listener only, never on a partner port
+    console_app.mount(ops_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
     p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
     await p.ops_runner.setup()
     site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,

@@ -76,14 +76,15 @@ def test_wheel_in_a_clean_venv(wheel, tmp_path):
     assert out.returncode == 0 and "serve" in out.stdout and "db" in out.stdout
     probe = ("import esimota, glob, os; d = os.path.dirname(esimota.__file__);"
              "print(len(glob.glob(d + '/**/*.so', recursive=True)), len(glob.glob(d + '/v1/*_pb2.py')),"
-             " len(glob.glob(d + '/**/*.c', recursive=True)), int(os.path.exists(d + '/py.typed')))")
+             " len(glob.glob(d + '/**/*.c', recursive=True)), int(os.path.exists(d + '/py.typed')),"
+             " len(glob.glob(d + '/api/console/static/console.*')))")
     counts = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", probe], capture_output=True,
                             text=True, cwd=tmp_path, timeout=60).stdout.split()
     # one extension per .pyx, plus each .py compiled with the .pxd beside it (STYLE 3); no C shipped
     n_ext = len(list((ROOT / "ext" / "esimota" / "_ext").glob("*.pyx")))
     n_ext += len([p for p in (ROOT / "src").rglob("*.pxd") if p.with_suffix(".py").exists()])
     n_proto = len(list((ROOT / "proto" / "esimota" / "v1").glob("*.proto")))
-    assert counts == [str(n_ext), str(n_proto), "0", "1"]
+    assert counts == [str(n_ext), str(n_proto), "0", "1", "2"]  # the console's script and stylesheet ship too
 
 
 @pytest.mark.slow
