@@ -44,7 +44,7 @@ $(STAMP): $(BUILD_INPUTS)
 
 install: postgres promtool chromium $(STAMP)
 
-run: install
+run: postgres $(STAMP)
 	$(BIN)/esimota serve $(ARGS)
 
 # The whole suite on the compiled core, then again on the pure twins (ESIMOTA_PURE=1).
