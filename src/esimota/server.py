@@ -19,6 +19,8 @@ import grpc
 from aiohttp import web
 
 from . import config, log as eslog, runtime
+from .api.bip import endpoint
+from .api.bip.driver import Driver
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
@@ -27,8 +29,6 @@ from .api.http import bridge
 from .api.http.deadline import GuardedTCPSite
 from .jobs import backups, ops, retention
 from .jobs import callbacks as callback_job
-from .ota import endpoint
-from .ota.driver import Driver
 from .ota.guard import SourceGuard
 from .service.bip import ChannelService
 from .store import embedded, migrate

@@ -1,8 +1,9 @@
 """The write over the BIP channel as use cases (DESIGN §5.4): HELLO checks, progress, failures, REPORT.
 
 The driver hands over every event that arrived since the last call; they are made durable in ONE
-transaction (group commit, DESIGN §5.5) and only then is each card answered. Progress is written
-behind in the same batches; state transitions are written before the card hears of them.
+transaction (group commit, DESIGN §5.5) and only then are the answers (StartWrite, Close) returned to
+the driver, which applies them. Progress is written
+behind in the same commit groups; state transitions are written before the card hears of them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import datetime as dt
 import json
 import logging
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from ..codec import bcp
 from ..codec import keys as codec_keys
 from ..domain.lifecycle import STATUS_DESC, CardState, Op, next_state
 from ..ota import personalise, wire
-from ..ota import _mux as M  # constants only: the facade's class is what the driver runs
-from ..ota.mux import Session, plan_chunks
+from ..ota.mux import (CARD_EVENTS, ENDS, F_CHIP_FAULT, Acked, Close, Hello, ProtocolError, ScriptDone, Session,
+                       StartWrite, WriteFailed, plan_chunks)
 from ..store import bip_log
 from ..store import chips as chip_store
 from ..store import crypto
@@ -42,8 +43,7 @@ STUCK_GENERAL = dt.timedelta(minutes=30)
 S = CardState
 POWER_ON_FROM, WRITING = S.AWAITING_POWER_ON, next_state(S.AWAITING_POWER_ON, Op.POWER_ON)
 SUCCEEDED, FAILED = next_state(S.WRITING, Op.SUCCEED), next_state(S.WRITING, Op.FAIL)
-# REPORT results ('C6', DESIGN §5.1) and the failures they name (§5.4 step 5)
-R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
+# the failures REPORT results name (§5.4 step 5)
 CHIP_FAULT, DATA_ERROR = "chip fault", "data error"
 LIE = "REPORT 00 names ICCID"
 
@@ -101,7 +101,7 @@ FAIL_CHIP = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1
 
 
 @dataclass
-class Batch:
+class CommitGroup:
     """What one group commit writes; filled while the events are judged, written at once."""
 
     counters: dict = field(default_factory=dict)   # chip_id -> [card_counter, cntr_reserved]
@@ -113,13 +113,13 @@ class Batch:
     traffic: dict = field(default_factory=dict)      # chip_id -> bytes
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
     successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
-    replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
+    answers: list = field(default_factory=list)      # StartWrite | Close, returned to the driver
     refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards
     source: Any = lambda cid: ""                     # a channel's source address (ota.guard.SourceGuard.source)
 
 
 class ChannelService:
-    """The service side of the BIP endpoint for one worker (called by ota.driver.Driver)."""
+    """The service side of the BIP endpoint for one worker (called by api.bip.driver.Driver)."""
 
     def __init__(self, pool: Any, *, master_cache: int = 256, key_cache: int = 50_000,
                  actor: str = "card") -> None:
@@ -130,45 +130,39 @@ class ChannelService:
         self.key_cache = key_cache
         self.actor = actor
 
-    async def handle(self, events: list, driver) -> None:
-        """Judge a group of events, commit what they change in one transaction, then answer the cards.
+    async def handle(self, events: list, source=None) -> list:
+        """Judge a group of events, commit what they change in one transaction, then return the answers
+        to the cards (StartWrite, Close) for the driver to apply. `source(cid)` names a channel's source
+        address (the driver's SourceGuard.source), for the per-source count of unknown cards.
 
         Two workers' groups may lock the same chips in another order; PostgreSQL then aborts one of
         them, which is simply judged again (nothing was answered yet).
         """
-        guard = getattr(driver, "guard", None)
         for attempt in range(4):
             try:
-                batch = await self._commit_group(events, guard)
+                group = await self._commit_group(events, source)
                 break
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
-        now = time.monotonic()
-        for reply in batch.replies:
-            if reply[0] == "start":
-                driver.mux.start_write(reply[1], reply[2], reply[3], now)
-            else:
-                driver.mux.close(reply[1], reply[2])
-                if reply[2] in (M.C_UNKNOWN, M.C_BAD_MAC) and guard is not None:
-                    guard.refused(reply[1], now)  # refused before a MAC verified: its source pays
+        return group.answers
 
-    async def _commit_group(self, events: list, guard=None) -> Batch:
-        batch = Batch(source=guard.source if guard is not None else Batch.source)
-        cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
+    async def _commit_group(self, events: list, source=None) -> CommitGroup:
+        group = CommitGroup(source=source or CommitGroup.source)
+        cards = [ev for ev in events if type(ev) in CARD_EVENTS]
         async with self.pool.acquire() as conn, conn.transaction():
             if cards:
-                rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev[2]["eid"] for ev in cards}))
+                rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev.fields["eid"] for ev in cards}))
                 chips = {r["eid"]: r for r in rows}
                 for i, ev in enumerate(cards, 1):
-                    await self._judge_card(conn, ev, chips, batch)
+                    await self._judge_card(conn, ev, chips, group)
                     if i % YIELD_EVERY == 0:  # let the loop accept and read meanwhile (a group may
                         await asyncio.sleep(0)  # hold thousands of HELLOs; the listen queue is finite)
             for ev in events:
-                self._note_session_event(ev, batch)
-            await self._write(conn, batch)
-        return batch
+                self._note_session_event(ev, group)
+            await self._write(conn, group)
+        return group
 
     # -- HELLO and REPORT ---------------------------------------------------------------------
     async def _keys(self, conn, chip) -> tuple[bytes, bytes, bytes]:
@@ -189,39 +183,40 @@ class ChannelService:
             self.chip_keys.popitem(last=False)
         return keys
 
-    async def _judge_card(self, conn, ev, chips, batch: Batch) -> None:
-        kind, cid, fields, frame = ev
-        ftype = wire.T_HELLO if kind == M.EV_HELLO else wire.T_REPORT
+    async def _judge_card(self, conn, ev, chips, group: CommitGroup) -> None:
+        cid, fields, frame = ev.cid, ev.fields, ev.frame
+        hello = type(ev) is Hello
+        ftype = bcp.HELLO if hello else bcp.REPORT
         chip = chips.get(fields["eid"])
         if chip is None:
-            return self._refuse(batch, cid, fields["eid"], None, ftype, M.C_UNKNOWN, "unknown chip")
+            return self._refuse(group, cid, fields["eid"], None, ftype, bcp.CLOSE_UNKNOWN_CARD, "unknown chip")
         kic, kid, dek = await self._keys(conn, chip)
         if not wire.verify_mac(kid, frame):
-            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_BAD_MAC, "bad MAC")
-        counters = batch.counters.setdefault(chip["id"], [chip["card_counter"], chip["cntr_reserved"]])
+            return self._refuse(group, cid, chip["eid"], chip["id"], ftype, bcp.CLOSE_BAD_MAC, "bad MAC")
+        counters = group.counters.setdefault(chip["id"], [chip["card_counter"], chip["cntr_reserved"]])
         if fields["counter"] <= counters[0]:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_REPLAY, "replayed counter")
+            return self._refuse(group, cid, chip["eid"], chip["id"], ftype, bcp.CLOSE_REPLAYED, "replayed counter")
         counters[0] = fields["counter"]  # every verified frame advances the card counter (§5.4 step 1)
-        if kind == M.EV_HELLO:
-            await self._on_hello(conn, cid, fields, chip, (kic, kid, dek), counters, batch)
+        if hello:
+            await self._on_hello(conn, cid, fields, chip, (kic, kid, dek), counters, group)
         else:
-            self._on_report(cid, fields, chip, batch)
+            self._on_report(cid, fields, chip, group)
 
-    def _refuse(self, batch: Batch, cid, eid, chip_id, ftype, reason, detail) -> None:
-        if reason == M.C_UNKNOWN:  # no chip, no key: a count per source and minute, not a row per frame
-            key = (batch.source(cid), reason)
-            batch.refusals[key] = batch.refusals.get(key, 0) + 1
+    def _refuse(self, group: CommitGroup, cid, eid, chip_id, ftype, reason, detail) -> None:
+        if reason == bcp.CLOSE_UNKNOWN_CARD:  # no chip, no key: a count per source and minute, not a row per frame
+            key = (group.source(cid), reason)
+            group.refusals[key] = group.refusals.get(key, 0) + 1
         else:
-            batch.attempts.append((eid, chip_id, ftype, reason, detail))
-        batch.replies.append(("close", cid, reason))
+            group.attempts.append((eid, chip_id, ftype, reason, detail))
+        group.answers.append(Close(cid, reason))
 
-    async def _on_hello(self, conn, cid, fields, chip, keys, counters, batch: Batch) -> None:
+    async def _on_hello(self, conn, cid, fields, chip, keys, counters, group: CommitGroup) -> None:
         state = chip["state"]
         if state not in (POWER_ON_FROM, WRITING) or chip["task_pk"] is None:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_STATE,
                                 f"state {state} does not allow a write")
         if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_NO_FLOW,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_NO_TRAFFIC,
                                 "no test traffic left")
         imsi, ki, opc = await number_store.decrypt_secrets(self.pool, chip)
         kic, kid, dek = keys
@@ -231,68 +226,68 @@ class ChannelService:
         try:  # §5.1: a frame is at most the card's buffer; a C-APDU is never split (§5.4 step 2)
             plan_chunks(session, fields["buffer_size"])
         except ValueError as exc:  # this card alone is refused; the rest of its group goes on
-            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_PROTOCOL, str(exc))
-            batch.finals.append(lambda conn, c=chip, d=f"declared buffer: {exc}": ops.raise_exception(
+            self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_PROTOCOL, str(exc))
+            group.finals.append(lambda conn, c=chip, d=f"declared buffer: {exc}": ops.raise_exception(
                 conn, "CHANNEL_PROTOCOL_ERROR", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
                 detail=d))
             return
         counters[1] += CNTR_BLOCK
         if state == POWER_ON_FROM:
-            batch.start_chips.append(chip["id"])
-        batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
+            group.start_chips.append(chip["id"])
+        group.start_tasks.append((chip["task_pk"], len(script.apdus)))
         if fields.get("imei") and chip["imei"] and fields["imei"] != chip["imei"]:  # R32 card–device separation
-            batch.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
-        reason = "power-on" if fields["reason"] == 1 else "resume after a drop"
-        batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
+            group.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
+        reason = "power-on" if fields["reason"] == bcp.HELLO_POWER_ON else "resume after a drop"
+        group.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
                              next_state(state, Op.POWER_ON), self.actor, reason))
-        batch.replies.append(("start", cid, session, fields["buffer_size"]))
+        group.answers.append(StartWrite(cid, session, fields["buffer_size"]))
 
-    def _on_report(self, cid, fields, chip, batch: Batch) -> None:
+    def _on_report(self, cid, fields, chip, group: CommitGroup) -> None:
         state, result = chip["state"], fields["result"]
         if self._repeated(chip, result):  # the card did not hear our CLOSE(00): the result is durable already
-            batch.replies.append(("close", cid, M.C_DONE))
+            group.answers.append(Close(cid, bcp.CLOSE_DONE))
             return
         if state != WRITING or chip["task_pk"] is None:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.REPORT, bcp.CLOSE_STATE,
                                 f"REPORT in state {state}")
         if not chip["script_done"]:  # §5.4 step 5: judged only once every chunk was acknowledged
-            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+            self._refuse(group, cid, chip["eid"], chip["id"], bcp.REPORT, bcp.CLOSE_STATE,
                          f"REPORT before the script was acknowledged ({chip['script_acked']}/{chip['script_total']})")
-            batch.finals.append(lambda conn, c=chip: ops.raise_exception(
+            group.finals.append(lambda conn, c=chip: ops.raise_exception(
                 conn, "EARLY_REPORT", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
                 detail=f"REPORT {result:02X} with {c['script_acked']}/{c['script_total']} C-APDUs acknowledged"))
             return
         diagnostic = fields.get("diagnostic")
-        if result == R_SUCCESS and (fields.get("iccid") or "").upper() != chip["iccid"].upper():
+        if result == bcp.REPORT_SUCCESS and (fields.get("iccid") or "").upper() != chip["iccid"].upper():
             # the card says it works, but not with the number written: a data error (§5.4 step 5)
-            result, diagnostic = R_DATA_ERROR, f"{LIE} {fields.get('iccid') or '-'}, {chip['iccid']} was written"
-        if result == R_SUCCESS:  # the common case is written in bulk with the rest of the group
-            batch.successes.append((chip, diagnostic))
+            result, diagnostic = bcp.REPORT_DATA_ERROR, f"{LIE} {fields.get('iccid') or '-'}, {chip['iccid']} was written"
+        if result == bcp.REPORT_SUCCESS:  # the common case is written in bulk with the rest of the group
+            group.successes.append((chip, diagnostic))
         else:
-            batch.finals.append(lambda conn, c=chip, r=result, d=diagnostic: self._report(conn, c, r, d))
-        batch.replies.append(("close", cid, M.C_DONE))
+            group.finals.append(lambda conn, c=chip, r=result, d=diagnostic: self._report(conn, c, r, d))
+        group.answers.append(Close(cid, bcp.CLOSE_DONE))
 
     @staticmethod
     def _repeated(chip, result: int) -> bool:
         """A REPORT the platform judged already (§5.4 step 5: a card that got no answer repeats it)."""
         if chip["state"] == SUCCEEDED:
-            return result == R_SUCCESS
+            return result == bcp.REPORT_SUCCESS
         if chip["state"] == FAILED:
-            judged = {CHIP_FAULT: R_CHIP_FAULT, DATA_ERROR: R_DATA_ERROR}.get(chip["task_result"])
+            judged = {CHIP_FAULT: bcp.REPORT_CHIP_FAULT, DATA_ERROR: bcp.REPORT_DATA_ERROR}.get(chip["task_result"])
             lied = (chip["task_diagnostic"] or "").startswith(LIE)  # a REPORT 00 naming another ICCID
-            return result == judged or (result == R_SUCCESS and lied)
+            return result == judged or (result == bcp.REPORT_SUCCESS and lied)
         return False
 
     async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
         """REPORT made durable (DESIGN §5.4 step 5): 01 → stays 3 + exception, 02/03 (or a lie) → 5."""
-        if result == R_NO_COMM:  # table 4: 运营号无法通信; the card reports again later (§6.2.4.1, R9)
+        if result == bcp.REPORT_NO_COMM:  # table 4: 运营号无法通信; the card reports again later (§6.2.4.1, R9)
             await ops.raise_exception(conn, "NUMBER_NOT_COMMUNICATING", chip_id=chip["id"], task_id=chip["task_pk"],
                                       client_id=chip["client_id"], detail=diagnostic)
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, chip["state"],
                                    next_state(chip["state"], Op.NOT_COMMUNICATING), self.actor,
                                    diagnostic or "REPORT 01")
             return
-        await self._fail(conn, chip, CHIP_FAULT if result == R_CHIP_FAULT else DATA_ERROR, diagnostic)
+        await self._fail(conn, chip, CHIP_FAULT if result == bcp.REPORT_CHIP_FAULT else DATA_ERROR, diagnostic)
 
     async def _fail(self, conn, chip, result: str, diagnostic) -> None:
         """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
@@ -310,26 +305,29 @@ class ChannelService:
             "write_time": "", "iccid": chip["iccid"], "msisdn": chip["msisdn"], "status_desc": STATUS_DESC[to]})
 
     # -- events of a running session -----------------------------------------------------------
-    def _note_session_event(self, ev, batch: Batch) -> None:
-        kind, cid, session = ev[0], ev[1], ev[2]
-        if kind in (M.EV_HELLO, M.EV_REPORT) or session is None:
-            if kind == M.EV_PROTOCOL:
-                batch.attempts.append(("", None, 0, M.C_PROTOCOL, str(ev[3])[:200]))
+    def _note_session_event(self, ev, group: CommitGroup) -> None:
+        kind = type(ev)
+        if kind in CARD_EVENTS:
+            return
+        session = ev.session
+        if session is None:
+            if kind is ProtocolError:
+                group.attempts.append(("", None, 0, bcp.CLOSE_PROTOCOL, str(ev.detail)[:200]))
             return
         total = len(session.apdus)
-        if kind == M.EV_ACK:
-            acked, _, done = batch.progress.get(session.task_id, (0, total, False))
-            batch.progress[session.task_id] = (max(acked, ev[3]), total, done)
-        elif kind == M.EV_DONE:  # progress 95 and the traffic are durable before the card refreshes
-            batch.progress[session.task_id] = (total, total, True)
-            batch.replies.append(("close", cid, M.C_DONE))
-        elif kind == M.EV_FAILED:
-            batch.finals.append(lambda conn, s=session, f=ev[3]: self._session_failed(conn, s, f))
-            batch.replies.append(("close", cid, M.C_DONE))
-        if kind in (M.EV_DONE, M.EV_FAILED, M.EV_TIMEOUT, M.EV_GONE, M.EV_PROTOCOL):
+        if kind is Acked:
+            acked, _, done = group.progress.get(session.task_id, (0, total, False))
+            group.progress[session.task_id] = (max(acked, ev.acked), total, done)
+        elif kind is ScriptDone:  # progress 95 and the traffic are durable before the card refreshes
+            group.progress[session.task_id] = (total, total, True)
+            group.answers.append(Close(ev.cid, bcp.CLOSE_DONE))
+        elif kind is WriteFailed:
+            group.finals.append(lambda conn, s=session, f=ev.failure: self._session_failed(conn, s, f))
+            group.answers.append(Close(ev.cid, bcp.CLOSE_DONE))
+        if kind in ENDS:
             chip_id = session.owner
             if chip_id is not None and session.traffic:
-                batch.traffic[chip_id] = batch.traffic.get(chip_id, 0) + session.traffic
+                group.traffic[chip_id] = group.traffic.get(chip_id, 0) + session.traffic
                 session.traffic = 0
 
     async def _session_failed(self, conn, session, failure: int) -> None:
@@ -337,13 +335,13 @@ class ChannelService:
         row = await conn.fetchrow(CHIPS_FOR_UPDATE, [session.eid])
         if row is None or row["state"] != WRITING or row["task_pk"] != session.task_id:
             return
-        if failure == M.F_CHIP_FAULT:
+        if failure == F_CHIP_FAULT:
             await self._fail(conn, row, CHIP_FAULT, "a C-APDU failed twice")
         else:
             await self._fail(conn, row, DATA_ERROR, "read-back differs from what was written")
 
     # -- the group's one transaction -------------------------------------------------------------
-    async def _write(self, conn, b: Batch) -> None:
+    async def _write(self, conn, b: CommitGroup) -> None:
         if b.counters:
             ids = sorted(b.counters)
             await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from esimota.errors import PermissionDenied
-from esimota.ota import driver as bip_driver
+from esimota.api.bip import driver as bip_driver
 from esimota.ota import wire
 from esimota.service import writing
 from esimota.service.bip import ChannelService
@@ -164,7 +164,7 @@ async def test_a_buffer_too_small_is_refused_alone(pool, seeded):
         driver.mux.feed(cid, wire.hello_frame(spec.kid, eid(i), spec.temp_iccid, None, 1, buffer, 1), 0.0)
     _, _, events = driver.mux.drain()
     assert len(events) == 2
-    await driver.service.handle(events, driver)
+    driver.answer(await driver.service.handle(events, driver.guard.source))
     out, cuts, _ = driver.mux.drain()
     answers = {cid: frame[2:4] for cid, frame in out}
     assert answers[1] == bytes((wire.T_CLOSE, 6)) and 1 in cuts
