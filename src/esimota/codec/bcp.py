@@ -24,6 +24,9 @@ MAX_CLOSE_REASON = CLOSE_BUSY
 # HELLO reasons ('C5')
 HELLO_POWER_ON, HELLO_RESUME = 1, 2
 
+# the write applet's TAR in every command packet (DESIGN §5.3)
+TAR_WRITE_APPLET = b"\x45\x57\x41"
+
 # REPORT results ('C6', §5.4 step 5)
 REPORT_SUCCESS = 0       # the operational number works
 REPORT_NO_COMM = 1       # 运营号无法通信: the card reports again later (§6.2.4.1)

@@ -37,7 +37,6 @@ log = logging.getLogger("esimota.bip")
 
 CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
 YIELD_EVERY = 64  # cards judged between two turns of the event loop
-STUCK_GENERAL = dt.timedelta(minutes=30)
 
 # Every state below comes from domain/lifecycle's table (DESIGN §3): the statements take it as a parameter.
 S = CardState

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec import bcp
 from ..domain import exceptions as catalogue
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..store import audit
@@ -26,7 +27,8 @@ APPLY_ROUTE = "%ApplyWrite"
 STUCK_GENERAL = dt.timedelta(minutes=30)   # DESIGN §3, table 4 row 1
 STUCK_SEVERE = dt.timedelta(hours=1)
 # BCP/1 CLOSE reasons (DESIGN §5.1) that are terminal exceptions (table 6)
-CLOSE_KINDS = {5: "NO_TEST_FLOW", 6: "CHANNEL_PROTOCOL_ERROR", 2: "CHANNEL_AUTH_FAILED", 3: "CHANNEL_AUTH_FAILED"}
+CLOSE_KINDS = {bcp.CLOSE_NO_TRAFFIC: "NO_TEST_FLOW", bcp.CLOSE_PROTOCOL: "CHANNEL_PROTOCOL_ERROR",
+               bcp.CLOSE_BAD_MAC: "CHANNEL_AUTH_FAILED", bcp.CLOSE_REPLAYED: "CHANNEL_AUTH_FAILED"}
 
 
 @dataclass

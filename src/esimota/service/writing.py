@@ -13,7 +13,7 @@ from ..store import chips as chip_store
 from ..store import numbers as number_store
 from ..store import tasks as task_store
 from ..store.clients import Client
-from . import batch
+from . import coalescing
 from .common import CST, check_owner, connection, now, require
 
 DESIGNATED, AUTO = 0, 1
@@ -241,7 +241,7 @@ async def write_status(db: Any, client: Client, *, eid: str | None = None,
     pooled = hasattr(db, "acquire")  # from a pool: share a query with the other calls of this moment
     if task_id:
         if pooled:
-            row = await batch.batcher(db, STATUSES_BY_TASK).get(task_id)
+            row = await coalescing.coalescer(db, STATUSES_BY_TASK).get(task_id)
         else:
             row = await db.fetchrow(STATUS_BY_TASK, task_id)
         if row is None or row["client_id"] != client.id:
@@ -251,7 +251,7 @@ async def write_status(db: Any, client: Client, *, eid: str | None = None,
             raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
         identifiers.validate_eid(eid)
         if pooled:
-            row = await batch.batcher(db, STATUSES_BY_EID).get(eid)
+            row = await coalescing.coalescer(db, STATUSES_BY_EID).get(eid)
         else:
             row = await db.fetchrow(STATUS_BY_EID, eid)
         check_owner(client, row)  # unknown, or not allocated to the caller: the same 404

@@ -13,12 +13,11 @@ import collections
 import time
 from dataclasses import dataclass, field
 
+from ..codec import bcp, packet
+from ..codec.bcp import REPORT_NO_COMM, REPORT_SUCCESS
 from ..ota import wire
-from ..codec import packet
 from .card import MF, Applet, CardFiles, command_refusal
 
-# REPORT results (DESIGN §5.1)
-R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
 
 
 @dataclass
@@ -156,7 +155,7 @@ class Device:
             close = await self._write_channel(reason)
             if close is None:  # dropped: resume (§5.4.4)
                 if self.early and self.out.early_close is None:  # a card that reports too soon
-                    self.out.early_close = await self._report_channel(R_SUCCESS)
+                    self.out.early_close = await self._report_channel(REPORT_SUCCESS)
                 reason = 0x02  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
                 continue
             self.out.close_reason = close
@@ -170,16 +169,16 @@ class Device:
         """COMMIT → REFRESH, re-attach with the operational number, check it, REPORT (§6.2.4.1)."""
         while self.out.channels < self.max_channels:
             self.reports += 1
-            result = R_NO_COMM if self.reports <= self.spec.faults.no_comm else R_SUCCESS
+            result = REPORT_NO_COMM if self.reports <= self.spec.faults.no_comm else REPORT_SUCCESS
             close = await self._report_channel(result)
             if close is None:
                 continue  # no answer: the same result again, with a new counter
             self.out.report_result = result
             self.out.close_reason = close
-            if close == 0 and result == R_SUCCESS:
+            if close == 0 and result == REPORT_SUCCESS:
                 self.out.ok = True
                 return
-            if close != 0 or result != R_NO_COMM:
+            if close != 0 or result != REPORT_NO_COMM:
                 return
         self.out.error = "too many channels"
 
@@ -217,10 +216,10 @@ class Device:
                     return None
                 if self._should_drop():
                     return None
-                if ftype == wire.T_CLOSE:
-                    return body[0] if body else 0x06
-                if ftype != wire.T_COMMAND:
-                    return 0x06
+                if ftype == bcp.CLOSE:
+                    return body[0] if body else bcp.CLOSE_PROTOCOL
+                if ftype != bcp.COMMAND:
+                    return bcp.CLOSE_PROTOCOL
                 await self._send(link, self._answer(body))
         finally:
             link.close()
@@ -263,9 +262,9 @@ class Device:
             await self._send(link, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
                                                      self._next_counter(), result))
             ftype, body = await self._read_frame(link)
-            if ftype != wire.T_CLOSE:
+            if ftype != bcp.CLOSE:
                 return None
-            return body[0] if body else 0x06
+            return body[0] if body else bcp.CLOSE_PROTOCOL
         finally:
             link.close()
 

@@ -55,7 +55,7 @@ def _drive(M, mux, cid, applet, now=0.0, limit=50):
     for _ in range(limit):
         out, cuts, events = mux.drain()
         seen += events
-        commands = [f for c, f in out if c == cid and f[2] == wire.T_COMMAND]
+        commands = [f for c, f in out if c == cid and f[2] == bcp.COMMAND]
         if not commands:
             return seen, out, cuts
         mux.feed(cid, _card_answer(applet, commands[-1]), now)
