@@ -54,7 +54,7 @@ async def run_once(pool: Any, url: str, interval_s: float) -> dict | None:
     out_dir, copy_dir = backup.locations()
     lock = await asyncpg.connect(url)  # a connection of its own: the lock is a session's
     try:
-        if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+        if not await ops_store.try_session_lock(lock, LOCK_KEY):
             return None
         age = _age_s(out_dir)
         if age is not None and age < interval_s - min(60.0, interval_s / 20):  # slack: timers are not exact

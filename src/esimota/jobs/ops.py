@@ -14,6 +14,7 @@ from prometheus_client import Gauge
 
 from ..service import monitoring, ops, ops_notify, reports, reports_export
 from ..service.common import now
+from ..store import ops as ops_store
 
 logger = logging.getLogger("esimota.ops")
 # §10.3.1 / R29 quality indicators as Prometheus gauges, per rolling window
@@ -83,7 +84,7 @@ async def update_quality(pool: Any) -> None:
                              (CALL_SUCCESS, q["interface"]["call_success_rate"]),
                              (IN_TIME, q["exceptions"]["handled_in_time"])):
             gauge.labels(name).set(float("nan") if value is None else value)
-    rows = await pool.fetch("SELECT class, severity, count(*) FROM exceptions WHERE closed_at IS NULL GROUP BY 1, 2")
+    rows = await ops_store.open_counts(pool)
     for cls in ("apply", "write", "interface", "terminal"):
         for severity in ("general", "severe"):
             OPEN.labels(cls, severity).set(next((r[2] for r in rows if (r[0], r[1]) == (cls, severity)), 0))

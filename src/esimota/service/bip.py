@@ -26,6 +26,7 @@ from ..ota import personalise, wire
 from ..ota.mux import (CARD_EVENTS, ENDS, F_CHIP_FAULT, Acked, Close, Hello, ProtocolError, ScriptDone, Session,
                        StartWrite, WriteFailed, plan_chunks)
 from ..store import bip_log
+from ..store import channel as channel_store
 from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
@@ -46,58 +47,6 @@ SUCCEEDED, FAILED = next_state(S.WRITING, Op.SUCCEED), next_state(S.WRITING, Op.
 CHIP_FAULT, DATA_ERROR = "chip fault", "data error"
 LIE = "REPORT 00 names ICCID"
 
-CHIPS_FOR_UPDATE = """
-SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id, c.imei,
-       b.name AS batch, b.master_key_enc,
-       coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
-       t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.script_total, t.script_done, t.number_id,
-       t.result AS task_result, t.diagnostic AS task_diagnostic,
-       n.iccid, n.msisdn, n.imsi_enc, n.keys_enc, n.province_code
-FROM chips c
-JOIN chip_batches b ON b.id = c.batch_id
-LEFT JOIN chip_counters cc ON cc.chip_id = c.id
-LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
-LEFT JOIN numbers n ON n.id = t.number_id
-WHERE c.eid = ANY($1::text[])
-ORDER BY c.id
-FOR UPDATE OF c"""
-UPSERT_COUNTERS = """
-INSERT INTO chip_counters AS cc (chip_id, card_counter, cntr_reserved)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
-ON CONFLICT (chip_id) DO UPDATE SET card_counter = greatest(cc.card_counter, excluded.card_counter),
-    cntr_reserved = greatest(cc.cntr_reserved, excluded.cntr_reserved), updated_at = now()"""
-START_WRITING = """
-UPDATE chips c SET state = $2, state_changed_at = now() FROM unnest($1::bigint[]) AS u(id)
-WHERE c.id = u.id AND c.state = $3"""
-START_TASKS = """
-UPDATE tasks t SET state = $3, started_at = coalesce(t.started_at, now()), progress_at = now(),
-                   script_total = u.total
-FROM unnest($1::bigint[], $2::int[]) AS u(id, total) WHERE t.id = u.id"""
-EVENTS = """
-INSERT INTO task_events (chip_id, task_id, operation, from_state, to_state, actor, reason)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::smallint[], $6::text[], $7::text[])"""
-ATTEMPTS = """
-INSERT INTO bip_attempts (eid, chip_id, frame_type, close_reason, detail)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[])"""
-# A failed write has no write time (§7.2.2.3: 未完成则为空); finished_at says when it ended.
-FAIL_TASK = """
-UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = NULL, finished_at = $5
-WHERE id = $1"""
-SUCCEED_TASKS = """
-UPDATE tasks t SET state = $4, result = 'success', diagnostic = u.diag, write_time = $3, finished_at = $3,
-                   script_done = true, script_acked = greatest(t.script_acked, t.script_total)
-FROM unnest($1::bigint[], $2::text[]) AS u(id, diag) WHERE t.id = u.id"""
-SUCCEED_CHIPS = """
-UPDATE chips c SET state = $3, state_changed_at = now(), active_iccid = u.iccid
-FROM unnest($1::bigint[], $2::text[]) AS u(id, iccid) WHERE c.id = u.id"""
-BIND_NUMBERS = """
-UPDATE numbers n SET status = 'bound', chip_id = u.chip_id, opened_at = $3
-FROM unnest($1::bigint[], $2::bigint[]) AS u(id, chip_id) WHERE n.id = u.id"""
-CALLBACKS = """
-INSERT INTO callback_outbox (event_id, client_id, task_id, payload)
-SELECT e, c, t, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(e, c, t, p)"""
-FAIL_CHIP = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
-
 
 @dataclass
 class CommitGroup:
@@ -106,8 +55,8 @@ class CommitGroup:
     counters: dict = field(default_factory=dict)   # chip_id -> [card_counter, cntr_reserved]
     start_chips: list = field(default_factory=list)
     start_tasks: list = field(default_factory=list)  # (task_pk, total)
-    events: list = field(default_factory=list)       # rows of EVENTS
-    attempts: list = field(default_factory=list)     # rows of ATTEMPTS
+    events: list = field(default_factory=list)       # task event rows (store.channel.add_events)
+    attempts: list = field(default_factory=list)     # attempt rows (store.channel.add_attempts)
     progress: dict = field(default_factory=dict)     # task_pk -> (acked, total, done)
     traffic: dict = field(default_factory=dict)      # chip_id -> bytes
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
@@ -152,7 +101,7 @@ class ChannelService:
         cards = [ev for ev in events if type(ev) in CARD_EVENTS]
         async with self.pool.acquire() as conn, conn.transaction():
             if cards:
-                rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev.fields["eid"] for ev in cards}))
+                rows = await channel_store.chips_for_update(conn, sorted({ev.fields["eid"] for ev in cards}))
                 chips = {r["eid"]: r for r in rows}
                 for i, ev in enumerate(cards, 1):
                     await self._judge_card(conn, ev, chips, group)
@@ -292,8 +241,7 @@ class ChannelService:
         """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
         now = dt.datetime.now(CST)
         to = next_state(chip["state"], Op.FAIL)
-        await conn.execute(FAIL_TASK, chip["task_pk"], int(to), result, diagnostic, now)
-        await conn.execute(FAIL_CHIP, chip["id"], int(to))
+        await channel_store.fail(conn, chip["id"], chip["task_pk"], int(to), result, diagnostic, now)
         await number_store.give_back(conn, chip["number_id"], chip["province_code"])  # DESIGN §3
         await ops.raise_exception(conn, "CHIP_FAULT" if result == CHIP_FAULT else "DATA_ERROR", chip_id=chip["id"],
                                   task_id=chip["task_pk"], client_id=chip["client_id"], detail=diagnostic or result)
@@ -331,7 +279,7 @@ class ChannelService:
 
     async def _session_failed(self, conn, session, failure: int) -> None:
         """§5.4 step 3: an SW error after one retry is a chip fault, a read-back mismatch a data error."""
-        row = await conn.fetchrow(CHIPS_FOR_UPDATE, [session.eid])
+        row = await channel_store.chip_for_update(conn, session.eid)
         if row is None or row["state"] != WRITING or row["task_pk"] != session.task_id:
             return
         if failure == F_CHIP_FAULT:
@@ -342,28 +290,21 @@ class ChannelService:
     # -- the group's one transaction -------------------------------------------------------------
     async def _write(self, conn, b: CommitGroup) -> None:
         if b.counters:
-            ids = sorted(b.counters)
-            await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],
-                               [b.counters[i][1] for i in ids])
+            await channel_store.advance_counters(conn, b.counters)
         if b.start_chips:
-            await conn.execute(START_WRITING, sorted(b.start_chips), int(WRITING), int(POWER_ON_FROM))
+            await channel_store.start_writing(conn, b.start_chips, int(WRITING), int(POWER_ON_FROM))
         if b.start_tasks:
-            b.start_tasks.sort()
-            await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks], int(WRITING))
+            await channel_store.start_tasks(conn, b.start_tasks, int(WRITING))
         if b.events:
-            await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
+            await channel_store.add_events(conn, b.events)
         if b.attempts:
-            await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
+            await channel_store.add_attempts(conn, b.attempts)
         if b.refusals:
             await bip_log.count_refusals(conn, b.refusals)
         if b.progress:
-            ids = sorted(b.progress)
-            await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],
-                               [b.progress[i][1] for i in ids], [b.progress[i][2] for i in ids],
-                               dt.datetime.now(dt.timezone.utc))
+            await task_store.write_progress(conn, b.progress, dt.datetime.now(dt.timezone.utc))
         if b.traffic:
-            ids = sorted(b.traffic)
-            await conn.execute(chip_store.CHARGE_FLOW, ids, [b.traffic[i] for i in ids])
+            await chip_store.charge_flow(conn, b.traffic)
         if b.successes:
             await self._succeed_all(conn, b.successes)
         for final in b.finals:
@@ -376,14 +317,10 @@ class ChannelService:
         successes.sort(key=lambda item: item[0]["id"])
         chips = [c for c, _ in successes]
         ids = [c["id"] for c in chips]
-        await conn.execute(SUCCEED_TASKS, [c["task_pk"] for c in chips], [d for _, d in successes], now,
-                           int(SUCCEEDED))
-        await conn.execute(SUCCEED_CHIPS, ids, [c["iccid"] for c in chips], int(SUCCEEDED))
-        await conn.execute(BIND_NUMBERS, [c["number_id"] for c in chips], ids, now)
-        await conn.execute(EVENTS, ids, [c["task_pk"] for c in chips],
-                           [Op.SUCCEED.value] * len(chips), [c["state"] for c in chips],
-                           [int(SUCCEEDED)] * len(chips), [self.actor] * len(chips),
-                           ["success" if not d else f"success: {d}" for _, d in successes])
+        await channel_store.succeed(conn, chips, [d for _, d in successes], int(SUCCEEDED), now)
+        await channel_store.add_events(conn, [
+            (c["id"], c["task_pk"], Op.SUCCEED.value, c["state"], int(SUCCEEDED), self.actor,
+             "success" if not d else f"success: {d}") for c, d in successes])
         await task_store.close_resolved_by_success(conn, ids)
         when = now.isoformat(timespec="seconds")
         event_ids = ["E" + secrets.token_hex(12) for _ in chips]
@@ -391,5 +328,5 @@ class ChannelService:
                                 "write_result": "success", "write_time": when, "iccid": c["iccid"],
                                 "msisdn": c["msisdn"], "status_desc": STATUS_DESC[SUCCEEDED], "event_id": e},
                                ensure_ascii=False) for c, e in zip(chips, event_ids)]
-        await conn.execute(CALLBACKS, event_ids, [c["client_id"] for c in chips], [c["task_pk"] for c in chips],
-                           payloads)
+        await channel_store.queue_callbacks(conn, event_ids, [c["client_id"] for c in chips],
+                                            [c["task_pk"] for c in chips], payloads)

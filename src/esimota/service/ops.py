@@ -151,7 +151,7 @@ async def detect_interface(conn: Any, res: ScanResult) -> None:
             res.count("INTERFACE_ERRORS_SEVERE")
     for prefix, codes in (("NOT_WHITELISTED", [403]), ("INTERFACE_ERRORS", [500, 502, 503, 504])):
         ids = [r["id"] for r in await conn.fetch(ops_store.QUIET_SUBJECTS, prefix, WINDOW, codes)]
-        kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM exceptions WHERE id = ANY($1)", ids)]
+        kinds = await ops_store.kinds_of(conn, ids)
         res.resolved += await _close_general(conn, ids, kinds, "no failures for a whole window")
 
 
@@ -209,4 +209,4 @@ async def close(db: Any, exception_id: int, actor: str, resolution: str, report:
         await conn.execute(ops_store.CLOSE_ONE, exception_id, resolution.strip(), report, actor)
         await audit.record(conn, actor, "exception.close", str(exception_id), kind=row["kind"],
                            severity=row["severity"])
-        return await conn.fetchrow("SELECT * FROM exceptions WHERE id = $1", exception_id)
+        return await ops_store.exception(conn, exception_id)

@@ -18,6 +18,7 @@ SELECT_CHIP = "SELECT * FROM chips WHERE eid = $1"
 # Every state change of a card goes through one of these row locks (DESIGN §3: serialised per chip).
 LOCK_CHIP = "SELECT * FROM chips WHERE eid = $1 FOR UPDATE"
 LOCK_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1 FOR UPDATE"
+SELECT_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1"
 SET_STATE = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
 # A partner sees only the chips allocated to it (§6.2.1.1, DESIGN §6): the owner is part of the look-up,
 # so another client's chip and an unknown EID take the same path and give the same answer.
@@ -34,6 +35,13 @@ RELEASE = f"""
 UPDATE chips c SET owner_client_id = NULL, allocated_at = NULL
 WHERE c.eid = ANY($2::text[]) AND c.owner_client_id = $1
   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) RETURNING eid"""
+# the chip a number is bound to, else the chip whose open task reserved it
+CHIP_OF_NUMBER = f"""
+SELECT c.* FROM chips c WHERE c.id = $1
+UNION ALL
+SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NULL AND t.number_id = $2
+  AND t.state IN ({_OPEN})
+LIMIT 1"""
 SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
@@ -103,3 +111,29 @@ async def blacklisted(db: Any, eid: str, imei: str | None) -> list[str]:
 
 async def add_blacklist(db: Any, kind: str, value: str, reason: str) -> None:
     await db.execute(ADD_BLACKLIST, kind, value, reason)
+
+
+async def charge_flow(conn: Any, used: dict[int, int]) -> None:
+    """{chip_id: bytes}: test traffic spent by channels, in one statement (R3: never restored)."""
+    ids = sorted(used)
+    await conn.execute(CHARGE_FLOW, ids, [used[i] for i in ids])
+
+
+async def by_id(conn: Any, chip_id: int, *, lock: bool = False) -> Any:
+    """The chip row of this id (locked FOR UPDATE if asked), or None."""
+    return await conn.fetchrow(LOCK_CHIP_BY_ID if lock else SELECT_CHIP_BY_ID, chip_id)
+
+
+async def set_state(conn: Any, chip_id: int, state: int) -> None:
+    """The chip's card state changes (the caller checked the edge against domain/lifecycle)."""
+    await conn.execute(SET_STATE, chip_id, state)
+
+
+async def of_number(db: Any, chip_id: int | None, number_id: int) -> Any:
+    """The chip row a number belongs to (bound, or reserved by an open task), or None."""
+    return await db.fetchrow(CHIP_OF_NUMBER, chip_id, number_id)
+
+
+async def expiring(db: Any, until: Any, client_pk: int | None, limit: int) -> list[Any]:
+    """Chips whose temporary number expires by `until` (R12), of one client or all; Records of EXPIRING."""
+    return await db.fetch(EXPIRING, until, client_pk, limit)

@@ -25,6 +25,10 @@ UPDATE exceptions e SET class = c.cls, severity = c.severity, deadline_at = e.op
 FROM unnest($1::text[], $2::text[], $3::text[], $4::interval[]) AS c(kind, cls, severity, deadline)
 WHERE upper(split_part(e.kind, ':', 1)) = c.kind AND e.closed_at IS NULL AND e.escalated_at IS NULL
   AND (e.class <> c.cls OR e.severity <> c.severity OR e.deadline_at <> e.opened_at + c.deadline)"""
+SELECT_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1"
+KINDS_OF = "SELECT kind FROM exceptions WHERE id = ANY($1)"
+OPEN_COUNTS = "SELECT class, severity, count(*) FROM exceptions WHERE closed_at IS NULL GROUP BY 1, 2"
+TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock($1)"
 GET_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1 FOR UPDATE"
 CLOSE_ONE = "UPDATE exceptions SET closed_at = now(), resolution = $2, report = $3, closed_by = $4 WHERE id = $1"
 MARK_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
@@ -135,3 +139,23 @@ async def cursor(db: Any, name: str) -> int | None:
 
 async def set_cursor(db: Any, name: str, value: int) -> None:
     await db.execute(SET_CURSOR, "ops.cursor." + name, str(value))
+
+
+async def exception(db: Any, exception_id: int) -> Any:
+    """One row of the exceptions table, or None."""
+    return await db.fetchrow(SELECT_EXCEPTION, exception_id)
+
+
+async def kinds_of(db: Any, ids: list[int]) -> list[str]:
+    """The kinds of these exceptions (the order of the table, not of `ids`)."""
+    return [r["kind"] for r in await db.fetch(KINDS_OF, ids)]
+
+
+async def open_counts(db: Any) -> list[Any]:
+    """Open exceptions per (class, severity): Records (class, severity, count)."""
+    return await db.fetch(OPEN_COUNTS)
+
+
+async def try_session_lock(conn: Any, key: int) -> bool:
+    """A session-level advisory lock on `key`, if no other session holds it (held until `conn` closes)."""
+    return bool(await conn.fetchval(TRY_SESSION_LOCK, key))

@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 
 from esimota.errors import NotFound
-from esimota.service import coalescing, writing
+from esimota.service import writing
+from esimota.store import coalescing, tasks as task_store
 from esimota.service.writing import ApplyRequest
 
 from esimota.sim.device import Device, Faults
@@ -39,7 +40,7 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
     for i in range(1, 6):
         tasks[i] = (await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, province_code="44"))).task_id
     await _partly_written(pool, eid(2))
-    by_eid = writing.STATUSES_BY_EID
+    by_eid = task_store.STATUSES_BY_EID
     before = (coalescing.coalescer(pool, by_eid).queries, coalescing.coalescer(pool, by_eid).keys)
     asks = [dict(eid=eid(i)) for i in range(1, 16)] + [dict(eid=eid(i)) for i in range(1, 6)] \
         + [dict(task_id=t) for t in tasks.values()]
