@@ -3,12 +3,14 @@
 An ast walk of src/esimota: every `import` and `from … import` (relative ones resolved, those inside
 functions too) of each module is checked against what its layer may not import:
 codec and domain import nothing above them; store imports no service, api or cli; service imports no
-api or cli; the sans-IO ota core imports neither asyncio nor the layers that do I/O.
+api or cli; the sans-IO ota core imports neither asyncio nor the layers that do I/O. And no SQL
+statement is written in service/ or jobs/: store/ owns them all.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,32 @@ def test_the_walk_sees_relative_and_nested_imports(tmp_path):
     names = _imports(bad, tmp_path)
     assert "esimota.service.bip" in names
     assert any(_layer(n) in FORBIDDEN["store"] for n in names)
+
+
+SQL = re.compile(r"\bSELECT\s.+\bFROM\s|\bSELECT\s+(count|pg_\w+|1\b)|\bINSERT\s+INTO\s|\bUPDATE\s+\w+\s+(\w+\s+)?SET\s"
+                 r"|\bDELETE\s+FROM\s|\bTRUNCATE\s+\w+|\bCREATE\s+(TEMP\s+)?TABLE\s", re.S)
+
+
+def _sql_literals(path: Path, root: Path = SRC) -> list[str]:
+    """String literals (docstrings aside) of a module that are SQL statements."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [f"{path.relative_to(root)}:{n.lineno}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+            and SQL.search(n.value)]
+
+
+@pytest.mark.parametrize("layer", ["service", "jobs"])
+def test_store_owns_every_sql_statement_of_services_and_jobs(layer):
+    """DESIGN §1: store/ holds the repositories that own every SQL statement; services and jobs call them."""
+    assert [hit for path in sorted((PKG / layer).rglob("*.py")) for hit in _sql_literals(path)] == []
+
+
+def test_the_sql_finder_finds_sql(tmp_path):
+    """The checker itself: a statement in a constant is found, a docstring that says UPDATE is not."""
+    f = tmp_path / "esimota" / "service" / "x.py"
+    f.parent.mkdir(parents=True)
+    f.write_text('"""One UPDATE per refresh."""\nQ = "UPDATE chips SET state = $2 WHERE id = $1"\n', encoding="utf-8")
+    assert _sql_literals(f, tmp_path) == ["esimota/service/x.py:2"]

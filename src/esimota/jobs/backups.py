@@ -41,9 +41,9 @@ async def _alert(pool: Any, error: str | None) -> None:
     """Open the BACKUP_FAILED alert with the error, or close it once a backup succeeds."""
     async with pool.acquire() as conn:
         if error is None:
-            await conn.execute(ops_store.CLOSE_ALERTS, ALERT, [], "a scheduled backup succeeded")
+            await ops_store.close_alerts(conn, ALERT, [], "a scheduled backup succeeded")
         else:
-            await conn.execute(ops_store.OPEN_ALERTS, ALERT, "severe", ["backup"], [None], [None], [error[:500]])
+            await ops_store.open_alerts(conn, ALERT, "severe", ["backup"], [None], [None], [error[:500]])
 
 
 async def run_once(pool: Any, url: str, interval_s: float) -> dict | None:

@@ -20,15 +20,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
 from ..errors import ConfigError, InvalidArgument
+from ..store import snapshots
 from ..store.embedded import find_bindir
+from ..store.snapshots import table_checksums
 
 MAGIC = b"ESIMOTA-BACKUP-1\n"
 CHUNK = 4 << 20
-TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
-# order-independent row checksum: the sum of 60-bit prefixes of each row's MD5
-CHECKSUM = """SELECT count(*) AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS h
-FROM "{table}" t"""
-STABLE_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3"
 
 
 def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
@@ -71,16 +68,6 @@ def pg_env(url: str) -> tuple[dict, str]:
     if parts.password:
         env["PGPASSWORD"] = unquote(parts.password)
     return env, unquote(parts.path.lstrip("/"))
-
-
-async def table_checksums(conn: Any) -> dict[str, dict]:
-    """Rows and an order-independent checksum of every table: what a restore must reproduce."""
-    await conn.execute(STABLE_TEXT)
-    out = {}
-    for (table,) in await conn.fetch(TABLES):
-        row = await conn.fetchrow(CHECKSUM.format(table=table.replace('"', '""')))
-        out[table] = {"rows": row["n"], "checksum": row["h"]}
-    return out
 
 
 def _seal(src: BinaryIO, dst: BinaryIO, key: bytes) -> None:
@@ -165,7 +152,7 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            snapshot = await snapshots.export_snapshot(conn)
             tables = await table_checksums(conn)
             _dump(url, snapshot, dump, key)
     finally:
@@ -211,7 +198,7 @@ def _load_manifest(dump: Path) -> dict:
 async def _check_empty(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        if await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"):
+        if await snapshots.table_count(conn):
             raise InvalidArgument("restore goes into an empty database only", reason="DATABASE_NOT_EMPTY")
     finally:
         await conn.close()

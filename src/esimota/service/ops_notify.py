@@ -35,9 +35,7 @@ def signed(payload: dict, secret: bytes | None, at: int) -> tuple[bytes, dict]:
 async def queue(db: Any) -> int:
     """Queue every open severe exception not yet reported and every open severe alert (idempotent)."""
     async with connection(db) as conn, conn.transaction():
-        a = await conn.execute(ops_store.QUEUE_SEVERE)
-        b = await conn.execute(ops_store.QUEUE_ALERTS)
-    return int(a.split()[-1]) + int(b.split()[-1])
+        return await ops_store.queue_notifications(conn)
 
 
 async def _post(session: Any, url: str, body: bytes, headers: dict) -> str | None:
@@ -56,15 +54,15 @@ async def deliver(db: Any, session: Any) -> int:
         return 0
     sent = 0
     async with connection(db) as conn, conn.transaction():
-        for row in await conn.fetch(ops_store.DUE_NOTIFICATIONS, BATCH):
+        for row in await ops_store.due_notifications(conn, BATCH):
             body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))
             error = await _post(session, url, body, headers)
             if error is None:
-                await conn.execute(ops_store.NOTIFIED, row["id"])
+                await ops_store.notified(conn, row["id"])
                 if row["source"] == "exception":
-                    await conn.execute(ops_store.EXCEPTION_REPORTED, row["ref_id"])
+                    await ops_store.mark_reported(conn, row["ref_id"])
                 sent += 1
             else:
-                await conn.execute(ops_store.NOTIFY_RETRY, row["id"], error)
+                await ops_store.notify_retry(conn, row["id"], error)
                 logger.warning("notification not delivered", extra={"notification": row["id"], "error": error})
     return sent

@@ -137,3 +137,23 @@ async def of_number(db: Any, chip_id: int | None, number_id: int) -> Any:
 async def expiring(db: Any, until: Any, client_pk: int | None, limit: int) -> list[Any]:
     """Chips whose temporary number expires by `until` (R12), of one client or all; Records of EXPIRING."""
     return await db.fetch(EXPIRING, until, client_pk, limit)
+
+
+async def batch_eids(conn: Any, batch: str) -> list[str]:
+    """The EIDs of a batch, in import order."""
+    return [r["eid"] for r in await conn.fetch(BATCH_EIDS, batch)]
+
+
+async def allocation_state(conn: Any, eids: list[str]) -> list[Any]:
+    """Records (eid, owner_client_id, busy) of the chips named (ALLOCATION_STATE)."""
+    return await conn.fetch(ALLOCATION_STATE, eids)
+
+
+async def allocate(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
+    """Records (eid) of the chips whose owner changed to the client."""
+    return await conn.fetch(ALLOCATE, client_pk, eids)
+
+
+async def release(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
+    """Records (eid) of the client's chips released (none with an open task)."""
+    return await conn.fetch(RELEASE, client_pk, eids)

@@ -150,3 +150,17 @@ async def credentials(db: Any) -> list[Any]:
 async def credential(db: Any, client_id: str) -> Any:
     """The CredentialRow of one client, or None."""
     return await db.fetchrow(CREDENTIAL, client_id)
+
+
+_UPDATES = {"secret": UPDATE_SECRET, "callback_secret": UPDATE_CALLBACK_SECRET, "whitelist": UPDATE_WHITELIST,
+            "permissions": UPDATE_PERMISSIONS, "disable": DISABLE}
+
+
+async def insert(conn: Any, *values: Any) -> Any:
+    """A new client row from the columns of INSERT, in its order."""
+    return await conn.fetchrow(INSERT, *values)
+
+
+async def update(conn: Any, change: str, client_id: str, *args: Any) -> Any:
+    """One change of a client (secret, callback_secret, whitelist, permissions, disable); the row after it."""
+    return await conn.fetchrow(_UPDATES[change], client_id, *args)

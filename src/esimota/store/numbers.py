@@ -133,3 +133,13 @@ async def bound_to(db: Any, chip_id: int) -> Any:
 async def writable_provinces(db: Any) -> list[tuple[str, str]]:
     """(code, name) of the provinces numbers can be written in (§7.2.2.1)."""
     return [(r["code"], r["name"]) for r in await db.fetch(WRITABLE_PROVINCES)]
+
+
+async def allocation_state(conn: Any, iccids: list[str]) -> list[Any]:
+    """Records (iccid, client_id, status) of the numbers named."""
+    return await conn.fetch(ALLOCATION_STATE, iccids)
+
+
+async def allocate(conn: Any, client_pk: int, iccids: list[str]) -> list[Any]:
+    """Records (iccid) of the numbers allocated to the client."""
+    return await conn.fetch(ALLOCATE, client_pk, iccids)

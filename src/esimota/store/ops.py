@@ -119,7 +119,6 @@ NOTIFY_RETRY = """
 UPDATE notifications SET attempts = attempts + 1, last_error = $2,
     next_attempt_at = now() + least(interval '10 minutes', interval '15 seconds' * power(2, attempts))
 WHERE id = $1"""
-EXCEPTION_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
 
 # -- alerts (R32, R12) ----------------------------------------------------------------------
 OPEN_ALERTS = """
@@ -159,3 +158,120 @@ async def open_counts(db: Any) -> list[Any]:
 async def try_session_lock(conn: Any, key: int) -> bool:
     """A session-level advisory lock on `key`, if no other session holds it (held until `conn` closes)."""
     return bool(await conn.fetchval(TRY_SESSION_LOCK, key))
+
+
+async def open_alerts(conn: Any, kind: str, severity: str, subjects: list[str], chip_ids: list, number_ids: list,
+                      details: list) -> list[Any]:
+    """Open an alert of `kind` for each subject not alerted yet (R32); the rows opened."""
+    return await conn.fetch(OPEN_ALERTS, kind, severity, subjects, chip_ids, number_ids, details)
+
+
+async def close_alerts(conn: Any, kind: str, keep: list[str], why: str) -> list[Any]:
+    """Close the open alerts of `kind` whose subject is not in `keep`; the rows closed."""
+    return await conn.fetch(CLOSE_ALERTS, kind, keep, why)
+
+
+
+# -- exceptions of §8 (rows: asyncpg Records with the columns each statement names) ----------------------
+def _count(status: str) -> int:
+    """Rows a command touched, from its status text ("UPDATE 3")."""
+    return int(status.split()[-1])
+
+
+async def is_open(conn: Any, kind: str, chip_id: int | None) -> bool:
+    return bool(await conn.fetchval(IS_OPEN, kind, chip_id))
+
+
+async def close_auto(conn: Any, kind: str, why: str) -> None:
+    await conn.execute(CLOSE_AUTO, kind, why)
+
+
+async def reconcile(conn: Any, kinds: list, classes: list, severities: list, deadlines: list) -> int:
+    """Open rows get the catalogue's class, severity and deadline; rows changed."""
+    return _count(await conn.execute(RECONCILE, kinds, classes, severities, deadlines))
+
+
+async def stuck(conn: Any, after: Any) -> list[Any]:
+    return await conn.fetch(STUCK, after)
+
+
+async def escalate_stuck(conn: Any, after: Any, deadline: Any) -> list[Any]:
+    return await conn.fetch(ESCALATE_STUCK, after, deadline)
+
+
+async def unstuck(conn: Any, after: Any) -> list[Any]:
+    return await conn.fetch(UNSTUCK, after)
+
+
+async def close_general(conn: Any, ids: list[int], kinds: list[str], why: str) -> int:
+    """Close these general exceptions (severe ones wait for a report); rows closed."""
+    return _count(await conn.execute(CLOSE_GENERAL, ids, kinds, why))
+
+
+async def no_resource_open(conn: Any) -> list[Any]:
+    return await conn.fetch(NO_RESOURCE_OPEN)
+
+
+async def available_in(conn: Any, province: str) -> int:
+    return await conn.fetchval(AVAILABLE_IN, province)
+
+
+async def expired_waiting(conn: Any, today: Any) -> list[Any]:
+    return await conn.fetch(EXPIRED_WAITING, today)
+
+
+async def callbacks_failing(conn: Any, after: int) -> list[Any]:
+    return await conn.fetch(CALLBACKS_FAILING, after)
+
+
+async def callbacks_recovered(conn: Any) -> list[Any]:
+    return await conn.fetch(CALLBACKS_RECOVERED)
+
+
+async def api_failures(conn: Any, window: Any, codes: list[int], reasons: list[str] | None, route: str | None,
+                       threshold: int) -> list[Any]:
+    return await conn.fetch(API_FAILURES, window, codes, reasons, route, threshold)
+
+
+async def opened_since(conn: Any, kind: str, window: Any) -> bool:
+    return bool(await conn.fetchval(OPENED_SINCE, kind, window))
+
+
+async def quiet_subjects(conn: Any, prefix: str, window: Any, codes: list[int]) -> list[Any]:
+    return await conn.fetch(QUIET_SUBJECTS, prefix, window, codes)
+
+
+async def bip_attempts(conn: Any, after_id: int, reasons: list[int]) -> list[Any]:
+    return await conn.fetch(BIP_ATTEMPTS, after_id, reasons)
+
+
+async def lock_exception(conn: Any, exception_id: int) -> Any:
+    """The exception row, locked FOR UPDATE, or None."""
+    return await conn.fetchrow(GET_EXCEPTION, exception_id)
+
+
+async def mark_reported(conn: Any, exception_id: int) -> None:
+    """§8.3.1: the exception was reported (the first time counts)."""
+    await conn.execute(MARK_REPORTED, exception_id)
+
+
+async def close_one(conn: Any, exception_id: int, resolution: str, report: str | None, actor: str) -> None:
+    await conn.execute(CLOSE_ONE, exception_id, resolution, report, actor)
+
+
+# -- the operator's notification outbox (§8.3.1, R24) ----------------------------------------------
+async def queue_notifications(conn: Any) -> int:
+    """Queue every open severe exception not yet reported and every open severe alert; rows queued."""
+    return _count(await conn.execute(QUEUE_SEVERE)) + _count(await conn.execute(QUEUE_ALERTS))
+
+
+async def due_notifications(conn: Any, limit: int) -> list[Any]:
+    return await conn.fetch(DUE_NOTIFICATIONS, limit)
+
+
+async def notified(conn: Any, notification_id: int) -> None:
+    await conn.execute(NOTIFIED, notification_id)
+
+
+async def notify_retry(conn: Any, notification_id: int, error: str) -> None:
+    await conn.execute(NOTIFY_RETRY, notification_id, error)
