@@ -2,8 +2,8 @@
 
 The driver hands over every event that arrived since the last call; they are made durable in ONE
 transaction (group commit, DESIGN §5.5) and only then are the answers (StartWrite, Close) returned to
-the driver, which applies them. Progress is written
-behind in the same commit groups; state transitions are written before the card hears of them.
+the driver, which applies them. Progress is written behind in the same commit groups; state
+transitions are written before the card hears of them. Every statement is store/channel.py's.
 """
 
 from __future__ import annotations
