@@ -37,6 +37,8 @@ from esimota.store import migrate
 from esimota.store.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmark's partner receives callbacks over plain http on loopback (R25 wants https in production)
+LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
 
 
 def server_url() -> str:
@@ -142,7 +144,7 @@ def run_writes(args) -> dict:
         prep = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool)})
+                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool), **LOOPBACK_RECEIVER})
             try:
                 opt = FleetOptions(port=served.bip_port, procs=args.procs,
                                    concurrency=args.concurrency or args.devices,
@@ -206,7 +208,7 @@ def run_idle(args) -> dict:
     try:
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900"})
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900", **LOOPBACK_RECEIVER})
             try:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")

@@ -151,6 +151,9 @@ class Receiver:
 
 
 # -- the platform, restartable on the same ports ---------------------------------------------------------
+LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
+
+
 class Platform:
     """`esimota serve --workers N --no-tls` on fixed loopback ports, so that a restart is found again."""
 
@@ -172,7 +175,8 @@ class Platform:
         return [p for p in (self.served.pids if self.served else []) if _alive(p)]
 
     def start(self, timeout: float = 90.0) -> None:
-        env = dict(os.environ, ESIMOTA_HOME=str(self.home), DATABASE_URL=self.db, **self.env)
+        # The campaign's partner receives callbacks over plain http on loopback (R25 wants https in production)
+        env = {**os.environ, "ESIMOTA_HOME": str(self.home), "DATABASE_URL": self.db, **LOOPBACK_RECEIVER, **self.env}
         env.pop("ESIMOTA_WORKER_ID", None)
         argv = [sys.executable, "-m", "esimota.cli", "serve", "--http-port", str(self.ports[0]), "--grpc-port",
                 str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers), "--no-tls"]

@@ -150,13 +150,13 @@ class Device:
         return self.out
 
     async def _power_on(self) -> None:
-        reason = 0x01
+        reason = bcp.HELLO_POWER_ON
         while self.out.channels < self.max_channels:
             close = await self._write_channel(reason)
             if close is None:  # dropped: resume (§5.4.4)
                 if self.early and self.out.early_close is None:  # a card that reports too soon
                     self.out.early_close = await self._report_channel(REPORT_SUCCESS)
-                reason = 0x02  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
+                reason = bcp.HELLO_RESUME  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
                 continue
             self.out.close_reason = close
             if close != 0 or not self.applet.committed:
@@ -178,6 +178,14 @@ class Device:
             if close == 0 and result == REPORT_SUCCESS:
                 self.out.ok = True
                 return
+            if close == bcp.CLOSE_STATE and self.out.channels < self.max_channels:
+                # The platform has not seen every chunk acknowledged (a drop or a restart lost the last
+                # RESPONSE): resume with HELLO(02), which resends the chunks, then REPORT again (§5.4 step 5).
+                again = await self._write_channel(bcp.HELLO_RESUME)
+                if again not in (None, 0):
+                    self.out.close_reason = again
+                    return
+                continue
             if close != 0 or result != REPORT_NO_COMM:
                 return
         self.out.error = "too many channels"
