@@ -156,7 +156,7 @@ class Device:
             if close is None:  # dropped: resume (§5.4.4)
                 if self.early and self.out.early_close is None:  # a card that reports too soon
                     self.out.early_close = await self._report_channel(REPORT_SUCCESS)
-                reason = bcp.HELLO_RESUME  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
+                reason = bcp.HELLO_RESUME  # resume with HELLO(02) (§5.4.4; after CLOSE 04 to a REPORT: §5.4 step 5)
                 continue
             self.out.close_reason = close
             if close != 0 or not self.applet.committed:
