@@ -42,6 +42,8 @@ UNION ALL
 SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NULL AND t.number_id = $2
   AND t.state IN ({_OPEN})
 LIMIT 1"""
+BATCH_COUNTERS = """
+INSERT INTO chip_counters (chip_id) SELECT id FROM chips WHERE batch_id = $1 ON CONFLICT DO NOTHING"""
 SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
@@ -157,3 +159,9 @@ async def allocate(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
 async def release(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
     """Records (eid) of the client's chips released (none with an open task)."""
     return await conn.fetch(RELEASE, client_pk, eids)
+
+
+async def copy_in(db: Any, rows: list[tuple], columns: list[str], batch_pk: int) -> None:
+    """Bulk load of a batch's chips (COPY; the simulator's fleets), with their counters."""
+    await db.copy_records_to_table("chips", records=rows, columns=columns)
+    await db.execute(BATCH_COUNTERS, batch_pk)

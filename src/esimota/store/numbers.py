@@ -143,3 +143,8 @@ async def allocation_state(conn: Any, iccids: list[str]) -> list[Any]:
 async def allocate(conn: Any, client_pk: int, iccids: list[str]) -> list[Any]:
     """Records (iccid) of the numbers allocated to the client."""
     return await conn.fetch(ALLOCATE, client_pk, iccids)
+
+
+async def copy_in(db: Any, rows: list[tuple], columns: list[str]) -> None:
+    """Bulk load of numbers (COPY; the simulator's fleets): secrets already encrypted, tags computed."""
+    await db.copy_records_to_table("numbers", records=rows, columns=columns)
