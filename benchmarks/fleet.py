@@ -208,7 +208,8 @@ def run_idle(args) -> dict:
     try:
         with tempfile.TemporaryDirectory() as home:
             served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900", **LOOPBACK_RECEIVER})
+                                  extra_env={"ESIMOTA_DB_POOL": "2", "ESIMOTA_BIP_FIRST_TIMEOUT": "900",
+                                             **LOOPBACK_RECEIVER})
             try:
                 base = launch.rss_mb(served.pids)
                 ctx = mp.get_context("fork")

@@ -151,15 +151,12 @@ class Receiver:
 
 
 # -- the platform, restartable on the same ports ---------------------------------------------------------
-LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
-
-
 class Platform:
     """`esimota serve --workers N --no-tls` on fixed loopback ports, so that a restart is found again."""
 
     def __init__(self, home: Path, db: str, workers: int = 2, env: dict | None = None) -> None:
         self.home, self.db, self.workers, self.env = home, db, workers, env or {}
-        self.ports = [launch.free_port() for _ in range(3)]
+        self.ports = [launch.free_port() for _ in range(5)]  # http, grpc, bip, operations gRPC and HTTPS
         self.served: launch.Served | None = None
         self.starts = 0
 
@@ -175,13 +172,16 @@ class Platform:
         return [p for p in (self.served.pids if self.served else []) if _alive(p)]
 
     def start(self, timeout: float = 90.0) -> None:
-        # The campaign's partner receives callbacks over plain http on loopback (R25 wants https in production)
-        env = {**os.environ, "ESIMOTA_HOME": str(self.home), "DATABASE_URL": self.db, **LOOPBACK_RECEIVER, **self.env}
+        # the partner's receiver is plain http on loopback: a development platform's callback settings
+        env = dict(os.environ, ESIMOTA_HOME=str(self.home), DATABASE_URL=self.db, ESIMOTA_ALLOW_HTTP_CALLBACKS="1",
+                   ESIMOTA_CALLBACK_ALLOW="127.0.0.0/8", ESIMOTA_ADMIN_PORT=str(self.ports[3]),
+                   ESIMOTA_ADMIN_HTTP_PORT=str(self.ports[4]), **self.env)
         env.pop("ESIMOTA_WORKER_ID", None)
         argv = [sys.executable, "-m", "esimota.cli", "serve", "--http-port", str(self.ports[0]), "--grpc-port",
                 str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers), "--no-tls"]
         proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        self.served = launch.Served(proc, self.home, *self.ports, tls=False)
+        self.served = launch.Served(proc, self.home, *self.ports[:3], tls=False, admin_port=self.ports[3],
+                                    admin_http_port=self.ports[4])
         threading.Thread(target=launch._reader, args=(proc, self.served.lines), daemon=True).start()
         deadline = time.monotonic() + timeout
         while len(self.served.pids) < self.workers:
@@ -690,7 +690,9 @@ async def case_hostile_bip(url: str, frames: int, n: int, concurrency: int = 200
         fleet = await prepare(db, n, receiver.url, faults=lambda i: Faults(latency=0.05))
         with tempfile.TemporaryDirectory() as home:
             # a lying length leaves a channel waiting for bytes that never come: cut after 3 s of silence
-            plat = Platform(Path(home), db, env={"ESIMOTA_BIP_FIRST_TIMEOUT": "3"})
+            # the storm and the fleet share 127.0.0.1: the per-address refusal limit (ota.guard) would cut
+            # the fleet's cards with the storm's; this case measures the multiplexer under the whole storm
+            plat = Platform(Path(home), db, env={"ESIMOTA_BIP_FIRST_TIMEOUT": "3", "ESIMOTA_BIP_REFUSALS_PER_S": "0"})
             await asyncio.to_thread(plat.start)
             try:
                 pids, stop, samples = plat.pids(), asyncio.Event(), []

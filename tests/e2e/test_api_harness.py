@@ -109,9 +109,10 @@ async def running(tmp_path, monkeypatch, db_url, pool):
 
 
 async def test_harness_serves_the_bridge_and_grpc_over_tls(running):
-    """R25: both listeners answer over TLS; /openapi.json lists the ten routes of §7.2."""
+    """R25: both listeners answer over TLS; /openapi.json lists the ten routes of §7.2 and the three of
+    DESIGN §6 for the partner's own writes (records, tasks, apply-batch)."""
     async with aiohttp.ClientSession() as http:
         code, doc, _ = await running.get(http, "/openapi.json")
-    assert code == 200 and len(doc["paths"]) == 10
+    assert code == 200 and len(doc["paths"]) == 13
     async with running.channel() as ch:
         await ch.channel_ready()

@@ -47,12 +47,13 @@ async def test_provinces_with_query_token_bearer_and_without(running):
     async with aiohttp.ClientSession() as http:
         token = await running.token(http)
         code, body, headers = await running.get(http, "/api/v1/write/provinces", token=token)
-        assert code == 200 and fields(body) == {"provinces"} and len(body["provinces"]) == 31
-        assert {"province_code": "44", "province_name": "广东"} in body["provinces"]
+        # §7.2.2.1 当前可写入: only where an auto-allocation can succeed now (the fleet's numbers are in 44)
+        assert code == 200 and fields(body) == {"provinces"}
+        assert body["provinces"] == [{"province_code": "44", "province_name": "广东"}]
         assert headers["RateLimit-Limit"] == "100000" and "RateLimit-Remaining" in headers
         code, body, _ = await running.post(http, "/api/v1/write/provinces", {},
                                            headers={"Authorization": f"Bearer {token}"})
-        assert code == 200 and len(body["provinces"]) == 31
+        assert code == 200 and len(body["provinces"]) == 1
         code, body, _ = await running.get(http, "/api/v1/write/provinces")
         assert (code, body["error"]) == (401, "TOKEN_REQUIRED")
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token[:-2] + "xx")

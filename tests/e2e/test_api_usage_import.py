@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 
 import pytest
 
@@ -31,7 +30,7 @@ async def test_usage_csv_import(pool, tmp_path):
     assert await pool.fetchval("SELECT used_flow_mb FROM numbers WHERE msisdn = $1", msisdn) == 3.5
 
 
-def test_usage_command_is_registered(capsys):
+def test_usage_command_is_registered():
     parser = argparse.ArgumentParser()
     api_cli.register(parser.add_subparsers())
     args = parser.parse_args(["api", "admin-token", "olga", "--json"])

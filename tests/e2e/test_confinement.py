@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 
@@ -117,7 +118,7 @@ async def test_watch_streams_are_capped_per_client_and_end_with_their_lifetime(t
         await stop(r)
 
 
-async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeypatch, db_url, pool):
+async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeypatch, db_url, pool, caplog):
     """DESIGN §6: an unknown route and a wrong method answer the JSON envelope; HSTS, no version banner;
     an oversized request line gets a 4xx that does not echo it (it held a token) and no traceback."""
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
@@ -134,7 +135,10 @@ async def test_every_answer_of_the_bridge_is_the_json_envelope(tmp_path, monkeyp
             code, _, headers = await r.get(http, "/healthz")
             assert code == 200 and headers["Server"] == "esimota" and "aiohttp" not in str(headers)
         secret = "tok" + "S" * 9000
+        caplog.set_level(logging.DEBUG)
         raw = await _raw_https(r, f"GET /api/v1/write/status?token={secret} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        logged = [rec for rec in caplog.records if rec.exc_info or "tokSSS" in rec.getMessage()]
+        assert logged == []  # one line naming the refusal, no traceback, nothing of the request
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
         assert b"tokSSS" not in raw and b"aiohttp" not in raw and b"Strict-Transport-Security" in head
@@ -164,6 +168,7 @@ def _handshake(port: int, cert: bytes, version: ssl.TLSVersion, ciphers: str | N
             return tls.cipher()[0]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TLS 1.1 is offered on purpose
 async def test_tls_12_aead_only_and_13_old_versions_and_cbc_refused(tmp_path, monkeypatch, db_url, pool):
     """R25: the bridge speaks TLS 1.3 and TLS 1.2 with AEAD suites only: CBC suites and TLS 1.1 are refused."""
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
@@ -215,5 +220,41 @@ async def test_staff_services_and_metrics_only_on_the_operations_listener(tmp_pa
             async with http.get(f"https://127.0.0.1:{r.platform.ports['admin_http']}/metrics", ssl=r.ssl) as resp:
                 assert resp.status == 200 and "esimota_http_requests_total" in await resp.text()
         assert r.platform.settings.admin_host == "127.0.0.1"  # loopback unless configured
+    finally:
+        await stop(r)
+
+
+async def test_allocate_and_release_chips_over_the_admin_service(tmp_path, monkeypatch, db_url, pool):
+    """AdminService AllocateChips / ReleaseChips (§6.2.1.1): by client name, audited under the staff member;
+    the partner may apply once its chip is allocated, not before; a refusal lists the bad lines."""
+    from esimota.v1 import admin_pb2, admin_pb2_grpc
+
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=2)
+    try:
+        eid = r.fleet.devices[0].eid
+        b = await _client(pool, r, "newco")
+        await admin.release_chips(pool, r.fleet.client_id, [eid])
+        md = (("authorization", f"Bearer {r.staff_token}"),)
+        async with aiohttp.ClientSession() as http, r.admin_channel() as ach:
+            token = await r.token(http, b.client.client_id, b.client_secret)
+            apply = dict(token=token, eid=eid, write_type=1, province_code="44")
+            assert (await r.get(http, "/api/v1/write/apply", **apply))[0] == 404
+            a = admin_pb2_grpc.AdminServiceStub(ach)
+            done = await a.AllocateChips(admin_pb2.AllocateChipsRequest(client_id="newco", eids=[eid]), metadata=md)
+            assert list(done.eids) == [eid]
+            with pytest.raises(grpc.aio.AioRpcError) as err:  # the other chip is the fleet client's
+                await a.AllocateChips(admin_pb2.AllocateChipsRequest(client_id="newco", batch=r.fleet.batch),
+                                      metadata=md)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            code, body, _ = await r.get(http, "/api/v1/write/apply", **apply)
+            assert (code, body["error"]) == (403, "NO_RESOURCE")  # judged now: the chip is newco's (no numbers)
+            released = await a.ReleaseChips(admin_pb2.AllocateChipsRequest(client_id=b.client.client_id,
+                                                                           eids=[eid]), metadata=md)
+            assert list(released.eids) == [eid]
+            assert (await r.get(http, "/api/v1/write/apply", **apply))[0] == 404
+        rows = await pool.fetch("SELECT actor, action, target FROM audit_log WHERE action LIKE 'chips.%' "
+                                "AND actor LIKE 'staff:%' ORDER BY id")
+        assert [tuple(x) for x in rows] == [("staff:root", "chips.allocate", b.client.client_id),
+                                            ("staff:root", "chips.release", b.client.client_id)]
     finally:
         await stop(r)

@@ -69,7 +69,7 @@ async def get_token(call: Call, req: auth_pb2.GetTokenRequest) -> auth_pb2.GetTo
 
 @rpc
 async def list_provinces(call: Call, req: writing_pb2.ListProvincesRequest) -> writing_pb2.ListProvincesResponse:
-    rows = await queries.list_provinces(call.pool)
+    rows = await queries.list_provinces(call.pool, call.client)
     return writing_pb2.ListProvincesResponse(
         provinces=[common_pb2.Province(province_code=c, province_name=n) for c, n in rows])
 
@@ -213,7 +213,7 @@ async def _chunks(requests: AsyncIterator[Any], size: int = 500) -> AsyncIterato
 async def ingest_usage(call: Call, requests: AsyncIterator[Any]) -> ingest_pb2.IngestSummary:
     received, stored, rejected = 0, 0, []
     async for chunk in _chunks(requests):
-        rows = [(r.record_id, r.msisdn, r.iccid, r.used_mb, r.recorded_at) for r in chunk]
+        rows = [(r.record_id, r.msisdn, r.iccid, r.used_mb, r.recorded_at, r.imei) for r in chunk]
         done, bad = await usage.ingest_usage(call.pool, rows)
         rejected += [(received + i, e) for i, e in bad]
         received, stored = received + len(chunk), stored + done
@@ -224,7 +224,7 @@ async def ingest_usage(call: Call, requests: AsyncIterator[Any]) -> ingest_pb2.I
 async def ingest_location(call: Call, requests: AsyncIterator[Any]) -> ingest_pb2.IngestSummary:
     received, stored, rejected = 0, 0, []
     async for chunk in _chunks(requests):
-        done, bad = await usage.ingest_locations(call.pool, [(r.msisdn, r.iccid, r.city, r.location_time)
+        done, bad = await usage.ingest_locations(call.pool, [(r.msisdn, r.iccid, r.city, r.location_time, r.imei)
                                                              for r in chunk])
         rejected += [(received + i, e) for i, e in bad]
         received, stored = received + len(chunk), stored + done
@@ -234,3 +234,7 @@ async def ingest_location(call: Call, requests: AsyncIterator[Any]) -> ingest_pb
 from .admin_handlers import register as _register_admin  # noqa: E402  (admin rpcs live beside)
 
 _register_admin(rpc, iso)
+
+from .find_handlers import register as _register_find  # noqa: E402  (issue 15: lists, history, batch apply)
+
+_register_find(rpc, iso)

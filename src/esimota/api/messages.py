@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from ..errors import InvalidArgument
@@ -100,9 +101,13 @@ def from_params(cls: type, params: dict[str, Any]) -> Any:
     """A request message from query/body parameters; unknown names are ignored, bad values are 400."""
     msg = cls()
     for field in cls.DESCRIPTOR.fields:
-        if field.name not in params or field.message_type is not None:
+        if field.name not in params:
             continue
         value = params[field.name]
+        if field.message_type is not None:
+            if field.is_repeated and value is not None:  # a JSON body's list of objects (apply-batch)
+                _messages(msg, field, value)
+            continue
         if field.is_repeated:
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, list):
@@ -111,3 +116,16 @@ def from_params(cls: type, params: dict[str, Any]) -> Any:
         elif value is not None:
             setattr(msg, field.name, _scalar(field, value))
     return msg
+
+
+MAX_ITEMS = 1000  # objects in one repeated field; the use case sets its own, smaller limit
+
+
+def _messages(msg: Any, field: FieldDescriptor, value: Any) -> None:
+    """A repeated message field from a JSON list of objects, each converted like the top level."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _bad(field.name, "must be a list of objects")
+    if len(value) > MAX_ITEMS:
+        raise _bad(field.name, f"must have at most {MAX_ITEMS} items")
+    cls = message_factory.GetMessageClass(field.message_type)
+    getattr(msg, field.name).extend(from_params(cls, v) for v in value)

@@ -10,14 +10,14 @@ import sys
 from typing import Sequence
 
 from ..errors import EsimotaError
-from . import api, backup, chips, client, db, decode, keys, monitor, project, report, serve, sim, staff
+from . import api, backup, chips, client, db, decode, find, keys, monitor, project, report, serve, sim, staff
 from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, emit, fail, run_async, staff_flags
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAIL", "EXIT_OK", "build_parser", "console", "emit", "fail", "main",
            "run_async", "staff_flags"]
 
 #: The command groups in the order `esimota --help` lists them.
-GROUPS = (serve, db, decode, chips, client, keys, sim, report, staff, monitor, backup, project, api)
+GROUPS = (serve, db, decode, chips, client, keys, sim, report, staff, monitor, backup, project, api, find)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from . import find
 from .common import as_staff, emit, read_file, run_async, staff_flags
 
 
@@ -133,6 +134,7 @@ def register(sub) -> None:
         group.add_argument("--file", help="one EID per line")
         group.add_argument("--batch", help="every chip of this batch")
         p.set_defaults(func=run_async(_chips_allocation))
+    find.add_chip_commands(chip_actions)
 
     numbers = sub.add_parser("numbers", help="operational numbers")
     num_actions = numbers.add_subparsers(dest="numbers_action", metavar="ACTION", required=True)
@@ -145,3 +147,4 @@ def register(sub) -> None:
     group.add_argument("--iccid", nargs="+")
     group.add_argument("--file", help="one ICCID per line")
     alloc.set_defaults(func=run_async(_numbers_allocate))
+    find.add_number_commands(num_actions)

@@ -8,13 +8,14 @@ from .common import run_with_pool, staff_flags
 
 
 async def _monitor(pool, args: argparse.Namespace) -> dict:
-    from ..service import admin, monitoring, ops, staff
+    from ..service import admin, monitoring, ops, ops_notify, staff
     what = args.monitor_action
     if what == "scan":
         await staff.authorize(pool, args.as_, "exception.handle")
         res = await ops.scan(pool)
+        alerts = await monitoring.scan(pool)
         return {"ok": True, "exceptions": res.opened, "escalated": res.escalated, "resolved": res.resolved,
-                "alerts": await monitoring.scan(pool)}
+                "alerts": alerts, "notified": await ops_notify.queue_alerts(pool)}  # one post per run
     actor = await staff.authorize(pool, args.as_, "monitor.configure")
     if what == "region":
         await monitoring.restrict_region(pool, args.msisdn, (args.cities or "").split(","), actor)

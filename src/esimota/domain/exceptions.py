@@ -69,6 +69,8 @@ CATALOGUE: dict[str, ExceptionKind] = {k.kind: k for k in (
        "§8.2.4 表6"),
     _k("CHANNEL_AUTH_FAILED", "terminal", "general", 24 * _H, "终端模组无法与 eSIM 芯片交互（MAC 或计数器校验失败）",
        "§8.2.4 表6"),
+    # the regulator's blacklist (R32): a card blacklisted after its apply powers on and is refused
+    _k("BLACKLISTED_AT_HELLO", "terminal", "severe", 24 * _H, "黑名单卡片或终端请求写卡（已拒绝）", "R32"),
 )}
 
 

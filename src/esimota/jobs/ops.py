@@ -61,6 +61,7 @@ async def monitoring_job(platform: Any) -> None:
     """R32 and R12 checks: quota, region, high-risk areas, blacklists, expiry 30 days ahead."""
     async def step():
         out = await monitoring.scan(platform.pool)
+        await ops_notify.queue_alerts(platform.pool)  # this run's new alerts: one post (issue 15)
         return {k: v for k, v in out.items() if any(v)}
     await every(interval("MONITOR", 300.0), "monitoring", step)
 

@@ -31,7 +31,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
-from . import monitoring, ops
+from . import channel_records, monitoring, ops
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -77,6 +77,7 @@ class ChannelService:
         self.chip_keys: OrderedDict = OrderedDict()  # eid -> (kic, kid, dek); bounded, oldest out first
         self.key_cache = key_cache
         self.actor = actor
+        self.guard, self.sessions = channel_records.HelloGuard(), channel_records.SessionLog()  # issue 15
 
     async def handle(self, events: list, source=None) -> list:
         """Judge a group of events, commit what they change in one transaction, then return the answers
@@ -163,6 +164,8 @@ class ChannelService:
         if state not in (POWER_ON_FROM, WRITING) or chip["task_pk"] is None:
             return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_STATE,
                                 f"state {state} does not allow a write")
+        if await self.guard.refusal(conn, group, chip, fields.get("imei")):  # R32: blacklisted since the apply
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_STATE, "blacklisted")
         if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
             return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_NO_TRAFFIC,
                                 "no test traffic left")
@@ -189,6 +192,7 @@ class ChannelService:
         group.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
                              next_state(state, Op.POWER_ON), self.actor, reason))
         group.answers.append(StartWrite(cid, session, fields["buffer_size"]))
+        self.sessions.started(group, session, chip, resumed=fields["reason"] != bcp.HELLO_POWER_ON)  # R1: its record
 
     def _on_report(self, cid, fields, chip, group: CommitGroup) -> None:
         state, result = chip["state"], fields["result"]
@@ -256,6 +260,7 @@ class ChannelService:
         kind = type(ev)
         if kind in CARD_EVENTS:
             return
+        self.sessions.event(group, ev)  # R1: ends and sizes of channel sessions (before traffic is charged)
         session = ev.session
         if session is None:
             if kind is ProtocolError:

@@ -84,3 +84,13 @@ async def set_high_risk(db: Any, city: str, reason: str | None, actor: str) -> N
     async with connection(db) as conn, conn.transaction():
         await monitoring_store.set_high_risk(conn, city.strip(), reason)
         await audit.record(conn, actor, "monitor.high_risk", city.strip(), reason=reason)
+
+
+async def check_number_device(db: Any, number_id: int, imei: str, *, source: str) -> bool:
+    """R32 for the usage and location feeds: the IMEI a record of this number carries, against its chip's."""
+    async with connection(db) as conn:
+        await monitoring_store.note_imei(conn, number_id, imei)
+        eid = await monitoring_store.eid_of_number(conn, number_id)
+        if eid is None:
+            return False
+        return await check_device(conn, eid, imei, source=source)

@@ -10,6 +10,7 @@ import os
 import time
 from typing import Any
 
+from ..store import alerts as alert_store
 from ..store import ops as ops_store
 from .common import connection
 
@@ -33,9 +34,23 @@ def signed(payload: dict, secret: bytes | None, at: int) -> tuple[bytes, dict]:
 
 
 async def queue(db: Any) -> int:
-    """Queue every open severe exception not yet reported and every open severe alert (idempotent)."""
+    """Queue every open severe exception not yet reported, and the new alerts (idempotent)."""
     async with connection(db) as conn, conn.transaction():
-        return await ops_store.queue_notifications(conn)
+        severe = await ops_store.queue_severe(conn)
+    return severe + await queue_alerts(db)
+
+
+async def queue_alerts(db: Any) -> int:
+    """Every alert not notified yet, general or severe (R12 expiry warnings, R32), in one notification per
+    call — the monitoring job calls it after each detector run, so a run is one post, not one per chip."""
+    queued = 0
+    async with connection(db) as conn:
+        while True:
+            async with conn.transaction():
+                done = await alert_store.queue_digest(conn, alert_store.DIGEST_MAX)
+            queued += done
+            if not done:
+                return queued
 
 
 async def _post(session: Any, url: str, body: bytes, headers: dict) -> str | None:

@@ -57,9 +57,9 @@ class NumberInfo:
     temp_expire_date: dt.date | None
 
 
-async def list_provinces(db: Any) -> list[tuple[str, str]]:
-    """§7.2.2.1: (province_code, province_name) of the writable provinces."""
-    return await number_store.writable_provinces(db)
+async def list_provinces(db: Any, client: Client | None = None) -> list[tuple[str, str]]:
+    """§7.2.2.1: (province_code, province_name) of the provinces where `client` can auto-allocate now."""
+    return await number_store.writable_provinces(db, client.id if client else None)
 
 
 def _chip_info(chip: Any) -> ChipInfo:

@@ -12,7 +12,7 @@ from ..domain import identifiers
 from ..errors import DomainError, ImportRejected, InvalidArgument, NotFound
 from ..store import usage as usage_store
 from ..store.clients import Client
-from . import queries
+from . import monitoring, queries
 from .common import CST, connection
 
 @dataclass(frozen=True)
@@ -54,38 +54,64 @@ async def _number_id(conn: Any, msisdn: str, iccid: str) -> int:
     return number_id
 
 
-async def ingest_usage(db: Any, records: Iterable[tuple[str, str, str, float, str]]) -> tuple[int, list]:
-    """(record_id, msisdn, iccid, used_mb, recorded_at) rows → (stored, [(index, error)]); duplicates add nothing."""
-    rows, rejected = [], []
+async def ingest_usage(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
+    """(record_id, msisdn, iccid, used_mb, recorded_at[, imei]) rows → (stored, [(index, error)]); duplicates
+    add nothing. An IMEI other than the chip's bound one raises card–device separation (R32)."""
+    rows, rejected, devices = [], [], []
     async with connection(db) as conn:
-        for i, (record_id, msisdn, iccid, used_mb, recorded_at) in enumerate(records):
+        for i, (record_id, msisdn, iccid, used_mb, recorded_at, *rest) in enumerate(records):
             try:
                 if not record_id or len(record_id) > 128 or not used_mb >= 0:
                     raise InvalidArgument("record_id and a non-negative used_mb are required", reason="RECORD_INVALID")
                 at = parse_time(recorded_at, "recorded_at")
-                rows.append((record_id, await _number_id(conn, msisdn, iccid), month_of(at), used_mb, at))
+                number_id = await _number_id(conn, msisdn, iccid)
+                imei = _imei(rest[0] if rest else "")
+                rows.append((record_id, number_id, month_of(at), used_mb, at))
+                if imei:
+                    devices.append((number_id, imei, "usage"))
             except DomainError as exc:
                 rejected.append((i, exc))
         if not rows:
             return 0, rejected
         async with conn.transaction():
-            stored = await usage_store.add_usage(conn, rows)
+            # only the current month's figure is mirrored (quota alerts read it, R32): a late record for an
+            # earlier month is kept for that month and never overwrites this month's total
+            stored = await usage_store.add_usage(conn, rows, month_of(dt.datetime.now(CST)))
+    await device_checks(db, devices)
     return len(stored), rejected
 
 
-async def ingest_locations(db: Any, records: Iterable[tuple[str, str, str, str]]) -> tuple[int, list]:
-    """(msisdn, iccid, city, location_time) rows: a location older than the stored one changes nothing (R21)."""
-    stored, rejected = 0, []
+async def ingest_locations(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
+    """(msisdn, iccid, city, location_time[, imei]) rows: a location older than the stored one changes nothing
+    (R21); an IMEI other than the chip's bound one raises card–device separation (R32)."""
+    stored, rejected, devices = 0, [], []
     async with connection(db) as conn:
-        for i, (msisdn, iccid, city, location_time) in enumerate(records):
+        for i, (msisdn, iccid, city, location_time, *rest) in enumerate(records):
             try:
                 if not city.strip() or len(city) > 64:
                     raise InvalidArgument("city is required (at most 64 characters)", reason="CITY_INVALID")
                 at = parse_time(location_time, "location_time")
-                stored += await usage_store.set_location(conn, await _number_id(conn, msisdn, iccid), city.strip(), at)
+                number_id = await _number_id(conn, msisdn, iccid)
+                imei = _imei(rest[0] if rest else "")
+                stored += await usage_store.set_location(conn, number_id, city.strip(), at)
+                if imei:
+                    devices.append((number_id, imei, "location"))
             except DomainError as exc:
                 rejected.append((i, exc))
+    await device_checks(db, devices)
     return stored, rejected
+
+
+def _imei(value: str) -> str:
+    """The optional IMEI of a feed record (15 digits, R32); empty when the feed carries none."""
+    value = (value or "").strip()
+    return identifiers.validate_imei(value) if value else ""
+
+
+async def device_checks(db: Any, devices: list[tuple[int, str, str]]) -> None:
+    """R32 card–device separation for the (number, IMEI, feed) the records carried."""
+    for number_id, imei, source in devices:
+        await monitoring.check_number_device(db, number_id, imei, source=source)
 
 
 async def month_usage(db: Any, client: Client, *, msisdn: str | None = None, iccid: str | None = None,
@@ -99,7 +125,7 @@ async def month_usage(db: Any, client: Client, *, msisdn: str | None = None, icc
 
 
 def read_usage_csv(text: str, source: str = "usage.csv") -> list[tuple[str, str, str, float, str]]:
-    """Columns record_id,msisdn,iccid,used_mb,recorded_at; any bad row rejects the file (DESIGN §7)."""
+    """Columns record_id,msisdn,iccid,used_mb,recorded_at[,imei]; any bad row rejects the file (DESIGN §7)."""
     reader = csv.DictReader(io.StringIO(text))
     missing = {"record_id", "used_mb", "recorded_at"} - set(reader.fieldnames or [])
     if missing:
@@ -112,7 +138,8 @@ def read_usage_csv(text: str, source: str = "usage.csv") -> list[tuple[str, str,
             problems.append((line, "RECORD_INVALID", "used_mb is not a number"))
             continue
         rows.append(((rec.get("record_id") or "").strip(), (rec.get("msisdn") or "").strip(),
-                     (rec.get("iccid") or "").strip(), used, rec.get("recorded_at") or ""))
+                     (rec.get("iccid") or "").strip(), used, rec.get("recorded_at") or "",
+                     (rec.get("imei") or "").strip()))  # the optional imei column (R32)
     if problems:
         raise ImportRejected(problems, source=source)
     return rows

@@ -44,6 +44,15 @@ SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NUL
 LIMIT 1"""
 BATCH_COUNTERS = """
 INSERT INTO chip_counters (chip_id) SELECT id FROM chips WHERE batch_id = $1 ON CONFLICT DO NOTHING"""
+REPROVISION = """
+UPDATE chips SET temp_iccid = $2, temp_msisdn = $3, open_time = $4, temp_expires_on = $5 WHERE id = $1"""
+# the exception of table 4 (临时号码过期) and the R12 expiry alert are about the old number: both end here
+CLOSE_EXPIRED = """
+UPDATE exceptions SET closed_at = now(), resolution = $2, closed_by = $3
+WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRED' AND closed_at IS NULL RETURNING id"""
+CLOSE_EXPIRING = """
+UPDATE alerts SET closed_at = now(), resolution = $2
+WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRING' AND closed_at IS NULL"""
 SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
@@ -165,3 +174,15 @@ async def copy_in(db: Any, rows: list[tuple], columns: list[str], batch_pk: int)
     """Bulk load of a batch's chips (COPY; the simulator's fleets), with their counters."""
     await db.copy_records_to_table("chips", records=rows, columns=columns)
     await db.execute(BATCH_COUNTERS, batch_pk)
+
+
+async def reprovision(conn: Any, chip_id: int, iccid: str, msisdn: str, opened: Any, expires: Any) -> None:
+    """A new temporary number (R12); UniqueViolationError if another chip holds its ICCID or MSISDN."""
+    await conn.execute(REPROVISION, chip_id, iccid, msisdn, opened, expires)
+
+
+async def close_expiry_notices(conn: Any, chip_id: int, why: str, actor: str) -> list[int]:
+    """Close the chip's TEMP_NUMBER_EXPIRED exception and TEMP_NUMBER_EXPIRING alert; the exceptions closed."""
+    closed = [r["id"] for r in await conn.fetch(CLOSE_EXPIRED, chip_id, why, actor)]
+    await conn.execute(CLOSE_EXPIRING, chip_id, why)
+    return closed

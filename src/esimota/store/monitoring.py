@@ -27,6 +27,13 @@ SELECT c.eid AS subject, c.id AS chip_id, NULL::bigint AS number_id,
        format('temporary number %s expires on %s', c.temp_msisdn, c.temp_expires_on) AS detail
 FROM chips c WHERE c.state IN (1, 2, 3, 5, 6) AND c.temp_expires_on <= $1::date + $2::int"""
 CHIP_BY_EID = "SELECT id, eid, imei FROM chips WHERE eid = $1"
+# the chip a number is written into (bound), or reserved for by an open task
+CHIP_OF_NUMBER = """
+SELECT c.eid FROM numbers n JOIN chips c ON c.id = n.chip_id WHERE n.id = $1
+UNION ALL
+SELECT c.eid FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.number_id = $1 AND t.state IN (2, 3)
+LIMIT 1"""
+LAST_IMEI = "UPDATE numbers SET last_imei = $2 WHERE id = $1"
 REGION_NUMBER = "SELECT id FROM numbers WHERE msisdn = $1"
 CLEAR_REGION = "DELETE FROM region_restrictions WHERE number_id = $1"
 SET_REGION = "INSERT INTO region_restrictions (number_id, cities) VALUES ($1, $2)"
@@ -64,3 +71,13 @@ async def set_high_risk(conn: Any, city: str, reason: str | None) -> None:
         await conn.execute(REMOVE_HIGH_RISK, city)
     else:
         await conn.execute(SET_HIGH_RISK, city, reason)
+
+
+async def note_imei(conn: Any, number_id: int, imei: str) -> None:
+    """The IMEI the number's latest usage or location record carried."""
+    await conn.execute(LAST_IMEI, number_id, imei)
+
+
+async def eid_of_number(conn: Any, number_id: int) -> str | None:
+    """The EID of the chip the number is written into, or reserved for by an open task; None otherwise."""
+    return await conn.fetchval(CHIP_OF_NUMBER, number_id)

@@ -28,7 +28,13 @@ CLOSE_NO_RESOURCE = """
 UPDATE exceptions SET closed_at = now(), closed_by = 'platform', resolution = $2
 WHERE kind = 'NO_RESOURCE:' || $1 AND closed_at IS NULL AND severity = 'general'
   AND EXISTS (SELECT 1 FROM numbers WHERE province_code = $1 AND status = 'available')"""
-WRITABLE_PROVINCES = "SELECT code, name FROM provinces WHERE writable ORDER BY code"
+# §7.2.2.1 当前可写入: a province is listed while an auto-allocation for this caller can succeed now —
+# it is open (writable) and holds a number available to the caller (unallocated, or allocated to it).
+WRITABLE_PROVINCES = """
+SELECT p.code, p.name FROM provinces p
+WHERE p.writable AND EXISTS (SELECT 1 FROM numbers n WHERE n.province_code = p.code AND n.status = 'available'
+                             AND (n.client_id IS NULL OR n.client_id = $1))
+ORDER BY p.code"""
 BOUND_TO = "SELECT msisdn FROM numbers WHERE chip_id = $1"
 SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
 SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
@@ -130,9 +136,9 @@ async def bound_to(db: Any, chip_id: int) -> Any:
     return await db.fetchrow(BOUND_TO, chip_id)
 
 
-async def writable_provinces(db: Any) -> list[tuple[str, str]]:
-    """(code, name) of the provinces numbers can be written in (§7.2.2.1)."""
-    return [(r["code"], r["name"]) for r in await db.fetch(WRITABLE_PROVINCES)]
+async def writable_provinces(db: Any, client_pk: int | None) -> list[tuple[str, str]]:
+    """(code, name) of the open provinces holding a number the client (or anyone: None) may auto-allocate."""
+    return [(r["code"], r["name"]) for r in await db.fetch(WRITABLE_PROVINCES, client_pk)]
 
 
 async def allocation_state(conn: Any, iccids: list[str]) -> list[Any]:

@@ -105,12 +105,6 @@ SELECT 'exception', e.id, jsonb_build_object(
 FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id
 WHERE e.severity = 'severe' AND e.closed_at IS NULL AND e.reported_at IS NULL
 ON CONFLICT (source, ref_id) DO NOTHING"""
-QUEUE_ALERTS = """
-INSERT INTO notifications (source, ref_id, payload)
-SELECT 'alert', a.id, jsonb_build_object('source', 'alert', 'id', a.id, 'severity', a.severity,
-    'kind', a.kind, 'subject', a.subject, 'detail', a.detail, 'opened_at', a.opened_at)
-FROM alerts a WHERE a.severity = 'severe' AND a.closed_at IS NULL
-ON CONFLICT (source, ref_id) DO NOTHING"""
 DUE_NOTIFICATIONS = """
 SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED"""
@@ -260,9 +254,9 @@ async def close_one(conn: Any, exception_id: int, resolution: str, report: str |
 
 
 # -- the operator's notification outbox (§8.3.1, R24) ----------------------------------------------
-async def queue_notifications(conn: Any) -> int:
-    """Queue every open severe exception not yet reported and every open severe alert; rows queued."""
-    return _count(await conn.execute(QUEUE_SEVERE)) + _count(await conn.execute(QUEUE_ALERTS))
+async def queue_severe(conn: Any) -> int:
+    """Queue every open severe exception not yet reported; rows queued."""
+    return _count(await conn.execute(QUEUE_SEVERE))
 
 
 async def due_notifications(conn: Any, limit: int) -> list[Any]:

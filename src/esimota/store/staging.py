@@ -45,6 +45,8 @@ CREATE TEMP TABLE chip_stage (line int, eid text, imei text, chip_model text, te
     ON COMMIT DROP"""
 CHIP_STAGE_COLS = ["line", "eid", "imei", "chip_model", "temp_iccid", "temp_msisdn", "network_type", "open_time",
                    "temp_expires_on", "test_flow_bytes"]
+# An EID already stored with any other value is a conflict (re-importing the same file adds nothing; a
+# new temporary number is `chips reprovision`, R12), like ICCID_EXISTS of numbers import.
 CHIP_CHECKS = """
 SELECT line, 'DUPLICATE_EID' AS reason, eid AS detail FROM (
   SELECT line, eid, row_number() OVER (PARTITION BY eid ORDER BY line) AS n FROM chip_stage) d WHERE n > 1
@@ -57,8 +59,18 @@ SELECT line, 'DUPLICATE_MSISDN', temp_msisdn FROM (
   SELECT line, temp_msisdn, row_number() OVER (PARTITION BY temp_msisdn ORDER BY line) AS n FROM chip_stage) d
   WHERE n > 1
 UNION ALL
-SELECT s.line, 'EID_EXISTS', s.eid FROM chip_stage s JOIN chips c ON c.eid = s.eid
-  WHERE c.temp_iccid <> s.temp_iccid OR c.temp_msisdn <> s.temp_msisdn OR c.batch_id <> $1
+SELECT s.line, 'EID_EXISTS', s.eid || ' is stored with other values: ' || concat_ws(', ',
+    CASE WHEN c.batch_id <> $1 THEN 'batch' END, CASE WHEN coalesce(c.imei, '') <> s.imei THEN 'imei' END,
+    CASE WHEN c.chip_model <> s.chip_model THEN 'chip_model' END,
+    CASE WHEN c.temp_iccid <> s.temp_iccid THEN 'temp_iccid' END,
+    CASE WHEN c.temp_msisdn <> s.temp_msisdn THEN 'temp_msisdn' END,
+    CASE WHEN c.network_type <> s.network_type THEN 'network_type' END,
+    CASE WHEN c.open_time <> s.open_time THEN 'open_time' END,
+    CASE WHEN c.test_flow_bytes <> s.test_flow_bytes THEN 'test_flow_mb' END)
+FROM chip_stage s JOIN chips c ON c.eid = s.eid
+  WHERE c.batch_id <> $1 OR coalesce(c.imei, '') <> s.imei OR c.chip_model <> s.chip_model
+     OR c.temp_iccid <> s.temp_iccid OR c.temp_msisdn <> s.temp_msisdn OR c.network_type <> s.network_type
+     OR c.open_time <> s.open_time OR c.test_flow_bytes <> s.test_flow_bytes
 UNION ALL
 SELECT s.line, 'ICCID_EXISTS', s.temp_iccid FROM chip_stage s JOIN chips c ON c.temp_iccid = s.temp_iccid
   WHERE c.eid <> s.eid

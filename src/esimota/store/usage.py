@@ -29,13 +29,14 @@ async def number_id(db: Any, msisdn: str | None, iccid: str | None) -> int | Non
     return await db.fetchval(NUMBER_ID, msisdn, iccid)
 
 
-async def add_usage(conn: Any, rows: list[tuple]) -> list[Any]:
+async def add_usage(conn: Any, rows: list[tuple], current: dt.date) -> list[Any]:
     """Usage records (record_id, number_id, month, used_mb, recorded_at) in one statement; a record_id
-    seen before adds nothing. Then each month's totals of the numbers touched are refreshed. Returns the
-    Records (number_id) of the rows stored."""
+    seen before adds nothing. Then the `current` month's totals of the numbers touched are mirrored on
+    the numbers (records of other months are kept, never mirrored). Returns the Records (number_id) of
+    the rows stored."""
     stored = await conn.fetch(INSERT_USAGE, *[list(col) for col in zip(*rows)])
-    for month in {r[2] for r in rows}:
-        await conn.execute(REFRESH_TOTALS, list({r[1] for r in rows if r[2] == month}), month)
+    if any(r[2] == current for r in rows):
+        await conn.execute(REFRESH_TOTALS, list({r[1] for r in rows if r[2] == current}), current)
     return stored
 
 

@@ -25,10 +25,17 @@ async def _partly_written(pool, card_eid: str) -> None:
         spec = await cards.spec_for(pool, card_eid, bytes.fromhex(BATCH_KEY), buffer_size=160)
         spec.faults = Faults(drop_at_frame=2)
         await Device(spec, "127.0.0.1", port, max_channels=1).run()
-        for _ in range(200):  # progress is written behind (DESIGN §5.5)
-            if await pool.fetchval("SELECT script_acked FROM tasks t JOIN chips c ON c.id = t.chip_id "
-                                   "WHERE c.eid = $1", card_eid):
+        # progress is written behind (DESIGN §5.5), each acknowledgement in the group it arrived with: wait
+        # until it is there and has stopped moving for longer than the driver's tick (0.5 s), so the
+        # concurrent and the single calls below read the same progress
+        last, still = None, 0
+        for _ in range(400):
+            acked = await pool.fetchval("SELECT script_acked FROM tasks t JOIN chips c ON c.id = t.chip_id "
+                                        "WHERE c.eid = $1", card_eid)
+            still = still + 1 if acked and acked == last else 0
+            if still >= 30:
                 return
+            last = acked
             await asyncio.sleep(0.02)
 
 

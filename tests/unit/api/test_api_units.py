@@ -108,5 +108,8 @@ def test_every_route_of_design_6_is_annotated_get_and_post():
         "/api/v1/write/apply": "ApplyWrite", "/api/v1/write/status": "GetWriteStatus",
         "/api/v1/write/cancel": "CancelWrite", "/api/v1/chip/info": "GetChip", "/api/v1/number/info": "GetNumber",
         "/api/v1/number/usage": "GetUsage", "/api/v1/number/open-status": "GetOpenStatus",
-        "/api/v1/number/location": "GetLocation"}
+        "/api/v1/number/location": "GetLocation", "/api/v1/write/records": "GetWriteRecords",
+        "/api/v1/write/tasks": "ListWriteTasks"}
     assert all(("POST", p) in m.routes for m in METHODS for v, p in m.routes)
+    # the batch apply takes a JSON body: POST only (DESIGN §6 table)
+    assert [m.routes for m in METHODS if m.name == "ApplyWriteBatch"] == [(("POST", "/api/v1/write/apply-batch"),)]

@@ -38,7 +38,11 @@ def test_every_admin_rpc_names_a_staff_action():
             "SetPermissions": "client.manage", "DisableClient": "client.manage", "AllocateNumbers": "resources.import",
             "AllocateChips": "resources.import", "ReleaseChips": "resources.import",
             "ListExceptions": "exception.read", "ListCallbacks": "exception.read",
-            "RepushCallback": "exception.handle", "CloseException": "exception.handle"}
+            "RepushCallback": "exception.handle", "CloseException": "exception.handle",
+            # issue 15: find anything (read roles), re-provisioning a temporary number (chip.manage)
+            "ListTasks": "chip.read", "ShowTask": "chip.read", "ListChips": "chip.read", "ListNumbers": "chip.read",
+            "ListClients": "chip.read", "SearchExceptions": "exception.read", "ShowException": "exception.read",
+            "ListAlerts": "exception.read", "SearchCallbacks": "exception.read", "ReprovisionChip": "chip.manage"}
     admin = {m.name: (m.permission, m.staff_action) for m in METHODS if m.service == "esimota.v1.AdminService"}
     assert admin == {name: ("staff", action) for name, action in want.items()}
     assert all(m.staff_action in staff.PERMISSIONS for m in METHODS if m.permission == "staff")
