@@ -43,8 +43,7 @@ def _imports(path: Path, module: str, is_package: bool) -> set[str]:
             names.add(base)
             names.update(f"{base}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("esimota."):
-            name = node.value.split(":")[0]
-            names |= {name, name + ".__main__"}  # a package named as text may be run (`python -m esimota.cli`)
+            names.add(node.value.split(":")[0])
             names.add(node.value.split(":")[0] + ".__main__")  # `python -m esimota.cli` runs the package's __main__
     return names
 

@@ -17,13 +17,10 @@ from ..conftest import BATCH_KEY, eid
 
 
 async def _partly_written(pool, card_eid: str) -> None:
-    """The card powers on, one chunk of its script is acknowledged, then its channel drops: 写卡中.
-
-    One chunk only: with two, the second acknowledgement could be written behind (DESIGN §5.5) after the
-    first was seen here, and the status would change between the two reads the test compares."""
+    """The card powers on, two chunks of its script are acknowledged, then its channel drops: 写卡中."""
     async with cards.endpoint(pool) as port:
         spec = await cards.spec_for(pool, card_eid, bytes.fromhex(BATCH_KEY), buffer_size=160)
-        spec.faults = Faults(drop_at_frame=2)
+        spec.faults = Faults(drop_at_frame=3)
         await Device(spec, "127.0.0.1", port, max_channels=1).run()
         # progress is written behind (DESIGN §5.5), each acknowledgement in the group it arrived with: wait
         # until it is there and has stopped moving for longer than the driver's tick (0.5 s), so the
