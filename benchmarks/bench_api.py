@@ -36,6 +36,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
+os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", "7c" * 32)  # never generated under DATABASE_URL (issue 18)
 
 from esimota.service import writing  # noqa: E402
 from esimota.sim import fleetdata, launch  # noqa: E402

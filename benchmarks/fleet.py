@@ -2,6 +2,7 @@
 
     python benchmarks/fleet.py --devices 20000 --workers 2 --procs 4
     python benchmarks/fleet.py --idle 100000 --workers 6 --procs 6
+    python benchmarks/fleet.py --devices 5000 --nodes 2 --workers 1   two nodes over one database (issue 18)
 
 Write mode: a fresh database, N generated chips and numbers, an auto-allocation apply for each,
 `esimota serve --workers W`, then the fleet powers on; prints as its last line one JSON object with
@@ -134,6 +135,16 @@ def profile(pids: list[int], out_dir: str | None) -> list:
                              stderr=subprocess.DEVNULL) for pid in pids]
 
 
+def start_nodes(home: Path, db: str, args) -> list[launch.Served]:
+    """`esimota serve` once, or --nodes times over the same database (each its own ports, home and node id,
+    sharing the keys through the environment: issue 18)."""
+    env = {"ESIMOTA_DB_POOL": str(args.pool), **LOOPBACK_RECEIVER}
+    if args.nodes <= 1:
+        return [launch.serve(home, db, workers=args.workers, tls=False, extra_env=env)]
+    return [launch.serve(home / f"node-{k}", db, workers=args.workers, tls=False,
+                         extra_env=dict(env, ESIMOTA_NODE_ID=f"node-{k}")) for k in range(args.nodes)]
+
+
 def run_writes(args) -> dict:
     url = server_url()
     db = asyncio.run(fresh_database(url))
@@ -143,34 +154,36 @@ def run_writes(args) -> dict:
         fleet = asyncio.run(prepare(db, args.devices, args.buffer, receiver.url))
         prep = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as home:
-            served = launch.serve(Path(home), db, workers=args.workers, tls=False,
-                                  extra_env={"ESIMOTA_DB_POOL": str(args.pool), **LOOPBACK_RECEIVER})
+            nodes = start_nodes(Path(home), db, args)
+            pids = [pid for served in nodes for pid in served.pids]
             try:
-                opt = FleetOptions(port=served.bip_port, procs=args.procs,
+                opt = FleetOptions(port=nodes[0].bip_port, procs=args.procs,
                                    concurrency=args.concurrency or args.devices,
-                                   ramp_per_s=args.ramp, sources=args.sources)
-                spies = profile(served.pids, args.profile)
+                                   ramp_per_s=args.ramp, sources=args.sources,
+                                   ports=tuple(s.bip_port for s in nodes) if len(nodes) > 1 else ())
+                spies = profile(pids, args.profile)
                 pg = launch.postgres_pids()
-                cpu0, pg0 = launch.cpu_seconds(served.pids), launch.cpu_seconds(pg)
+                cpu0, pg0 = launch.cpu_seconds(pids), launch.cpu_seconds(pg)
                 self0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 outcomes, seconds, fleet_rss = run_fleet(fleet.devices, opt)
                 self1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu = {"platform_cpu_s": round(launch.cpu_seconds(served.pids) - cpu0, 1),
+                cpu = {"platform_cpu_s": round(launch.cpu_seconds(pids) - cpu0, 1),
                        "postgres_cpu_s": round(launch.cpu_seconds(pg) - pg0, 1),
                        "fleet_cpu_s": round(self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime, 1)}
                 for spy in spies:
                     spy.wait(60)
                 result = summarise(outcomes, seconds)
-                result["channels_peak"] = int(metric(served, "esimota_bip_channels_peak"))
+                result["channels_peak"] = sum(int(metric(served, "esimota_bip_channels_peak")) for served in nodes)
                 result.update(cpu)
-                result["peak_rss_mb"] = launch.peak_rss_mb(served.pids)
-                errors = [ln for ln in served.lines if ln.get("level") in ("error", "critical")]
+                result["peak_rss_mb"] = launch.peak_rss_mb(pids)
+                errors = [ln for served in nodes for ln in served.lines if ln.get("level") in ("error", "critical")]
                 for ln in errors[:3]:
                     print(json.dumps(ln)[:3000], file=sys.stderr)
             finally:
-                served.stop()
-        result.update(workers=args.workers, fleet_procs=args.procs, fleet_peak_rss_mb=sum(fleet_rss),
-                      callbacks_received=receiver.count,
+                for served in nodes:
+                    served.stop()
+        result.update(nodes=len(nodes), workers=args.workers, fleet_procs=args.procs,
+                      fleet_peak_rss_mb=sum(fleet_rss), callbacks_received=receiver.count,
                       prepare_seconds=round(prep, 1))
         return result
     finally:
@@ -245,9 +258,13 @@ def run_idle(args) -> dict:
 def main() -> int:
     # the generator and the platform must share one at-rest master key
     os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    # under DATABASE_URL no key is generated (issue 18): scheduled exports need their signing key too
+    os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=2, help="platform worker processes")
+    ap.add_argument("--workers", type=int, default=2, help="platform worker processes (per node)")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="`serve` nodes over the one database, the devices spread over them")
     ap.add_argument("--procs", type=int, default=4, help="fleet processes")
     ap.add_argument("--concurrency", type=int, default=0, help="devices in flight at once (0: all of them)")
     ap.add_argument("--ramp", type=float, default=0.0, help="power-ons per second (0: all at once)")

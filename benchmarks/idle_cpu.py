@@ -16,6 +16,7 @@ import asyncio
 import json
 from urllib.parse import urlsplit
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after start before measuring")
     args = ap.parse_args()
+    # under DATABASE_URL no key is generated (issue 18): the platform is given its keys
+    os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32))
     url = server_url()
     db = asyncio.run(fresh_database(url))
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -152,11 +153,14 @@ class Receiver:
 
 # -- the platform, restartable on the same ports ---------------------------------------------------------
 class Platform:
-    """`esimota serve --workers N --no-tls` on fixed loopback ports, so that a restart is found again."""
+    """`esimota serve --workers N --no-tls` on fixed loopback ports, so that a restart is found again; on
+    `host` (every listener, BIP too), so that two nodes can share the port numbers on 127.0.0.2 and .3."""
 
-    def __init__(self, home: Path, db: str, workers: int = 2, env: dict | None = None) -> None:
-        self.home, self.db, self.workers, self.env = home, db, workers, env or {}
-        self.ports = [launch.free_port() for _ in range(5)]  # http, grpc, bip, operations gRPC and HTTPS
+    def __init__(self, home: Path, db: str, workers: int = 2, env: dict | None = None, host: str = "127.0.0.1",
+                 ports: list[int] | None = None) -> None:
+        self.home, self.db, self.workers, self.env, self.host = home, db, workers, env or {}, host
+        # http, grpc, bip, operations gRPC and HTTPS
+        self.ports = ports or [launch.free_port() for _ in range(5)]
         self.served: launch.Served | None = None
         self.starts = 0
 
@@ -166,7 +170,7 @@ class Platform:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports[0]}"
+        return f"http://{self.host}:{self.ports[0]}"
 
     def pids(self) -> list[int]:
         return [p for p in (self.served.pids if self.served else []) if _alive(p)]
@@ -174,11 +178,12 @@ class Platform:
     def start(self, timeout: float = 90.0) -> None:
         # the partner's receiver is plain http on loopback: a development platform's callback settings
         env = dict(os.environ, ESIMOTA_HOME=str(self.home), DATABASE_URL=self.db, ESIMOTA_ALLOW_HTTP_CALLBACKS="1",
-                   ESIMOTA_CALLBACK_ALLOW="127.0.0.0/8", ESIMOTA_ADMIN_PORT=str(self.ports[3]),
-                   ESIMOTA_ADMIN_HTTP_PORT=str(self.ports[4]), **self.env)
+                   ESIMOTA_CALLBACK_ALLOW="127.0.0.0/8", ESIMOTA_BIP_HOST=self.host, ESIMOTA_ADMIN_HOST=self.host,
+                   ESIMOTA_ADMIN_PORT=str(self.ports[3]), ESIMOTA_ADMIN_HTTP_PORT=str(self.ports[4]), **self.env)
         env.pop("ESIMOTA_WORKER_ID", None)
-        argv = [sys.executable, "-m", "esimota.cli", "serve", "--http-port", str(self.ports[0]), "--grpc-port",
-                str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers), "--no-tls"]
+        argv = [sys.executable, "-m", "esimota.cli", "serve", "--host", self.host, "--http-port", str(self.ports[0]),
+                "--grpc-port", str(self.ports[1]), "--bip-port", str(self.ports[2]), "--workers", str(self.workers),
+                "--no-tls"]
         proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.served = launch.Served(proc, self.home, *self.ports[:3], tls=False, admin_port=self.ports[3],
                                     admin_http_port=self.ports[4])
@@ -192,7 +197,7 @@ class Platform:
         self.starts += 1
 
     def kill_worker(self, rng: random.Random) -> int:
-        """kill -9 of one worker; the supervisor keeps waiting for the other (it does not respawn)."""
+        """kill -9 of one worker (the supervisor starts it again after a back-off)."""
         pid = rng.choice(self.pids())
         os.kill(pid, signal.SIGKILL)
         _wait_gone([pid])
@@ -256,19 +261,25 @@ class Card(Device):
             self.stale += 1
         return out
 
+    def retrying(self) -> None:
+        """Before the next attempt (a card behind one address has nothing to change)."""
+
     async def run(self):
         t0 = time.perf_counter()
+        early = 0  # REPORTs answered CLOSE 04: the platform lost the last acknowledgement in a crash
         while time.monotonic() < self.deadline:
             self.out.error, self.out.close_reason = "", None
             try:
-                if self.applet.committed:  # the script ran: only the REPORT is missing (§5.4 step 5)
+                if self.applet.committed and not early:  # the script ran: only the REPORT is missing (§5.4 step 5)
                     await self._refresh_and_report()
-                else:
+                else:  # a REPORT answered CLOSE 04 resumes with a HELLO, which resends what was not acknowledged
                     await self._power_on()
             except (OSError, asyncio.TimeoutError, wire.CodecError) as exc:
                 self.out.error = f"{type(exc).__name__}: {exc}"
-            if self.out.ok or not (self.out.error or self.out.close_reason in (None, RETRY)):
+            early = early + 1 if self.applet.committed and self.out.close_reason == 4 and early < 3 else 0
+            if self.out.ok or not (self.out.error or early or self.out.close_reason in (None, RETRY)):
                 break
+            self.retrying()
             await asyncio.sleep(random.uniform(0.3, 1.5))
         self.out.seconds = time.perf_counter() - t0
         return self.out
@@ -360,10 +371,20 @@ async def crash_checks(db: str, fleet, cards: list[Card], receiver: Receiver, ti
                   fresh)]
 
 
+def _reasons(outs: list) -> dict:
+    """Why the cards that did not finish stopped: last CLOSE reason or error, counted."""
+    out: dict = {}
+    for o in outs:
+        key = f"close {o.close_reason}" if o.close_reason is not None else (o.error or "?")[:60]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def fleet_figures(cards: list[Card], platform: Platform) -> dict:
     outs = [c.out for c in cards]
     return {"devices": len(cards), "devices_ok": sum(o.ok for o in outs), "channels": sum(o.channels for o in outs),
             "commands": sum(c.commands for c in cards), "platform_starts": platform.starts,
+            "not_ok": _reasons([o for o in outs if not o.ok]),
             "platform_errors_logged": len(platform.errors()),
             "first_errors": sorted({str(ln.get("msg"))[:120] for ln in platform.errors()})[:3]}
 
@@ -411,9 +432,147 @@ def _crash_and_restart(plat: Platform, rng: random.Random, whole: bool):
     return victim
 
 
+# -- case 8: two nodes over one PostgreSQL, one killed -9 (issue 18) ------------------------------------------
+NODE_HOSTS = ("127.0.0.2", "127.0.0.3")
+BACKUP_EVERY_S = 20.0
+
+
+class NodeCard(Card):
+    """A card behind a balancer in front of two nodes: a failed attempt goes to the other node next."""
+
+    def __init__(self, spec, hosts: tuple[str, ...], first: int, port: int, **kw) -> None:
+        super().__init__(spec, hosts[first], port, **kw)
+        self.hosts, self.at = hosts, first
+
+    def retrying(self) -> None:
+        self.at = (self.at + 1) % len(self.hosts)
+        self.host = self.hosts[self.at]
+
+
+def node_env(shared: Path, ttl: float) -> dict:
+    """What every node shares: the keys, the backup and export directories; short job periods for the campaign."""
+    return {"ESIMOTA_MASTER_KEY": os.environ["ESIMOTA_MASTER_KEY"],
+            "ESIMOTA_BACKUP_KEY": os.environ.setdefault("ESIMOTA_BACKUP_KEY", secrets.token_hex(32)),
+            "ESIMOTA_EXPORT_SIGNING_KEY": os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32)),
+            "ESIMOTA_BACKUP_DIR": str(shared / "backups"), "ESIMOTA_EXPORT_DIR": str(shared / "exports"),
+            "ESIMOTA_BACKUP_INTERVAL": str(BACKUP_EVERY_S / 3600), "ESIMOTA_LEASE_TTL": str(ttl),
+            "ESIMOTA_WATCHDOG_INTERVAL": "2", "ESIMOTA_MONITOR_INTERVAL": "5", "ESIMOTA_NOTIFY_INTERVAL": "2",
+            "ESIMOTA_EXPORT_INTERVAL": "5"}
+
+
+LEASES = "SELECT job, node FROM job_leases WHERE expires_at > now()"
+
+
+async def _leader(pool) -> str | None:
+    """The node holding the callbacks lease (the busiest job), if any."""
+    return dict(await pool.fetch(LEASES)).get("callbacks")
+
+
+async def _takeover_s(pool, dead: str, jobs: int, limit: float = 120.0) -> float | None:
+    """Seconds until every job's lease is held, by a node other than `dead`; None past `limit`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        held = dict(await pool.fetch(LEASES))
+        if len(held) == jobs and dead not in held.values():
+            return round(time.monotonic() - t0, 1)
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def _wait_export(pool, month: str, limit: float) -> None:
+    """The export job's first pass comes 5 s (ESIMOTA_EXPORT_INTERVAL) after its lease was last taken."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and not await pool.fetchval(
+            "SELECT count(*) FROM regulator_exports WHERE period = $1", month):
+        await asyncio.sleep(0.5)
+
+
+BACKUPS_IN_PERIODS = """
+WITH m AS (SELECT b.id, (SELECT r.period FROM job_runs r WHERE r.job = 'backups' AND r.node = b.node
+                         AND r.started_at <= b.created_at ORDER BY r.started_at DESC LIMIT 1) AS period
+           FROM backups b)
+SELECT count(*),
+       count(*) FILTER (WHERE period IS NOT NULL AND (SELECT count(*) FROM m m2 WHERE m2.period = m.period) = 1)
+FROM m"""
+
+
+async def schedule_checks(db: str, shared: Path, month: str) -> tuple[list, dict]:
+    """Backups: each in a period of its own, one file per record; the month's R34 export made once."""
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
+    try:
+        made, alone = await pool.fetchrow(BACKUPS_IN_PERIODS)
+        exports = await pool.fetchval("SELECT count(*) FROM regulator_exports WHERE kind = 'subscribers' "
+                                      "AND period = $1", month)
+        runs = {r["job"]: (r["n"], r["nodes"]) for r in await pool.fetch(
+            "SELECT job, count(*) AS n, count(DISTINCT node) AS nodes FROM job_runs GROUP BY job")}
+        by_node = dict(await pool.fetch("SELECT node, count(*) FROM backups GROUP BY node"))
+    finally:
+        await pool.close()
+    files = len(list((shared / "backups").glob("esimota-*.manifest.json")))
+    checks = [Check("scheduled backups (shared directory), each alone in its period", made, alone),
+              Check("backup files in the shared directory = backup records", made, files if files == made else 0),
+              Check("the last month's regulator export (R34) made once, on schedule", 1, int(exports == 1))]
+    return checks, {"job_runs": {k: {"periods": n, "nodes": m} for k, (n, m) in runs.items()},
+                    "backups_by_node": by_node}
+
+
+async def case_two_nodes(url: str, n: int, kills: int, spread: float, ttl: float = 10.0, seed: int = 8) -> Case:
+    """Two `serve` nodes on 127.0.0.2 and 127.0.0.3 over one database, sharing the keys and the backup and
+    export directories; the fleet spread over both; the node leading the jobs killed -9 `kills` times
+    mid-campaign, its jobs taken over by the other, then restarted (issue 18)."""
+    from esimota.jobs import exports
+    from esimota.server import LEASED_JOBS
+
+    case = Case(f"two nodes, the leader killed -9 {kills} times")
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    async with fresh_database(url) as db:
+        receiver = Receiver()
+        fleet = await prepare(db, n, receiver.url, faults=lambda i: Faults(latency=0.01))
+        with tempfile.TemporaryDirectory() as tmp:
+            shared, ports = Path(tmp) / "shared", [launch.free_port() for _ in range(5)]
+            nodes = {f"node-{i}": Platform(Path(tmp) / f"home{i}", db, workers=1, host=h, ports=ports,
+                                           env=dict(node_env(shared, ttl), ESIMOTA_NODE_ID=f"node-{i}"))
+                     for i, h in enumerate(NODE_HOSTS)}
+            for plat in nodes.values():
+                await asyncio.to_thread(plat.start)
+            pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
+            try:
+                deadline = time.monotonic() + spread + 300
+                cards = [NodeCard(spec, NODE_HOSTS, i % 2, ports[2], deadline=deadline, frame_timeout=30.0)
+                         for i, spec in enumerate(fleet.devices)]
+                run = asyncio.ensure_future(power_on(cards, spread))
+                takeovers = []
+                for at in sorted(rng.uniform(1.0, spread) for _ in range(kills)):
+                    await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
+                    victim = await _leader(pool) or rng.choice(list(nodes))
+                    await asyncio.to_thread(nodes[victim].kill_all)
+                    takeovers.append(await _takeover_s(pool, victim, len(LEASED_JOBS)))
+                    await asyncio.to_thread(nodes[victim].start)
+                await run
+                case.checks = await crash_checks(db, fleet, cards, receiver)
+                month = exports.month_due(dt.datetime.now(dt.timezone.utc))
+                await _wait_export(pool, month, 90.0)
+                more, figures = await schedule_checks(db, shared, month)
+                case.checks += more
+                case.figures = dict(fleet_figures(cards, nodes["node-0"]), **figures, takeovers_s=takeovers,
+                                    errors_logged={k: len(p.errors()) for k, p in nodes.items()},
+                                    starts={k: p.starts for k, p in nodes.items()},
+                                    cards_per_node_at_end={h: sum(c.host == h for c in cards) for h in NODE_HOSTS})
+            finally:
+                await pool.close()
+                for plat in nodes.values():
+                    await asyncio.to_thread(plat.stop)
+    case.checks[:0] = [Check("the leader killed -9, then restarted", kills, len(takeovers)),
+                       Check("jobs taken over by the other node within 60 s of the kill", len(takeovers),
+                             sum(1 for s in takeovers if s is not None and s <= 60))]
+    case.seconds = round(time.monotonic() - t0, 1)
+    return case
+
+
 # -- case 2: PostgreSQL stopped for a while ---------------------------------------------------------------
 async def health_during(plat: Platform, seconds: float, token: str, eid: str) -> dict:
-    """While the database is down, every 0.5 s: /healthz and a status query over HTTP, and the same
+    """While the database is down, every 0.5 s: /readyz and a status query over HTTP, and the same
     status query over gRPC; counts of polls and of 503 / UNAVAILABLE answers."""
     import grpc
 
@@ -427,7 +586,7 @@ async def health_during(plat: Platform, seconds: float, token: str, eid: str) ->
         while time.monotonic() < deadline:
             out["polls"] += 1
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with http.get(plat.base_url + "/healthz") as resp:
+                async with http.get(plat.base_url + "/readyz") as resp:  # readiness (/healthz is liveness)
                     out["healthz_503"] += resp.status == 503
                 async with http.get(plat.base_url + "/api/v1/write/status",
                                     params={"token": token, "eid": eid}) as resp:
@@ -446,7 +605,7 @@ async def wait_healthy(plat: Platform, timeout: float) -> bool:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         while time.monotonic() < deadline:
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with http.get(plat.base_url + "/healthz") as resp:
+                async with http.get(plat.base_url + "/readyz") as resp:
                     if resp.status == 200:
                         return True
             await asyncio.sleep(0.5)
@@ -486,7 +645,7 @@ async def case_db_outage(n: int, outage: float, spread: float) -> Case:
         finally:
             pg.destroy()
     polls = during["polls"]
-    case.checks[:0] = [Check("/healthz answers 503 while the database is down", polls, during["healthz_503"]),
+    case.checks[:0] = [Check("/readyz answers 503 while the database is down", polls, during["healthz_503"]),
                        Check("HTTP status queries answer 503 meanwhile", polls, during["http_503"]),
                        Check("gRPC status queries answer UNAVAILABLE meanwhile", polls, during["grpc_unavailable"]),
                        Check("workers still running, healthy again, without a restart", len(pids),
@@ -840,12 +999,15 @@ def cases(url: str, size: dict) -> dict:
         "race": lambda: case_race(url, n, spread),
         "hostile_bip": lambda: case_hostile_bip(url, size["frames"], min(n, 1000)),
         "hostile_http": lambda: case_hostile_http(url, size["examples"]),
+        "two_nodes": lambda: case_two_nodes(url, n, size["rounds"], spread),
     }
 
 
 def main() -> int:
     # the generator and the platform must share one at-rest master key
     os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    # under DATABASE_URL no key is generated (issue 18): scheduled exports need their signing key too
+    os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="the issue's sizes (hours on a 2-core machine)")
     ap.add_argument("--cases", default="", help="comma-separated names; default: all")

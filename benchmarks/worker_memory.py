@@ -111,6 +111,8 @@ def _line(d: dict, t0: float) -> str:
 
 async def _main(frames: int, seed: int) -> int:
     os.environ.setdefault("ESIMOTA_MASTER_KEY", secrets.token_hex(32))
+    # under DATABASE_URL no key is generated (issue 18): scheduled exports need their signing key too
+    os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", secrets.token_hex(32))
     port = 20000 + secrets.randbelow(10000)  # below the ephemeral range the storm's own sockets use
     async with reliability.fresh_database(reliability.server_url()) as db:
         env = dict(os.environ, DATABASE_URL=db, ESIMOTA_BIP_FIRST_TIMEOUT="3")

@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # One at-rest master key for the test process and every platform process it starts: data keys
 # wrapped by the one must unwrap in the other.
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
+# Under DATABASE_URL no key is generated (issue 18): the backup and export signing keys are given too.
+os.environ.setdefault("ESIMOTA_BACKUP_KEY", "6b" * 32)
+os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", "7c" * 32)
 
 
 def _with_db(url: str, dbname: str) -> str:

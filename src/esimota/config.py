@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +28,39 @@ def _write_secret(path: Path, data: str) -> None:
 def master_key(base: Path | None = None) -> bytes:
     """The at-rest master key (32 bytes): ESIMOTA_MASTER_KEY (64 hex digits) or HOME/master.key.
 
-    Generated on first start with mode 0600; production passes its own.
+    Generated on first start with mode 0600 on the embedded database only; production passes its own.
     """
     return key_from_env_or_file("ESIMOTA_MASTER_KEY", (base or home()) / "master.key")
 
 
+def node_id() -> str:
+    """This node's name in leases, job runs, backups and exports: ESIMOTA_NODE_ID, default the host name.
+
+    Not the pid: a node that restarts is the same node. Two nodes on one host must each set their own."""
+    return (os.environ.get("ESIMOTA_NODE_ID") or "").strip() or socket.gethostname()
+
+
+def generates_keys() -> bool:
+    """Keys are generated only for the project-local (embedded) database: with DATABASE_URL the nodes
+    share one database, and a key made up by one node would not be the others' (issue 18)."""
+    return not os.environ.get("DATABASE_URL")
+
+
+def require_keys(backups_on: bool, exports_on: bool) -> None:
+    """At start under DATABASE_URL: the master key, and the backup and export signing keys when those
+    jobs are on, must be given (environment or file); raises ConfigError KEY_MISSING naming the first."""
+    needed = [("ESIMOTA_MASTER_KEY", "master.key")]
+    if backups_on:
+        needed.append(("ESIMOTA_BACKUP_KEY", "backup.key"))
+    if exports_on:
+        needed.append(("ESIMOTA_EXPORT_SIGNING_KEY", "export-signing.key"))
+    for env_name, name in needed:
+        key_from_env_or_file(env_name, home() / name)
+
+
 def key_from_env_or_file(env_name: str, path: Path) -> bytes:
-    """A 32-byte key: the environment variable (64 hex digits), else `path`, generated once with mode 0600."""
+    """A 32-byte key: the environment variable (64 hex digits), else `path`; generated once with mode
+    0600 when `generates_keys()`, else a missing key is ConfigError KEY_MISSING."""
     env = os.environ.get(env_name)
     if env:
         try:
@@ -44,6 +71,9 @@ def key_from_env_or_file(env_name: str, path: Path) -> bytes:
             raise ConfigError(f"{env_name} must be 64 hex digits (32 bytes)")
         return key
     if not path.exists():
+        if not generates_keys():
+            raise ConfigError(f"{env_name} is not set and {path} does not exist; with DATABASE_URL set no key is "
+                              "generated: give every node the same key", reason="KEY_MISSING")
         try:
             _write_secret(path, secrets.token_hex(32) + "\n")
         except FileExistsError:  # another worker created it first
@@ -131,4 +161,7 @@ class Settings:
     http_head_timeout: float = field(default_factory=lambda: float(_int_env("ESIMOTA_HTTP_HEAD_TIMEOUT", 10)))
     # hours between scheduled backups (R26) taken by worker 0; 0 = no scheduled backups
     backup_interval_h: float = field(default_factory=lambda: _hours_env("ESIMOTA_BACKUP_INTERVAL"))
+    # scheduled regulator exports (R34, monthly); ESIMOTA_EXPORT_SCHEDULE=off turns them off
+    exports_on: bool = field(default_factory=lambda: os.environ.get("ESIMOTA_EXPORT_SCHEDULE", "on") != "off")
+    node_id: str = field(default_factory=node_id)
     shutdown_grace: float = 8.0

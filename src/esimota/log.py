@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ _INLINE = [
     # bearer tokens
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
 ]
+#: The id of the HTTP or gRPC call being served (X-Request-Id), on every log line written meanwhile.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("esimota_request_id", default=None)
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -57,6 +60,9 @@ class JsonFormatter(logging.Formatter):
             "msg": redact_text(record.getMessage()),
             "pid": record.process,
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            out["request_id"] = request_id
         for k, v in record.__dict__.items():
             if k not in _STD_ATTRS and not k.startswith("_"):
                 out[k] = redact(v, k)

@@ -17,27 +17,41 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from prometheus_client import Counter
 
-from . import config, log as eslog, runtime
+from . import config, log as eslog, runtime, startup
 from .api.bip import endpoint
 from .api.bip.driver import Driver
+from .api.console import app as console_app
+from .api.console import pages as console_pages
 from .api.core import Api
 from .api.grpc import server as grpc_server
 from .api.grpc import servicers
+from .api import health
+from .api.health import Readiness
 from .api.http import app as http_app
 from .api.http import bridge
 from .api.http.deadline import GuardedTCPSite
-from .jobs import backups, ops, retention
+from .jobs import backups, exports, ops, retention
 from .jobs import callbacks as callback_job
+from .jobs.leader import JobRunner
 from .ota.guard import SourceGuard
 from .service.bip import ChannelService
-from .store import embedded, migrate
+from .errors import ConfigError
+from .store import embedded
 
 logger = logging.getLogger("esimota.server")
+RESTART_MIN_S, RESTART_MAX_S, RESTART_RESET_S = 1.0, 30.0, 60.0  # a dead worker's restart back-off
+WORKER_RESTARTS = Counter("esimota_worker_restarts_total", "workers started again after one died", ["worker"])
 
-#: Background jobs started by worker 0, in this order: fn(platform) -> coroutine run for the worker's life.
-JOBS = (callback_job.job, retention.job, ops.watchdog_job, ops.monitoring_job, ops.notify_job,
-        ops.quality_job, ops.retention_job, backups.job)
+#: Background jobs of worker 0 that one node at a time runs, each under its lease in PostgreSQL (issue 18):
+#: (lease name, fn(platform, lease) -> coroutine run while the lease is held).
+LEASED_JOBS = (("callbacks", callback_job.job), ("call-log-retention", retention.job),
+               ("exception-detectors", ops.watchdog_job), ("monitoring", ops.monitoring_job),
+               ("notifications", ops.notify_job), ("export-retention", ops.retention_job),
+               ("backups", backups.job), ("regulator-exports", exports.job))
+#: Jobs of worker 0 on every node (read-only, this node's /metrics): fn(platform) -> coroutine.
+JOBS = (ops.quality_job,)
 
 
 @dataclass
@@ -57,6 +71,8 @@ class Platform:
     bip_driver: Driver | None = None
     ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
     ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
+    readiness: Readiness | None = None                  # database up and not draining (api.health)
+    job_runner: JobRunner | None = None                 # worker 0: the leased background jobs (issue 18)
 
 
 def _settings_from(args: argparse.Namespace) -> config.Settings:
@@ -92,13 +108,16 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p = Platform(settings=settings, worker_id=worker_id)
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
+    p.readiness = Readiness(p.pool, interval=health.interval_from_env())
     p.api = Api(p.pool, p.settings)
     await p.api.start()
     p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
     await _start_listeners(p)
+    await p.readiness.start()
     if worker_id == 0:
-        p.tasks = [asyncio.create_task(job(p)) for job in JOBS]
+        p.job_runner = JobRunner(p.pool, settings.node_id, LEASED_JOBS, p)
+        p.tasks = [asyncio.create_task(p.job_runner.run())] + [asyncio.create_task(job(p)) for job in JOBS]
     return p
 
 
@@ -121,7 +140,8 @@ async def _start_listeners(p: Platform) -> None:
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p)
+        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p,
+        readiness=p.readiness)
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
@@ -130,13 +150,18 @@ async def _start_listeners(p: Platform) -> None:
 
 async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     """Staff surfaces, never on the partner ports (DESIGN §6): AdminService and IngestService over gRPC on
-    ESIMOTA_ADMIN_PORT, /metrics on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST (127.0.0.1), with the
-    same TLS as the partner listeners. Its reflection lists the staff services only."""
+    ESIMOTA_ADMIN_PORT, /metrics and the console (/console/) on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST
+    (127.0.0.1), with the same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
     p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
-        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p)
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
+        readiness=p.readiness)
     await p.ops_grpc.start()
-    p.ops_runner = web.AppRunner(http_app.create_ops_app(p.pool), access_log=None, handle_signals=False)
+    ops_app = http_app.create_ops_app(p.pool)
+    ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    # the operator console (R28): staff sessions on this listener only, never on a partner port
+    console_app.mount(ops_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
+    p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
     await p.ops_runner.setup()
     site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
                           head_timeout=s.http_head_timeout)
@@ -149,12 +174,17 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
 
     asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
     """
+    if p.readiness is not None:  # NOT_SERVING / 503 from now on, while what is in flight finishes
+        await p.readiness.drain()
+        await p.readiness.stop()
     if p.bip is not None:
         p.bip.close()
     if p.bip_driver is not None:
         await p.bip_driver.stop()
     for t in p.tasks:
         t.cancel()
+    if p.job_runner is not None:  # the leases go back at once: another node takes the jobs without waiting
+        await asyncio.wait([asyncio.ensure_future(p.job_runner.release())], timeout=grace)
     stops = []
     for server in (p.grpc, p.ops_grpc):
         if server is not None:
@@ -187,30 +217,71 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
                                        "grpc": f"{settings.host}:{p.ports['grpc']}", "bip": p.ports["bip"],
                                        "admin": f"{settings.admin_host}:{p.ports['admin']}",
                                        "admin_http": f"{scheme}://{settings.admin_host}:{p.ports['admin_http']}",
-                                       "tls": settings.tls})
+                                       "tls": settings.tls, "jobs": [j.__module__.rsplit(".", 1)[-1] + "."
+                                                                     + j.__name__ for j in JOBS] if worker_id == 0 else []})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})
     await stop_worker(p, settings.shutdown_grace)
 
 
 def _prepare(settings: config.Settings) -> bool:
-    """Database up and migrated before any worker starts; True if this call started the embedded one."""
+    """The start-up checks (esimota.startup), then the database migrated before any worker starts;
+    True if this call started the embedded cluster. Raises startup.Refused or ConfigError."""
+    startup.check_listeners([("HTTP", settings.host, settings.http_port, "--http-port"),
+                             ("gRPC", settings.host, settings.grpc_port, "--grpc-port"),
+                             ("BIP", settings.bip_host, settings.bip_port, "--bip-port"),
+                             ("the operations gRPC", settings.admin_host, settings.admin_port,
+                              "ESIMOTA_ADMIN_PORT"),
+                             ("the operations HTTPS", settings.admin_host, settings.admin_http_port,
+                              "ESIMOTA_ADMIN_HTTP_PORT")])
+    wait_s = startup.db_wait_seconds()
     started = False
     if not settings.database_url:
         cluster = embedded.Cluster(config.home())
         started = not cluster.running()
         settings.database_url = cluster.start()
-    asyncio.run(migrate.migrate_url(settings.database_url))
-    config.master_key()  # generated on first start, mode 0600
-    if settings.tls:
-        from . import tls
+    try:
+        prepared = asyncio.run(startup.prepare_database(settings.database_url, wait_s))
+        config.master_key()  # generated on first start, mode 0600
+        if settings.tls:
+            from . import tls
 
-        tls.ensure_certificate(config.home())
+            tls.ensure_certificate(config.home())
+    except BaseException:
+        if started:
+            embedded.Cluster(config.home()).stop()
+        raise
+    logger.info("database ready", extra={"database": eslog.redact_text(settings.database_url),
+                                         "embedded": not os.environ.get("DATABASE_URL"),
+                                         "schema": prepared.schema, "migrations_applied": prepared.applied})
+    logger.info("starting", extra={"workers": settings.workers, "tls": settings.tls, "home": str(config.home()),
+                                   "http": f"{settings.host}:{settings.http_port}",
+                                   "grpc": f"{settings.host}:{settings.grpc_port}",
+                                   "bip": f"{settings.bip_host}:{settings.bip_port}"})
     return started
 
 
+def _refuse(exc: BaseException) -> int:
+    """One line on stderr, exit 2: never a traceback for a reason not to start (issue 17)."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    print(f"esimota: refusing to start: {eslog.redact_text(line)}", file=sys.stderr, flush=True)
+    return startup.EXIT_REFUSED
+
+
+@dataclass
+class _Supervised:
+    """One worker slot of the supervisor: its process, when it started, and its restart back-off."""
+
+    worker_id: int
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    backoff: float = RESTART_MIN_S
+    restart_at: float | None = None
+
+
 def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
-    """N worker processes sharing the ports (SO_REUSEPORT); signals are passed on; waits for all."""
+    """N worker processes sharing the ports (SO_REUSEPORT); a worker that dies is started again (with back-off,
+    a log line, and esimota_worker_restarts_total counted by the new worker); signals are passed on."""
     metrics_dir = config.home() / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(mode=0o700)
@@ -219,16 +290,44 @@ def _spawn_workers(settings: config.Settings, args: argparse.Namespace) -> int:
             "--http-port", str(settings.http_port), "--grpc-port", str(settings.grpc_port),
             "--bip-port", str(settings.bip_port), "--workers", "1"] + (["--no-tls"] if not settings.tls else [])
     env["ESIMOTA_SUPERVISOR_PID"] = str(os.getpid())
-    procs = [subprocess.Popen(argv, env=dict(env, ESIMOTA_WORKER_ID=str(i))) for i in range(settings.workers)]
+    slots = [_Supervised(i) for i in range(settings.workers)]
+    stopping: list[int] = []
+
+    def start(slot: _Supervised, restarted: bool) -> None:
+        extra = {"ESIMOTA_WORKER_ID": str(slot.worker_id), "ESIMOTA_WORKER_RESTARTED": "1" if restarted else ""}
+        slot.proc, slot.started, slot.restart_at = subprocess.Popen(argv, env=dict(env, **extra)), time.monotonic(), None
 
     def forward(signum, _frame):
-        for pr in procs:
-            if pr.poll() is None:
-                pr.send_signal(signum)
+        stopping.append(signum)
+        for slot in slots:
+            if slot.proc is not None and slot.proc.poll() is None:
+                slot.proc.send_signal(signum)
 
+    for slot in slots:
+        start(slot, False)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [pr.wait() for pr in procs]
+    return _supervise(slots, start, stopping)
+
+
+def _supervise(slots: list[_Supervised], start: Any, stopping: list[int]) -> int:
+    """Until a signal: restart dead workers (back-off doubling from 1 s to 30 s, reset after a minute up);
+    then wait for every worker to drain and return the highest exit code."""
+    while not stopping:
+        now = time.monotonic()
+        for slot in slots:
+            if slot.restart_at is not None and now >= slot.restart_at:
+                start(slot, True)
+            elif slot.restart_at is None and slot.proc is not None and slot.proc.poll() is not None:
+                if now - slot.started > RESTART_RESET_S:
+                    slot.backoff = RESTART_MIN_S
+                slot.restart_at = now + slot.backoff
+                logger.error("worker died; restarting", extra={"worker": slot.worker_id, "pid": slot.proc.pid,
+                                                               "exit_code": slot.proc.returncode,
+                                                               "restart_in_s": slot.backoff})
+                slot.backoff = min(RESTART_MAX_S, slot.backoff * 2)
+        time.sleep(0.1)
+    codes = [slot.proc.wait() for slot in slots if slot.proc is not None and slot.restart_at is None]
     return max(codes) if codes else 0
 
 
@@ -260,6 +359,17 @@ def _run(main: Any) -> None:
     asyncio.run(main)
 
 
+def _keys_given(settings: config.Settings) -> bool:
+    """Under DATABASE_URL no key is generated (issue 18): without the master key, or the backup or export
+    signing key while that job is on, one line on stderr and False (exit 2, no traceback)."""
+    try:
+        config.require_keys(settings.backup_interval_h > 0, settings.exports_on)
+    except ConfigError as exc:
+        print(f"esimota: {exc.reason}: {exc.message}", file=sys.stderr)
+        return False
+    return True
+
+
 def serve_main(args: argparse.Namespace) -> int:
     eslog.setup()
     settings = _settings_from(args)
@@ -267,9 +377,19 @@ def serve_main(args: argparse.Namespace) -> int:
     if worker_id >= 0:  # a worker spawned by the supervisor: everything is prepared
         if not _die_with_supervisor():
             return 0
-        _run(_run_worker(settings, worker_id))
+        if os.environ.get("ESIMOTA_WORKER_RESTARTED"):
+            WORKER_RESTARTS.labels(str(worker_id)).inc()
+        try:
+            _run(_run_worker(settings, worker_id))
+        except OSError as exc:
+            return _refuse(exc)
         return 0
-    started_db = _prepare(settings)
+    if settings.database_url and not _keys_given(settings):
+        return 2
+    try:
+        started_db = _prepare(settings)
+    except (startup.Refused, ConfigError) as exc:
+        return _refuse(exc)
     t0 = time.monotonic()
     try:
         if settings.workers <= 1:
@@ -277,6 +397,8 @@ def serve_main(args: argparse.Namespace) -> int:
             code = 0
         else:
             code = _spawn_workers(settings, args)
+    except OSError as exc:  # a listener taken between the check and the bind
+        code = _refuse(exc)
     finally:
         if started_db:  # stop what this command started (make run: Ctrl-C stops the database too)
             embedded.Cluster(config.home()).stop()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from esimota.service import channel
 from esimota.sim import fleetdata
 from esimota.v1 import admin_pb2, admin_pb2_grpc
+from tests.support import cards
 
 from .test_api_harness import running, start, stop  # noqa: F401  (fixture)
 
@@ -31,8 +31,7 @@ async def test_records_and_tasks_answer_only_the_callers_own(running, pool):
                                               province_code="44")
             assert code == 200, body
             tasks.append(body["task_id"])
-        await channel.begin_write(pool, f.devices[0].eid, 1)
-        await channel.record_report(pool, f.devices[0].eid, 2, 0)
+        assert (await cards.write(f.devices[0], running.platform.ports["bip"])).ok  # 2 → 3 → 4, reported
         code, rec, _ = await running.get(http, "/api/v1/write/records", token=token, task_id=tasks[0])
         assert code == 200 and set(rec) - {"code", "message"} == {"eid", "task_id", "card_status", "status_desc",
                                                                    "events", "sessions", "callbacks"}
@@ -149,7 +148,7 @@ async def test_admin_lists_over_grpc_need_a_staff_role(running, pool):
         await running.get(http, "/api/v1/write/apply", token=token, eid=f.devices[0].eid, write_type=1,
                           province_code="44")
     md = (("authorization", f"Bearer {running.staff_token}"),)
-    async with running.channel() as ch:
+    async with running.admin_channel() as ch:  # AdminService: the operations listener (DESIGN §6)
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         got = await stub.ListTasks(admin_pb2.ListTasksRequest(client=f.client_id, state=2), metadata=md)
         assert [t.eid for t in got.tasks] == [f.devices[0].eid] and got.total == 1
@@ -177,10 +176,9 @@ async def test_every_admin_find_rpc_over_grpc(running, pool):
             await running.get(http, "/api/v1/write/apply", token=token, eid=d.eid, write_type=1, province_code="44")
         await running.get(http, "/api/v1/write/apply", token=token, eid=f.devices[2].eid, write_type=1,
                           province_code="11")  # NO_RESOURCE: an exception
-    await channel.begin_write(pool, f.devices[0].eid, 1)
-    await channel.record_report(pool, f.devices[0].eid, 2, 0)  # a callback queued
+    assert (await cards.write(f.devices[0], running.platform.ports["bip"])).ok  # a callback queued
     md = (("authorization", f"Bearer {running.staff_token}"),)
-    async with running.channel() as ch:
+    async with running.admin_channel() as ch:  # AdminService: the operations listener (DESIGN §6)
         stub = admin_pb2_grpc.AdminServiceStub(ch)
         nums = await stub.ListNumbers(admin_pb2.ListNumbersRequest(status="reserved"), metadata=md)
         assert nums.total == 1 and nums.numbers[0].client_id == f.client_id

@@ -178,3 +178,20 @@ async def test_admin_rpcs(running, pool):
         assert [(e.category, e.kind) for e in exc.exceptions] == [("interface", "X")]
         await fails(a.RepushCallback(admin_pb2.RepushCallbackRequest(event_id="E0"), metadata=admin_md),
                     grpc.StatusCode.NOT_FOUND, "EVENT_NOT_FOUND")
+
+
+async def test_request_id_in_initial_metadata_and_the_call_log(running, pool):
+    """Issue 17: x-request-id comes back as initial metadata (the caller's when sane), and is stored
+    with the call; the gRPC calls are counted by method and code."""
+    from esimota import metrics
+
+    method = "/esimota.v1.WritingService/ListProvinces"
+    before = metrics.GRPC_REQUESTS.labels(method, "UNAUTHENTICATED")._value.get()
+    async with running.channel() as ch:
+        call = writing_pb2_grpc.WritingServiceStub(ch).ListProvinces(
+            writing_pb2.ListProvincesRequest(), metadata=(("x-request-id", "partner-grpc-0001"),))
+        await fails(call, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REQUIRED")
+        assert dict(await call.initial_metadata())["x-request-id"] == "partner-grpc-0001"
+    await running.platform.api.call_log.flush()
+    assert await pool.fetchval("SELECT request_id FROM api_calls WHERE route = $1", method) == "partner-grpc-0001"
+    assert metrics.GRPC_REQUESTS.labels(method, "UNAUTHENTICATED")._value.get() == before + 1

@@ -234,6 +234,7 @@ async def test_call_log_keeps_every_call_without_secrets(running, pool):
     assert running.fleet.client_secret not in text and token not in text
     assert rows[1]["client_id"] == running.fleet.client_id and str(rows[1]["source_ip"]) == "127.0.0.1"
     assert json.loads(rows[1]["params"]) == {"eid": running.fleet.devices[0].eid}
+    assert all(len(r["request_id"]) == 24 for r in rows) and rows[0]["request_id"] != rows[1]["request_id"]
     await pool.execute("UPDATE api_calls SET at = now() - interval '200 days' WHERE id = $1", rows[0]["id"])
     assert await call_log.purge(pool) == 1
     assert await pool.fetchval("SELECT count(*) FROM api_calls") == 1
@@ -292,3 +293,19 @@ async def test_trusted_proxy_header_rightmost_untrusted_address(tmp_path, monkey
             assert res.token
     finally:
         await stop(r)
+
+
+async def test_request_id_is_returned_and_kept_in_the_call_log(running, pool):
+    """Issue 17: every call has a request id, the caller's X-Request-Id when it is sane; it comes back as
+    X-Request-Id and is stored with the call (and put on every log line written while it runs)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(running.base_url + "/api/v1/write/provinces",
+                            headers={"X-Request-Id": "partner-7f3a-0001"}, ssl=running.ssl) as r:
+            assert r.status == 401 and r.headers["X-Request-Id"] == "partner-7f3a-0001"
+        async with http.get(running.base_url + "/api/v1/write/provinces", ssl=running.ssl,
+                            headers={"X-Request-Id": "x"}) as r:  # too short: replaced, never trusted
+            fresh = r.headers["X-Request-Id"]
+            assert fresh != "x" and len(fresh) == 24
+    await running.platform.api.call_log.flush()
+    rows = await pool.fetch("SELECT request_id, code FROM api_calls ORDER BY id")
+    assert [(r["request_id"], r["code"]) for r in rows] == [("partner-7f3a-0001", 401), (fresh, 401)]

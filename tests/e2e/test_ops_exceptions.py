@@ -223,5 +223,7 @@ async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, mon
             async with http.get(f"http://127.0.0.1:{p.ports['admin_http']}/metrics") as r:
                 code, text = r.status, await r.text()
     assert await pool.fetchval("SELECT kind FROM exceptions") == "STUCK_WRITING_SEVERE"
-    assert code == 200 and 'esimota_exceptions_open{class="write",severity="severe"} 1.0' in text
+    # open exceptions by class, severity and whether their deadline passed (issue 17)
+    assert code == 200 and 'esimota_exceptions_open{class="write",overdue="false",severity="severe"} 1.0' in text
+    assert 'esimota_tasks_waiting{state="writing"} 1.0' in text
     assert "esimota_quality_write_success_ratio" in text

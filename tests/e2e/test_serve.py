@@ -26,17 +26,27 @@ def _ssl(cert) -> ssl.SSLContext:
     return ctx
 
 
-async def test_https_healthz_and_metrics(platform):
+async def test_https_healthz_readyz_and_metrics(platform):
+    """/healthz is liveness (no database in it), /readyz readiness; each answer carries its request id."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{platform.base_url}/healthz", ssl=_ssl(platform.cert)) as r:
             assert r.status == 200
-            assert await r.json() == {"code": 200, "message": "ok", "database": "up"}
+            assert await r.json() == {"code": 200, "message": "ok"}
+            assert len(r.headers["X-Request-Id"]) == 24
+        async with http.get(f"{platform.base_url}/readyz", ssl=_ssl(platform.cert),
+                            headers={"X-Request-Id": "lb-probe-0001"}) as r:
+            assert r.status == 200 and r.headers["X-Request-Id"] == "lb-probe-0001"
+            assert await r.json() == {"code": 200, "message": "ok", "database": "up", "draining": False}
+        async with http.get(f"{platform.base_url}/readyz", ssl=_ssl(platform.cert),
+                            headers={"X-Request-Id": "bad id\u00e9"}) as r:  # not sane: replaced
+            assert r.headers["X-Request-Id"] != "bad id\u00e9" and len(r.headers["X-Request-Id"]) == 24
         async with http.get(f"{platform.base_url}/metrics", ssl=_ssl(platform.cert)) as r:
             assert r.status == 404  # staff surfaces are not on the partner port (DESIGN §6)
         async with http.get(f"{platform.admin_url}/metrics", ssl=_ssl(platform.cert)) as r:
             text = await r.text()
             assert r.status == 200 and "esimota_http_requests_total" in text
-            assert 'route="/healthz"' in text
+            assert 'esimota_http_requests_total{code="200",method="GET",route="/healthz"}' in text
+            assert "esimota_http_request_duration_seconds_bucket" in text
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -63,17 +73,28 @@ def test_tls_12_minimum(platform):
 async def test_grpc_health_and_reflection_over_tls(platform):
     creds = grpc.ssl_channel_credentials(platform.cert.read_bytes())
     async with grpc.aio.secure_channel(f"127.0.0.1:{platform.grpc_port}", creds) as ch:
-        resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        call = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        resp = await call
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
-        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        assert len(dict(await call.initial_metadata())["x-request-id"]) == 24
+        for service in ("esimota.v1.WritingService", "esimota.v1.QueryService"):
+            resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        # reflection v1alpha (older tools) and v1 (current grpcurl, IDEs) list the same services
+        for path in ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"):
+            stream = ch.stream_stream(path, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                      response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
 
-        async def requests():
-            yield reflection_pb2.ServerReflectionRequest(list_services="")
+            async def requests():
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+                yield reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection")
 
-        async for answer in stub.ServerReflectionInfo(requests()):
-            names = {s.name for s in answer.list_services_response.service}
-            assert "grpc.health.v1.Health" in names
-            break
+            answers = [a async for a in stream(requests())]
+            names = {s.name for s in answers[0].list_services_response.service}
+            assert {"grpc.health.v1.Health", "esimota.v1.WritingService", "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= names, path
+            assert answers[1].file_descriptor_response.file_descriptor_proto, path
 
 
 async def test_grpc_refuses_plaintext_when_tls_is_on(platform):
@@ -253,3 +274,20 @@ async def test_workers_exit_when_their_supervisor_is_killed(tmp_path, db_url):
         alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
                  " Z " not in open(f"/proc/{pid}/stat").read()[:64]]
     assert alive == [], f"orphaned workers still running: {alive}"
+
+
+def test_start_up_is_logged_without_the_database_password(platform, db_url):
+    """Issue 17: INFO lines at start: the database (no password), schema and migrations, listeners,
+    workers and worker 0's jobs; every line is JSON and none holds the password."""
+    from urllib.parse import urlsplit
+
+    platform.stop(signal.SIGTERM)
+    by_msg = {ln.get("msg"): ln for ln in platform.lines}
+    ready = by_msg["database ready"]
+    password = urlsplit(db_url).password
+    assert password and password not in ready["database"] and "***" in ready["database"]
+    assert ready["schema"] >= 14 and isinstance(ready["migrations_applied"], list)
+    assert by_msg["starting"]["workers"] == 1 and by_msg["starting"]["bip"].endswith(str(platform.bip_port))
+    assert "callbacks.job" in by_msg["worker ready"]["jobs"]
+    assert all("raw" not in ln for ln in platform.lines)  # JSON lines only
+    assert password not in "\n".join(str(ln) for ln in platform.lines)

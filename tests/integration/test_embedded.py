@@ -51,3 +51,20 @@ def test_db_commands_start_url_migrate(tmp_path, pg_server_url):
     res = subprocess.run([sys.executable, "-m", "esimota.cli", "db", "url"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == pg_server_url
+
+
+async def test_dump_tools_match_the_server_major_version(pg_server_url):
+    """backup create|restore use pg_dump/pg_restore of the server's major version; a missing one is
+    one clear line naming the Debian package."""
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        major = int(await conn.fetchval("SHOW server_version_num")) // 10000
+    finally:
+        await conn.close()
+    for tool in ("pg_dump", "pg_restore"):
+        path = embedded.find_client_tool(tool, major)
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True).stdout
+        assert out.split()[2].split(".")[0] == str(major)
+    with pytest.raises(ConfigError, match=r"pg_dump of PostgreSQL 99 .*postgresql-client-99") as err:
+        embedded.find_client_tool("pg_dump", 99)
+    assert "\n" not in str(err.value)

@@ -58,3 +58,10 @@ async def test_slow_loris_connections_are_cut(pg_server_url):
     case = await rel.case_hostile_http(pg_server_url, 1, big=0, loris=5, limit=60.0)
     loris = [c for c in case.checks if "slow-loris" in c.name]
     assert len(loris) == 2 and all(c.ok for c in loris), [c.line() for c in loris]  # first and kept-alive
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_two_nodes_one_killed_loses_nothing_and_runs_each_job_once_per_period(pg_server_url):
+    """Issue 18: two nodes (127.0.0.2, 127.0.0.3) over one database, the jobs' leader killed -9 twice."""
+    _assert_held(await rel.case_two_nodes(pg_server_url, 150, 2, 12.0))

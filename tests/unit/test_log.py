@@ -39,3 +39,21 @@ def test_secrets_inside_messages_are_redacted():
 def test_bytes_are_never_dumped():
     rec = _emit("frame", payload=b"\x01\x02\x03secret")
     assert rec["payload"] == "<9 bytes>"
+
+
+def test_the_request_id_of_the_call_is_on_every_line_written_meanwhile():
+    """Issue 17: the id set by the HTTP middleware / gRPC interceptor goes on each line of the call."""
+    assert "request_id" not in _emit("outside any call")
+    token = log.REQUEST_ID.set("partner-7f3a-0001")
+    try:
+        assert _emit("inside a call")["request_id"] == "partner-7f3a-0001"
+    finally:
+        log.REQUEST_ID.reset(token)
+
+
+def test_start_up_database_line_has_no_password():
+    url = "postgresql://esimota:uRbtACcF0_K08@127.0.0.1:5432/esimota"
+    rec = _emit("database ready", database=log.redact_text(url))
+    assert "uRbtACcF0_K08" not in json.dumps(rec) and rec["database"].startswith("postgresql://esimota:***@")
+    rec = _emit("database ready", database=url)  # even if a caller forgot to redact it
+    assert "uRbtACcF0_K08" not in json.dumps(rec)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from .. import config
+from ..log import REQUEST_ID
 from ..errors import PermissionDenied, Unauthenticated
 from ..service import auth, staff_auth
 from . import status
@@ -95,7 +96,8 @@ class Api:
     def log_call(self, method: Method, transport: str, params: dict, who: str | None, code: int,
              reason: str | None, t0: float, source_ip: str) -> None:
         self.call_log.record(client_id=who, transport=transport, route=method.path, params=params, code=code,
-                          reason=reason, latency_s=time.perf_counter() - t0, source_ip=source_ip)
+                             reason=reason, latency_s=time.perf_counter() - t0, source_ip=source_ip,
+                             request_id=REQUEST_ID.get())
 
     async def unary(self, method: Method, request: Any, *, token: str | None, source_ip: str,
                     transport: str, params: dict) -> tuple[Any, Quota | None]:

@@ -6,6 +6,7 @@ One module per command group, each adding its sub-commands with register(subpars
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -42,5 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point. Output cut short by a closed pipe (`esimota … | head`) ends quietly,
+    exit 141 like other tools killed by SIGPIPE, never with a traceback."""
+    try:
+        try:
+            code = main()
+        except SystemExit as exc:  # --help, --version, argparse errors: their output is flushed below
+            code = exc.code
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python flushes stdout again at exit: not into the pipe
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
+    sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import formats
 from .common import emit, fail, run_async, run_with_pool
 
 
@@ -24,7 +25,7 @@ async def _usage_import(args: argparse.Namespace) -> int:
         return fail(args, exc)
     finally:
         await pool.close()
-    emit(args, {"ok": True, "stored": stored}, f"{stored} usage record(s) imported")
+    emit(args, {"ok": True, "stored": stored})
     return 0
 
 
@@ -40,7 +41,8 @@ async def _admin_token(pool, args: argparse.Namespace) -> dict:
 def register(sub) -> None:
     usage = sub.add_parser("usage", help="usage records of operational numbers (§7.2.3.3)")
     imp = usage.add_subparsers(dest="usage_action", metavar="ACTION", required=True).add_parser(
-        "import", help="import usage records: record_id,msisdn,iccid,used_mb,recorded_at")
+        "import", help="import usage records: record_id,msisdn,iccid,used_mb,recorded_at",
+        epilog=formats.USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("file")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=run_async(_usage_import))

@@ -16,7 +16,7 @@ async def _backup(pool, args: argparse.Namespace) -> dict:
         actor = await staff.authorize(pool, args.as_, "backup.restore")
         out = await backup.restore(args.file, args.database_url)
         await audit.record(pool, actor, "backup.restore", Path(args.file).name, rows=out["rows"])
-        return {"ok": True, **out}
+        return {"ok": True, **out, "next": backup.RESTORE_KEYS}
     actor = await staff.authorize(pool, args.as_, "backup.create")
     keep = backup.keep_days()
     out_dir, copy_dir = backup.locations(args.dir, args.copy_dir)

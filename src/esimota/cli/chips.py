@@ -8,8 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import InvalidArgument
-from . import find
+from . import find, formats
 from .common import as_staff, emit, read_file, run_async, staff_flags
+
+RAW = argparse.RawDescriptionHelpFormatter
 
 
 def _progress_bar(label: str):
@@ -39,7 +41,7 @@ async def _batch(args: argparse.Namespace) -> int:
         key = read_file(args.master_key_file).strip()
         return await admin.create_batch(pool, args.name, key, actor=actor)
     batch_id = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, "batch": args.name, "id": batch_id}, f"batch {args.name} created")
+    emit(args, {"ok": True, "batch": args.name, "id": batch_id})
     return 0
 
 
@@ -50,8 +52,7 @@ async def _chips_import(args: argparse.Namespace) -> int:
         return await imports.import_chips(pool, _check_csv(args.file), args.batch, actor=actor,
                                           progress=_progress_bar("chips"))
     res = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, **asdict(res)}, f"{res.imported} chip(s) imported, "
-         f"{res.already_present} already present")
+    emit(args, {"ok": True, **asdict(res)})
     return 0
 
 
@@ -62,8 +63,7 @@ async def _numbers_import(args: argparse.Namespace) -> int:
         return await imports.import_numbers(pool, _check_csv(args.file), actor=actor,
                                             progress=_progress_bar("numbers"))
     res = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, **asdict(res)}, f"{res.imported} number(s) imported, "
-         f"{res.already_present} already present")
+    emit(args, {"ok": True, **asdict(res)})
     return 0
 
 
@@ -79,8 +79,7 @@ async def _numbers_allocate(args: argparse.Namespace) -> int:
             raise InvalidArgument("give --iccid or --file", reason="NUMBER_REQUIRED")
         return await admin.allocate_numbers(pool, args.client, iccids, actor=actor)
     done = await as_staff(args, "resources.import", body)
-    emit(args, {"ok": True, "client_id": args.client, "allocated": len(done)},
-         f"{len(done)} number(s) allocated to {args.client}")
+    emit(args, {"ok": True, "client_id": args.client, "allocated": len(done)})
     return 0
 
 
@@ -104,9 +103,7 @@ async def _chips_allocation(args: argparse.Namespace) -> int:
         use = admin.release_chips if release else admin.allocate_chips
         return await use(pool, args.client, _eids_named(args), batch=args.batch, actor=actor)
     done = await as_staff(args, "resources.import", body)
-    verb = "released from" if release else "allocated to"
-    emit(args, {"ok": True, "client": args.client, "released" if release else "allocated": len(done)},
-         f"{len(done)} chip(s) {verb} {args.client}")
+    emit(args, {"ok": True, "client": args.client, "released" if release else "allocated": len(done)})
     return 0
 
 
@@ -121,13 +118,14 @@ def register(sub) -> None:
 
     chips = sub.add_parser("chips", help="seed chips")
     chip_actions = chips.add_subparsers(dest="chips_action", metavar="ACTION", required=True)
-    chips_imp = staff_flags(chip_actions.add_parser("import", help="import chips from CSV"))
+    chips_imp = staff_flags(chip_actions.add_parser("import", help="import chips from CSV", epilog=formats.CHIPS,
+                                                    formatter_class=RAW))
     chips_imp.add_argument("file")
     chips_imp.add_argument("--batch", required=True)
     chips_imp.set_defaults(func=run_async(_chips_import))
     for action, text in (("allocate", "allocate chips to the client that may apply for them (分配数据资源)"),
                          ("release", "undo an allocation while no write task is open on the chips")):
-        p = staff_flags(chip_actions.add_parser(action, help=text))
+        p = staff_flags(chip_actions.add_parser(action, help=text, epilog=formats.EID_LIST, formatter_class=RAW))
         p.add_argument("--client", required=True, help="the client's id or name")
         group = p.add_mutually_exclusive_group(required=True)
         group.add_argument("--eid", nargs="+")
@@ -138,10 +136,12 @@ def register(sub) -> None:
 
     numbers = sub.add_parser("numbers", help="operational numbers")
     num_actions = numbers.add_subparsers(dest="numbers_action", metavar="ACTION", required=True)
-    num_imp = staff_flags(num_actions.add_parser("import", help="import numbers from CSV"))
+    num_imp = staff_flags(num_actions.add_parser("import", help="import numbers from CSV", epilog=formats.NUMBERS,
+                                                 formatter_class=RAW))
     num_imp.add_argument("file")
     num_imp.set_defaults(func=run_async(_numbers_import))
-    alloc = staff_flags(num_actions.add_parser("allocate", help="allocate numbers to a client (划拨)"))
+    alloc = staff_flags(num_actions.add_parser("allocate", help="allocate numbers to a client (划拨)",
+                                               epilog=formats.ICCID_LIST, formatter_class=RAW))
     alloc.add_argument("--client", required=True, help="the client's id or name")
     group = alloc.add_mutually_exclusive_group(required=True)
     group.add_argument("--iccid", nargs="+")

@@ -17,8 +17,7 @@ def _client_view(client) -> dict:
 async def _client(args: argparse.Namespace) -> int:
     """Only administrators manage clients (R31); the actor is in every audit row."""
     payload = await as_staff(args, "client.manage", lambda pool, actor: _client_action(pool, args, actor))
-    text = "\n".join(f"{k}: {v}" for k, v in payload.items() if k != "ok")
-    emit(args, payload, text)
+    emit(args, payload)
     return 0
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from ..errors import ConfigError, EsimotaError, ImportRejected, InvalidArgument
+from . import output
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -22,11 +22,12 @@ def staff_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def emit(args: argparse.Namespace, payload: dict, text: str | None = None) -> None:
-    """Print a command's result: JSON with --json, else the human line (or the JSON)."""
-    if getattr(args, "json", False) or text is None:
-        print(json.dumps(payload, ensure_ascii=False, indent=None, default=str))
+    """Print a command's result: JSON only with --json; else `text`, or the payload as readable text
+    and tables (cli.output: times in +08:00, and it parses back)."""
+    if getattr(args, "json", False):
+        print(output.to_json(payload))
     else:
-        print(text)
+        print(text if text is not None else output.text(payload))
 
 
 def fail(args: argparse.Namespace, exc: EsimotaError) -> int:
@@ -34,15 +35,15 @@ def fail(args: argparse.Namespace, exc: EsimotaError) -> int:
     if isinstance(exc, ImportRejected):
         problems = [{"line": ln, "reason": reason, "detail": detail} for ln, reason, detail in exc.problems]
         if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": exc.reason, "message": exc.message,
-                              "problems": problems}, ensure_ascii=False))
+            print(output.to_json({"ok": False, "error": exc.reason, "message": exc.message,
+                                  "problems": problems}))
         else:
             print(f"esimota: {exc.message}", file=sys.stderr)
             for p in problems:
                 print(f"  {exc.source}:{p['line']}: {p['reason']}: {p['detail']}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if getattr(args, "json", False):
-        print(json.dumps({"ok": False, "error": exc.reason, "message": exc.message}, ensure_ascii=False))
+        print(output.to_json({"ok": False, "error": exc.reason, "message": exc.message}))
     else:
         print(f"esimota: {exc.reason}: {exc.message}", file=sys.stderr)
     return EXIT_FAIL if isinstance(exc, ConfigError) else EXIT_BAD_INPUT

@@ -14,14 +14,13 @@ def _db_command(args: argparse.Namespace) -> int:
 
     if args.db_action == "start":
         url = runtime.database_url()
-        emit(args, {"ok": True, "url": _redact_url(url)}, "database running")
+        emit(args, {"ok": True, "running": True, "url": _redact_url(url)})
     elif args.db_action == "stop":
         was = embedded.Cluster(config.home()).stop()
-        emit(args, {"ok": True, "stopped": was}, "database stopped" if was else "database was not running")
+        emit(args, {"ok": True, "stopped": was})
     elif args.db_action == "migrate":
         applied = asyncio.run(migrate.migrate_url(runtime.database_url()))
-        emit(args, {"ok": True, "applied": applied},
-             f"applied {len(applied)} migration(s)" if applied else "schema up to date")
+        emit(args, {"ok": True, "applied": applied})
     elif args.db_action == "url":
         print(runtime.database_url())
     return EXIT_OK

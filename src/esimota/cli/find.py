@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 from ..domain.lifecycle import CardState, progress
 from ..errors import InvalidArgument
 from .common import as_staff, emit, run_async
-from .output import list_flags, print_record, print_rows
+from .listing import list_flags, print_record, print_rows
 
 Lister = Callable[..., Awaitable[Any]]
 

@@ -32,8 +32,7 @@ async def _keys_rotate(args: argparse.Namespace) -> int:
                            rewrapped=res.rewrapped)
         return res
     res = await as_staff(args, "keys.rotate", body)
-    emit(args, {"ok": True, **asdict(res)},
-         f"data key v{res.version}: {res.reencrypted} value(s) re-encrypted, {res.rewrapped} key(s) re-wrapped")
+    emit(args, {"ok": True, **asdict(res)})
     return 0
 
 

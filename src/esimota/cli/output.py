@@ -1,123 +1,120 @@
-"""List output of the `esimota … list` commands (DESIGN §7, STYLE 16): an aligned table on a terminal,
-JSON lines with --json, CSV with --csv (UTF-8 with a BOM, so that Excel opens the Chinese names)."""
+"""How every `esimota` command prints (DESIGN §7): readable text or a table, JSON only with --json.
+
+Times go out as the API gives them, ISO 8601 in +08:00 (DESIGN §6). The text form parses back: a
+"key: value" line per field, and tables whose columns are separated by two or more spaces (a cell
+never holds two spaces in a row or a line break; an empty cell is "-").
+"""
 
 from __future__ import annotations
 
-import argparse
-import csv
 import datetime as dt
-import io
+import decimal
 import json
-import sys
+import re
 import unicodedata
-from typing import Any, Iterable, Sequence, TextIO
+from pathlib import Path
+from typing import Any
 
-BOM = "\ufeff"
-
-
-def list_flags(p: argparse.ArgumentParser, default_limit: int = 100) -> argparse.ArgumentParser:
-    """--limit, and --json | --csv (exclusive); the table is the default."""
-    p.add_argument("--limit", type=int, default=default_limit, help=f"rows at most (default {default_limit})")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="JSON lines, one object per row")
-    fmt.add_argument("--csv", action="store_true", help="CSV, UTF-8 with BOM")
-    p.add_argument("--as", dest="as_", default=None, help="staff username (default: ESIMOTA_STAFF)")
-    return p
+CST = dt.timezone(dt.timedelta(hours=8))
+_SPACES = re.compile(r"\s+")
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (dt.datetime, dt.date)):
+def plain(value: Any) -> Any:
+    """JSON's view of a value: times in +08:00, dates ISO, decimals as numbers, bytes as hex."""
+    if isinstance(value, dt.datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(CST).isoformat(timespec="seconds")
+    if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return ",".join(_cell(v) for v in value)
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     return str(value)
 
 
-def _plain(value: Any) -> Any:
-    """A JSON value: times as ISO 8601 text, everything else as it is."""
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+def to_json(payload: Any) -> str:
+    return json.dumps(plain(payload), ensure_ascii=False)
 
 
-def width(text: str) -> int:
-    """Columns a string takes on a terminal: East Asian wide characters (中文) take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
-
-
-def _pad(text: str, cols: int) -> str:
-    return text + " " * (cols - width(text))
-
-
-def table(columns: Sequence[str], rows: Iterable[dict], out: TextIO) -> None:
-    """An aligned table: a header, a rule, one line per row."""
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([width(c)] + [width(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    out.write("  ".join(_pad(c.upper(), w) for c, w in zip(columns, widths)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in cells:
-        out.write("  ".join(_pad(v, w) for v, w in zip(row, widths)).rstrip() + "\n")
-
-
-def json_lines(columns: Sequence[str], rows: Iterable[dict], out: TextIO) -> None:
-    for r in rows:
-        out.write(json.dumps({c: _plain(r.get(c)) for c in columns}, ensure_ascii=False) + "\n")
-
-
-def csv_text(columns: Sequence[str], rows: Iterable[dict], out: TextIO) -> None:
-    """RFC 4180 CSV with a header, preceded by a UTF-8 BOM."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(columns)
-    for r in rows:
-        writer.writerow([_cell(r.get(c)) for c in columns])
-    out.write(BOM + buf.getvalue())
-
-
-def print_rows(args: argparse.Namespace, columns: Sequence[str], rows: list[dict], *, total: int | None = None,
-               out: TextIO | None = None) -> None:
-    """The rows in the format the flags ask for; on a table, a last line says how many of how many."""
-    out = out or sys.stdout
-    if getattr(args, "json", False):
-        json_lines(columns, rows, out)
-    elif getattr(args, "csv", False):
-        out.flush()
-        stream = getattr(out, "buffer", None)
-        if stream is not None:  # the BOM and the text in UTF-8 whatever the terminal's locale
-            text = io.StringIO()
-            csv_text(columns, rows, text)
-            stream.write(text.getvalue().encode("utf-8"))
-            stream.flush()
-        else:
-            csv_text(columns, rows, out)
+def cell(value: Any) -> str:
+    """One table cell or text value: one line, no double spaces, "-" when empty."""
+    value = plain(value)
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
     else:
-        table(columns, rows, out)
-        if total is not None:
-            out.write(f"({len(rows)} of {total})\n")
+        text = "" if value is None else str(value)
+    text = _SPACES.sub(" ", text).strip()
+    return text or "-"
 
 
-def print_record(args: argparse.Namespace, record: dict, sections: dict[str, tuple[Sequence[str], list[dict]]],
-                 out: TextIO | None = None) -> None:
-    """One object (`tasks show`, `exceptions show`): JSON with --json, else key: value lines and tables."""
-    out = out or sys.stdout
-    if getattr(args, "json", False):
-        full = {k: _plain(v) for k, v in record.items()}
-        for name, (columns, rows) in sections.items():
-            full[name] = [{c: _plain(r.get(c)) for c in columns} for r in rows]
-        out.write(json.dumps(full, ensure_ascii=False) + "\n")
-        return
-    keys = max((width(k) for k in record), default=0)
-    for k, v in record.items():
-        out.write(f"{_pad(k, keys)}  {_cell(v)}\n")
-    for name, (columns, rows) in sections.items():
-        out.write(f"\n{name}:\n")
-        if rows:
-            table(columns, rows, out)
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def table(rows: list[dict]) -> str:
+    """Rows of dicts as aligned columns (the keys of every row, in first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    grid = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(_width(r[i]) for r in grid) for i in range(len(columns))]
+    return "\n".join("  ".join(v + " " * (w - _width(v)) for v, w in zip(r, widths)).rstrip() for r in grid)
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def text(payload: Any) -> str:
+    """The readable form: a table for a list of records; for a record, "key: value" lines, with each
+    list of records as a titled table and each nested record as indented "key: value" lines."""
+    payload = plain(payload)
+    if _is_rows(payload):
+        return table(payload)
+    if not isinstance(payload, dict):
+        return cell(payload)
+    lines, blocks = [], []
+    for key, value in payload.items():
+        if key == "ok" and value is True:
+            continue
+        if _is_rows(value):
+            blocks.append(f"{key}:\n" + table(value))
+        elif isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
+            blocks.append(f"{key}:\n" + "\n".join(f"  {k}: {cell(v)}" for k, v in value.items()))
         else:
-            out.write("(none)\n")
+            lines.append(f"{key}: {cell(value)}")
+    return "\n\n".join(x for x in ["\n".join(lines)] + blocks if x)
+
+
+def parse_text(out: str) -> dict:
+    """The inverse of `text` for a record (used by tests and scripts): keys to cell strings, tables to
+    lists of dicts of cell strings, nested records to dicts."""
+    result: dict[str, Any] = {}
+    for block in out.strip().split("\n\n"):
+        lines = block.splitlines()
+        if len(lines) > 1 and lines[0].endswith(":") and not lines[1].startswith("  "):
+            result[lines[0][:-1]] = parse_table("\n".join(lines[1:]))
+        elif len(lines) > 1 and lines[0].endswith(":"):
+            result[lines[0][:-1]] = dict(ln.strip().split(": ", 1) for ln in lines[1:])
+        else:
+            for ln in lines:
+                key, _, value = ln.partition(": ")
+                result[key] = value
+    return result
+
+
+def parse_table(out: str) -> list[dict]:
+    lines = out.strip().splitlines()
+    header = re.split(r" {2,}", lines[0].strip())
+    return [dict(zip(header, re.split(r" {2,}", ln.strip()))) for ln in lines[1:]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InvalidArgument
+from . import formats
 from .common import read_file, run_with_pool, staff_flags
 
 
@@ -44,7 +45,8 @@ def register(sub) -> None:
     pr = sub.add_parser("project", help="projects grouping a client's chips (R13)")
     pacts = pr.add_subparsers(dest="chip_action", metavar="ACTION", required=True)
     create = staff_flags(pacts.add_parser("create", help="create a project (or change its application field)"))
-    assign = staff_flags(pacts.add_parser("assign", help="put chips into a project"))
+    assign = staff_flags(pacts.add_parser("assign", help="put chips into a project", epilog=formats.EID_LIST,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     for p in (create, assign):
         p.add_argument("--client", required=True)
         p.add_argument("--name", required=True)

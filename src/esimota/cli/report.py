@@ -40,7 +40,7 @@ def _verify(args: argparse.Namespace) -> int:
     from ..service import reports_export
     key = read_file(args.public_key) if args.public_key else reports_export.public_key_hex()
     out = reports_export.verify(args.directory, key)
-    emit(args, out, f"export {out['kind']} {out['period']} verified: signature and SHA-256 of every file")
+    emit(args, out)
     return 0
 
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import random
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..metrics import close_reason_name
+from .common import emit
 
 FAULTS = ("drop_at_frame", "bad_mac", "replay_counter", "chip_fault", "no_comm", "latency", "corrupt_readback")
 
 
+def _default_port() -> int:
+    """The platform's BIP port as `serve` takes it: ESIMOTA_BIP_PORT, else 7700."""
+    from ..config import Settings
+
+    return Settings().bip_port
+
+
 def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the platform's BIP endpoint")
-    p.add_argument("--port", type=int, default=7700)
+    p.add_argument("--port", type=int, default=None, help="its port (default ESIMOTA_BIP_PORT, else 7700)")
     p.add_argument("--buffer", type=int, default=1024, help="the card's BIP buffer size (bytes)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON (default: readable text)")
 
 
 def _add_faults(p: argparse.ArgumentParser) -> None:
@@ -53,9 +61,11 @@ def _device(args) -> int:
     kic, kid, dek = derive_keys(master, bytes.fromhex(eid))
     spec = DeviceSpec(eid, identifiers.validate_iccid(args.iccid), args.imei, kic, kid, dek,
                       buffer_size=args.buffer, counter=args.counter, faults=_faults(args))
-    out = asyncio.run(Device(spec, args.host, args.port).run())
+    out = asyncio.run(Device(spec, args.host, args.port or _default_port()).run())
     payload = dataclasses.asdict(out)
-    print(json.dumps(payload, ensure_ascii=False))
+    if out.close_reason is not None:  # DESIGN §5.1 by name, beside the code
+        payload["close_reason_name"] = close_reason_name(out.close_reason)
+    emit(args, payload)
     return 0 if out.ok else 1
 
 
@@ -85,10 +95,10 @@ def _fleet(args) -> int:
             await pool.close()
 
     fleet = asyncio.run(prepare())
-    opt = FleetOptions(host=args.host, port=args.port, procs=args.procs, concurrency=args.concurrency,
+    opt = FleetOptions(host=args.host, port=args.port or _default_port(), procs=args.procs, concurrency=args.concurrency,
                        ramp_per_s=args.ramp, sources=args.sources)
     outcomes, seconds, _ = run_fleet(fleet.devices, opt)
-    print(json.dumps(summarise(outcomes, seconds), ensure_ascii=False))
+    emit(args, summarise(outcomes, seconds))
     return 0
 
 

@@ -1,10 +1,25 @@
-"""`esimota staff add|roles|disable|revoke|review|token`: staff accounts and roles (R28)."""
+"""`esimota staff add|roles|password|disable|revoke|review|token`: staff accounts and roles (R28)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
 
+from ..errors import InvalidArgument
 from .common import run_with_pool, staff_flags
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new console password: one line on stdin with --password-stdin, else typed twice (never an argument:
+    it would sit in the shell history and the process list)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"new console password for {args.username}: ")
+    if getpass.getpass("again: ") != first:
+        raise InvalidArgument("the two passwords differ", reason="PASSWORD_MISMATCH")
+    return first
 
 
 async def _staff(pool, args: argparse.Namespace) -> dict:
@@ -14,6 +29,10 @@ async def _staff(pool, args: argparse.Namespace) -> dict:
         row = await staff.add(pool, args.username, args.name, args.roles, args.as_, phone=args.phone)
     elif what == "roles":
         row = await staff.set_roles(pool, args.username, args.roles, args.as_)
+    elif what == "password":
+        from ..service import console_auth
+        return {"ok": True, **await console_auth.set_password(pool, args.username, _read_password(args),
+                                                              args.as_ or os.environ.get("ESIMOTA_STAFF") or args.username)}
     elif what == "disable":
         row = await staff.disable(pool, args.username, args.as_)
     elif what == "revoke":
@@ -40,6 +59,9 @@ def register(sub) -> None:
     roles = staff_flags(acts.add_parser("roles", help="replace an account's roles"))
     roles.add_argument("username")
     roles.add_argument("--roles", required=True)
+    pw = staff_flags(acts.add_parser("password", help="set the account's console password (scrypt; its sessions end)"))
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     staff_flags(acts.add_parser("disable", help="revoke a leaver")).add_argument("username")
     staff_flags(acts.add_parser("revoke", help="end every token of an account (every process, within 5 s)")) \
         .add_argument("username")

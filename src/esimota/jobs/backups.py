@@ -1,4 +1,5 @@
-"""Scheduled backups (§9.1.2, R26): every ESIMOTA_BACKUP_INTERVAL hours, one process at a time, retention applied."""
+"""Scheduled backups (§9.1.2, R26): every ESIMOTA_BACKUP_INTERVAL hours, one node at a time (job lease), due
+when the database holds no backup younger than the interval (whichever node made it), retention applied."""
 
 from __future__ import annotations
 
@@ -8,28 +9,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from prometheus_client import Gauge
-
-from .. import runtime
+from .. import metrics, runtime
 from ..service import backup
-from ..store import audit
+from ..store import audit, leases
 from ..store import ops as ops_store
 
 logger = logging.getLogger("esimota.backup")
 
 ACTOR = "system:backup-schedule"
-LOCK_KEY = 0x65_53_42_4B  # advisory lock: one scheduled backup at a time across workers and machines
 ALERT = "BACKUP_FAILED"   # a severe alert: posted to ESIMOTA_NOTIFY_URL like the other severe ones
 RETRY_S = 900.0           # after a failure, try again within 15 minutes (or the interval, if shorter)
-LAST_OK = Gauge("esimota_backup_last_success_seconds", "Unix time of the last scheduled backup that succeeded (R26)",
-                multiprocess_mode="max")
 
 
-def _age_s(out_dir: Path) -> float | None:
-    """Seconds since the newest backup in `out_dir` was made (manual ones count), None if there is none."""
-    manifest = backup.newest(out_dir)
-    return None if manifest is None else max(0.0, time.time() - manifest.stat().st_mtime)
+def _slack(interval_s: float) -> float:
+    return min(60.0, interval_s / 20)  # timers are not exact
 
 
 def _create(url: str, out_dir: Path, copy_dir: Path | None, keep: int) -> dict:
@@ -46,49 +39,56 @@ async def _alert(pool: Any, error: str | None) -> None:
             await ops_store.open_alerts(conn, ALERT, "severe", ["backup"], [None], [None], [error[:500]])
 
 
-async def run_once(pool: Any, url: str, interval_s: float) -> dict | None:
-    """One scheduled pass: a backup unless another process holds the lock or one is younger than the interval.
-
-    Returns the backup made (None when nothing was due); a failure is logged, alerted, audited and re-raised.
-    """
+async def _make(pool: Any, url: str) -> dict:
+    """One backup to ESIMOTA_BACKUP_DIR; a failure is logged, alerted, audited and re-raised."""
     out_dir, copy_dir = backup.locations()
-    lock = await asyncpg.connect(url)  # a connection of its own: the lock is a session's
     try:
-        if not await ops_store.try_session_lock(lock, LOCK_KEY):
-            return None
-        age = _age_s(out_dir)
-        if age is not None and age < interval_s - min(60.0, interval_s / 20):  # slack: timers are not exact
-            return None
-        try:
-            out = await asyncio.to_thread(_create, url, out_dir, copy_dir, backup.keep_days())
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            logger.error("scheduled backup failed", extra={"error": error[:300], "dir": str(out_dir)})
-            await _alert(pool, error)
-            await audit.record(pool, ACTOR, "backup.failed", str(out_dir), error=error[:300])
-            raise
-        await audit.record(pool, ACTOR, "backup.create", Path(out["file"]).name, offsite=copy_dir is not None,
-                           pruned=len(out["pruned"]), scheduled=True)
-        await _alert(pool, None)
-        LAST_OK.set(time.time())
-        logger.info("scheduled backup made", extra={"file": out["file"], "bytes": out["bytes"], "rows": out["rows"],
-                                                   "offsite": out["copy"], "pruned": len(out["pruned"])})
-        return out
-    finally:
-        await lock.close()  # closing the session releases the lock
+        out = await asyncio.to_thread(_create, url, out_dir, copy_dir, backup.keep_days())
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        logger.error("scheduled backup failed", extra={"error": error[:300], "dir": str(out_dir)})
+        await _alert(pool, error)
+        await audit.record(pool, ACTOR, "backup.failed", str(out_dir), error=error[:300])
+        raise
+    await audit.record(pool, ACTOR, "backup.create", Path(out["file"]).name, offsite=copy_dir is not None,
+                       pruned=len(out["pruned"]), scheduled=True, node=out["node"])
+    await _alert(pool, None)
+    metrics.BACKUP_LAST.set(time.time())
+    logger.info("scheduled backup made", extra={"file": out["file"], "bytes": out["bytes"], "rows": out["rows"],
+                                               "offsite": out["copy"], "pruned": len(out["pruned"])})
+    return out
 
 
-def next_wait(interval_s: float, failed: bool) -> float:
+async def due(pool: Any, interval_s: float) -> bool:
+    """A backup is due when no node made one within the interval (the database says, not a local folder)."""
+    age = await backup.age_s(pool)
+    return age is None or age >= interval_s - _slack(interval_s)
+
+
+async def run_once(pool: Any, url: str, interval_s: float, lease: Any) -> dict | None:
+    """One scheduled pass under the job's lease: the backup made, or None when none was due or this
+    interval's period ran already (on any node). A failure is re-raised (the period may be retried)."""
+    if not await due(pool, interval_s):
+        return None
+    _, out = await lease.once(await lease.slot(interval_s), lambda: _make(pool, url))
+    return out
+
+
+async def next_wait(pool: Any, interval_s: float, failed: bool) -> float:
     """Seconds until the next pass: the rest of the interval since the newest backup, sooner after a failure."""
     if failed:
         return min(RETRY_S, interval_s)
-    age = _age_s(backup.locations()[0])
-    return interval_s if age is None else max(1.0, interval_s - age)
+    age = await backup.age_s(pool)
+    if age is None or age >= interval_s - _slack(interval_s):  # still due: this period was cut short somewhere
+        epoch = await leases.now_epoch(pool)
+        return max(1.0, interval_s - epoch % interval_s)  # the next period, by the database's clock
+    return max(1.0, interval_s - age)
 
 
-async def job(platform: Any) -> None:
-    """JOBS entry (worker 0): off unless ESIMOTA_BACKUP_INTERVAL (hours) is set."""
+async def job(platform: Any, lease: Any) -> None:
+    """Leased job: off unless ESIMOTA_BACKUP_INTERVAL (hours) is set."""
     interval_s = platform.settings.backup_interval_h * 3600
+    metrics.BACKUP_INTERVAL.set(max(0.0, interval_s))
     if interval_s <= 0:
         logger.info("scheduled backups off (ESIMOTA_BACKUP_INTERVAL unset)")
         return
@@ -99,8 +99,11 @@ async def job(platform: Any) -> None:
     while True:
         await asyncio.sleep(wait)
         try:
-            await run_once(platform.pool, url, interval_s)
+            await run_once(platform.pool, url, interval_s, lease)
             failed = False
-        except Exception:  # logged and alerted in run_once; the database may be down: retry sooner
+        except Exception:  # logged and alerted in _make; the database may be down: retry sooner
             failed = True
-        wait = next_wait(interval_s, failed)
+        try:
+            wait = await next_wait(platform.pool, interval_s, failed)
+        except Exception:
+            wait = min(RETRY_S, interval_s)

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from .. import config
+from .. import config, metrics
 from ..service import callbacks
 from .callback_targets import GuardedResolver, RefusedTarget, TargetPolicy
 from ..store import callback_outbox as outbox
@@ -86,6 +86,7 @@ class Dispatcher:
                 body = callbacks.signed_body(callbacks.payload_of(row), await self._secret(row["client_id"]),
                                              int(time.time()))
             except Exception as exc:
+                metrics.CALLBACKS.labels("error").inc()
                 logger.warning("callback not sent", extra={"event_id": row["event_id"], "error": type(exc).__name__})
                 return None
             code, ok, detail = await self._post(row["callback_url"], body)
@@ -104,11 +105,13 @@ class Dispatcher:
             logger.warning("callback attempts not recorded", extra={"count": len(results),
                                                                     "error": type(exc).__name__})
             return ["error"] * len(results)
-        for (row, code, _, _), outcome in zip(results, outcomes):
-            # every attempt is a callback_attempts row already; the log says only what needs a look
+        for (row, code, _, detail), outcome in zip(results, outcomes):
+            metrics.CALLBACKS.labels(outcome).inc()
+            # every attempt is a callback_attempts row already; the log says each one that failed
             if outcome != "delivered":
-                logger.info("callback attempt", extra={"event_id": row["event_id"], "outcome": outcome,
-                                                       "http_status": code})
+                logger.info("callback attempt failed", extra={
+                    "event_id": row["event_id"], "client": row["client_id"], "attempt": row["attempts"] + 1,
+                    "outcome": outcome, "http_status": code, "detail": detail[:200]})
         return outcomes
 
     async def tick(self) -> int:
@@ -160,7 +163,8 @@ class Dispatcher:
                 await conn.close()
 
 
-async def job(platform: Any) -> None:
-    """JOBS entry: runs in worker 0 for the life of the process."""
+async def job(platform: Any, lease: Any) -> None:
+    """Leased job: runs on the node holding the lease (the claims are SKIP LOCKED with a lease of their own,
+    so a takeover redelivers at most the batch in flight, with the same event_id)."""
     policy = TargetPolicy(platform.settings.callback_allow, config.allow_http_callbacks())
     await Dispatcher(platform.pool, platform.settings.database_url, policy).run()

@@ -48,13 +48,14 @@ cdef class Channel:
     cdef public object cid, eid, session
     cdef public bytearray buf
     cdef public int state
-    cdef public Py_ssize_t limit
+    cdef public Py_ssize_t limit, frames, nbytes
+    cdef public double opened
 
 cdef class Mux:
     cdef public dict channels, by_eid
     cdef public object wheel
     cdef public double first_timeout, frame_timeout, check_timeout
-    cdef public list out, cuts, events
+    cdef public list out, cuts, events, received
     cpdef void feed(self, object cid, object data, double now)
     cdef void _on_frame(self, Channel ch, bytes frame, double now)
     cdef void _on_response(self, Channel ch, bytes frame, double now)

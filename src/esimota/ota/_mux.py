@@ -52,9 +52,12 @@ class Session:
 
 
 class Channel:
-    __slots__ = ("cid", "buf", "state", "limit", "session", "eid")
+    __slots__ = ("cid", "buf", "state", "limit", "session", "eid", "frames", "nbytes", "opened")
 
     def __init__(self, cid):
+        self.frames = 0  # frames and bytes both ways, and when it opened: for the session's end log
+        self.nbytes = 0
+        self.opened = 0.0
         self.cid = cid
         self.buf = bytearray()
         self.state = S_FIRST
@@ -212,10 +215,12 @@ class Mux:
         self.out = []      # (cid, bytes)
         self.cuts = []     # cid: close the transport after writing what is queued
         self.events = []   # Hello, Report, Acked, ScriptDone, WriteFailed, TimedOut, ProtocolError, Gone
+        self.received = [0, 0, 0, 0, 0, 0]  # frames received by TYPE (index 0: any other type), for metrics
 
     # -- channel life ------------------------------------------------------------------------
     def open(self, cid, now: float) -> None:
-        self.channels[cid] = Channel(cid)
+        ch = self.channels[cid] = Channel(cid)
+        ch.opened = now
         self.wheel.set(cid, now + self.first_timeout)
 
     def lost(self, cid, now: float) -> None:
@@ -257,6 +262,9 @@ class Mux:
 
     def _on_frame(self, ch: Channel, frame: bytes, now: float) -> None:
         ftype = frame[2]
+        ch.frames += 1
+        ch.nbytes += len(frame)
+        self.received[ftype if ftype <= CLOSE else 0] += 1
         if ch.session is not None:
             ch.session.traffic += len(frame)
         if ch.state == S_FIRST and (ftype == HELLO or ftype == REPORT):
@@ -357,6 +365,8 @@ class Mux:
 
     def _write(self, ch: Channel, body: bytes) -> None:
         frame = len(body).to_bytes(2, "big") + body
+        ch.frames += 1
+        ch.nbytes += len(frame)
         if ch.session is not None:
             ch.session.traffic += len(frame)
         self.out.append((ch.cid, frame))

@@ -20,11 +20,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
 from ..errors import ConfigError, InvalidArgument
-from ..store import snapshots
-from ..store.embedded import find_bindir
+from ..store import leases, snapshots
+from ..store.embedded import find_client_tool
 from ..store.snapshots import table_checksums
 
 MAGIC = b"ESIMOTA-BACKUP-1\n"
+#: Said when a restore finishes: the data is only readable with the keys it was made with (issue 17).
+RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: the at-rest master key "
+                "(ESIMOTA_MASTER_KEY or ESIMOTA_HOME/master.key) and the export signing key "
+                "(ESIMOTA_HOME/export-signing.key); a new master key cannot read this data and serve "
+                "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
 
 
@@ -120,10 +125,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _dump(url: str, snapshot: str, out: Path, key: bytes) -> None:
+async def server_major(conn: Any) -> int:
+    """The server's major version (150018 -> 15): pg_dump and pg_restore must be of the same one."""
+    return await snapshots.server_major(conn)
+
+
+def _dump(url: str, snapshot: str, out: Path, key: bytes, major: int) -> None:
     """pg_dump of the exported snapshot, sealed on the fly; the clear dump never touches the disk."""
     env, dbname = pg_env(url)
-    argv = [str(find_bindir() / "pg_dump"), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", dbname]
+    argv = [str(find_client_tool("pg_dump", major)), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", dbname]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as dst:
@@ -144,7 +154,8 @@ def _copy(files: list[Path], copy_dir: Path) -> None:
 
 
 async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, keep_days: int = 30) -> dict:
-    """One consistent backup: checksums and pg_dump read the same exported snapshot."""
+    """One consistent backup: checksums and pg_dump read the same exported snapshot; recorded in `backups`
+    with this node's name (what "is a backup due?" is asked of, issue 18)."""
     key = backup_key()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -152,21 +163,29 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            major = await server_major(conn)
             snapshot = await snapshots.export_snapshot(conn)
             tables = await table_checksums(conn)
-            _dump(url, snapshot, dump, key)
+            _dump(url, snapshot, dump, key, major)
+        manifest = {"format": MAGIC.decode().strip(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "created_by": actor, "node": config.node_id(), "file": dump.name, "sha256": _sha256(dump),
+                    "bytes": dump.stat().st_size, "key_id": key_id(key), "tables": tables}
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if copy_dir is not None:
+            _copy([dump, manifest_path], copy_dir)
+        await leases.record_backup(conn, str(dump), str(manifest_path), manifest["sha256"], manifest["bytes"],
+                                   manifest["node"], actor)
     finally:
         await conn.close()
-    manifest = {"format": MAGIC.decode().strip(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "created_by": actor, "file": dump.name, "sha256": _sha256(dump), "bytes": dump.stat().st_size,
-                "key_id": key_id(key), "tables": tables}
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    if copy_dir is not None:
-        _copy([dump, manifest_path], copy_dir)
     pruned = prune([d for d in (out_dir, copy_dir) if d is not None], keep_days)
     return {"file": str(dump), "manifest": str(manifest_path), "copy": str(copy_dir) if copy_dir else None,
             "bytes": manifest["bytes"], "tables": len(tables), "rows": sum(t["rows"] for t in tables.values()),
-            "pruned": pruned}
+            "pruned": pruned, "node": manifest["node"]}
+
+
+async def age_s(db: Any) -> float | None:
+    """Seconds since the newest backup any node made (manual ones count), by the database; None if none."""
+    return await leases.backup_age_s(db)
 
 
 def prune(dirs: list[Path], keep_days: int) -> list[str]:
@@ -195,18 +214,20 @@ def _load_manifest(dump: Path) -> dict:
     return manifest
 
 
-async def _check_empty(url: str) -> None:
+async def _check_empty(url: str) -> int:
+    """Refuses a database that holds tables; returns the server's major version."""
     conn = await asyncpg.connect(url)
     try:
         if await snapshots.table_count(conn):
             raise InvalidArgument("restore goes into an empty database only", reason="DATABASE_NOT_EMPTY")
+        return await server_major(conn)
     finally:
         await conn.close()
 
 
-def _pg_restore(url: str, clear: Path) -> None:
+def _pg_restore(url: str, clear: Path, major: int) -> None:
     env, dbname = pg_env(url)
-    argv = [str(find_bindir() / "pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
+    argv = [str(find_client_tool("pg_restore", major)), "--no-owner", "--no-privileges", "--exit-on-error",
             "--single-transaction", "-d", dbname, str(clear)]
     res = subprocess.run(argv, env=env, capture_output=True, text=True)
     if res.returncode != 0:
@@ -220,12 +241,12 @@ async def restore(dump_file: str, target_url: str) -> dict:
     key = backup_key()
     if key_id(key) != manifest["key_id"]:
         raise InvalidArgument("this backup was made with another backup key", reason="BACKUP_KEY_MISMATCH")
-    await _check_empty(target_url)
+    major = await _check_empty(target_url)
     with tempfile.TemporaryDirectory(prefix="esimota-restore-") as tmp:
         clear = Path(tmp) / "dump"
         with open(dump, "rb") as src, open(os.open(clear, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as dst:
             _open(src, dst, key)
-        _pg_restore(target_url, clear)
+        _pg_restore(target_url, clear, major)
     conn = await asyncpg.connect(target_url)
     try:
         restored = await table_checksums(conn)

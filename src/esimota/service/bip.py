@@ -31,7 +31,7 @@ from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
 from ..store import tasks as task_store
-from . import channel_records, monitoring, ops
+from . import channel_records, monitoring, ops, telemetry
 from .common import CST
 
 log = logging.getLogger("esimota.bip")
@@ -95,9 +95,11 @@ class ChannelService:
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+        telemetry.group_committed(events, group)
         return group.answers
 
     async def _commit_group(self, events: list, source=None) -> CommitGroup:
+        telemetry.group_begin()
         group = CommitGroup(source=source or CommitGroup.source)
         cards = [ev for ev in events if type(ev) in CARD_EVENTS]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -238,12 +240,14 @@ class ChannelService:
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, chip["state"],
                                    next_state(chip["state"], Op.NOT_COMMUNICATING), self.actor,
                                    diagnostic or "REPORT 01")
+            telemetry.write_outcome(chip, "not_communicating")
             return
         await self._fail(conn, chip, CHIP_FAULT if result == bcp.REPORT_CHIP_FAULT else DATA_ERROR, diagnostic)
 
     async def _fail(self, conn, chip, result: str, diagnostic) -> None:
         """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
         now = dt.datetime.now(CST)
+        telemetry.write_outcome(chip, result)
         to = next_state(chip["state"], Op.FAIL)
         await channel_store.fail(conn, chip["id"], chip["task_pk"], int(to), result, diagnostic, now)
         await number_store.give_back(conn, chip["number_id"], chip["province_code"])  # DESIGN §3

@@ -33,6 +33,47 @@ _FAST_NUMBER = re.compile(r"^([0-9]{13}),(89[0-9A-Fa-f]{17}[0-9]),([0-9]{15}),([
 MB = 1024 * 1024
 Progress = Callable[[int, int], None]
 
+class RowProblems(DomainError):
+    """Every problem of one row: (reason, detail) for each field that is wrong, not only the first."""
+
+    reason = "ROW_INVALID"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{r}: {d}" for r, d in problems))
+        self.problems = problems
+
+
+class _Fields:
+    """Validates field after field, keeping every DomainError; `done()` raises them all at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def check(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except DomainError as exc:  # messages name the field, never its value when secret
+            self.problems.append((exc.reason, exc.message))
+            return None
+
+    def done(self) -> None:
+        if self.problems:
+            raise RowProblems(self.problems)
+
+
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise DomainError("open_time must be an ISO date (YYYY-MM-DD)", reason="OPEN_TIME_INVALID") from None
+
+
+def _model(text: str) -> str:
+    if not text:
+        raise DomainError("chip_model is empty", reason="CHIP_MODEL_MISSING")
+    return text
+
+
 @dataclass(frozen=True)
 class ImportResult:
     rows: int
@@ -97,20 +138,22 @@ class _NumberParser:
         return self._slow(line, _fields(raw))
 
     def _slow(self, line: int, f: list[str]) -> tuple:
-        """Every rule, field by field, so that a bad row gets its precise reason."""
+        """Every rule, field by field, so that a bad row gets every precise reason (not only the first)."""
         if len(f) != len(NUMBER_COLUMNS):
             raise DomainError(f"{len(f)} fields, expected {len(NUMBER_COLUMNS)}", reason="BAD_FIELD_COUNT")
-        msisdn = identifiers.validate_msisdn(f[0].strip(), self.segments)
-        iccid = identifiers.validate_iccid(f[1].strip())
-        imsi = identifiers.validate_imsi(f[2].strip())
-        ki, opc = identifiers.parse_key16(f[3].strip(), "Ki"), identifiers.parse_key16(f[4].strip(), "OPc")
-        province = provinces.validate_province(f[5].strip())
-        svc = self.services.get(f[6].strip())
-        if svc is None:
-            svc = self.services[f[6].strip()] = list(services.parse_services(f[6].strip()))
-        quota = self.quotas[f[7].strip()] = _quota(f[7].strip())
-        if int(imsi) in self.imsis:
-            raise DomainError("IMSI repeated in this file", reason="DUPLICATE_IMSI")
+        f = [x.strip() for x in f]
+        row = _Fields()
+        msisdn = row.check(identifiers.validate_msisdn, f[0], self.segments)
+        iccid = row.check(identifiers.validate_iccid, f[1])
+        imsi = row.check(identifiers.validate_imsi, f[2])
+        ki, opc = row.check(identifiers.parse_key16, f[3], "Ki"), row.check(identifiers.parse_key16, f[4], "OPc")
+        province = row.check(provinces.validate_province, f[5])
+        svc = self.services.get(f[6]) or row.check(lambda t: list(services.parse_services(t)), f[6])
+        quota = row.check(_quota, f[7])
+        if imsi is not None and int(imsi) in self.imsis:
+            row.problems.append(("DUPLICATE_IMSI", "IMSI repeated in this file"))
+        row.done()
+        self.services[f[6]], self.quotas[f[7]] = svc, quota
         self.imsis.add(int(imsi))
         imsi_enc, keys_enc = number_store.encrypt_secrets(self.ring, iccid, imsi, ki, opc)
         return (line, msisdn, iccid, imsi_enc, keys_enc, province, svc, quota, number_store.imsi_tag(self.ring, imsi))
@@ -121,19 +164,18 @@ def _chip_row(line: int, raw: str, segments: tuple[str, ...]) -> tuple:
     f = _fields(raw)
     if len(f) != len(CHIP_COLUMNS):
         raise DomainError(f"{len(f)} fields, expected {len(CHIP_COLUMNS)}", reason="BAD_FIELD_COUNT")
-    eid = identifiers.validate_eid(f[0].strip())
-    imei = identifiers.validate_imei(f[1].strip()) if f[1].strip() else ""
-    model = f[2].strip()
-    if not model:
-        raise DomainError("chip_model is empty", reason="CHIP_MODEL_MISSING")
-    iccid = identifiers.validate_iccid(f[3].strip())
-    msisdn = identifiers.validate_msisdn(f[4].strip(), segments)
-    network = lifetimes.validate_network_type(f[5].strip())
-    try:
-        opened = dt.date.fromisoformat(f[6].strip())
-    except ValueError:
-        raise DomainError("open_time must be an ISO date (YYYY-MM-DD)", reason="OPEN_TIME_INVALID") from None
-    flow = int(_quota(f[7].strip()) * MB)
+    f = [x.strip() for x in f]
+    row = _Fields()
+    eid = row.check(identifiers.validate_eid, f[0])
+    imei = row.check(identifiers.validate_imei, f[1]) if f[1] else ""
+    model = row.check(_model, f[2])
+    iccid = row.check(identifiers.validate_iccid, f[3])
+    msisdn = row.check(identifiers.validate_msisdn, f[4], segments)
+    network = row.check(lifetimes.validate_network_type, f[5])
+    opened = row.check(_iso_date, f[6])
+    flow = row.check(_quota, f[7])
+    row.done()
+    flow = int(flow * MB)
     return (line, eid, imei, model, iccid, msisdn, network, opened, lifetimes.expires_on(opened, network), flow)
 
 
@@ -146,6 +188,8 @@ def _parse_chunk(rows: Iterator[tuple[int, str]], parse: Callable[[int, str], tu
         count += 1
         try:
             records.append(parse(line, raw))
+        except RowProblems as exc:  # every problem of the row, each on its own
+            problems.extend((line, reason, detail) for reason, detail in exc.problems)
         except DomainError as exc:  # messages name the field, never its value when secret
             problems.append((line, exc.reason, exc.message))
         if count >= CHUNK:
@@ -171,14 +215,13 @@ async def _stage(conn: Any, path: str, columns: list[str], parse: Callable[[int,
 
 
 def _rejected(path: str, problems: list, db_problems: list) -> None:
-    """Every bad row once, by line; an in-file duplicate is reported as such, not also as a conflict."""
-    found = sorted(problems + [(r["line"], r["reason"], r["detail"]) for r in db_problems])
-    first = {}
-    for line, reason, detail in found:
-        if line not in first or (reason.startswith("DUPLICATE_") and not first[line][1].startswith("DUPLICATE_")):
-            first[line] = (line, reason, detail)
-    if first:
-        raise ImportRejected(sorted(first.values()), source=path)
+    """Every problem of every bad row, by line; an in-file duplicate of a field is reported as such, not
+    also as a conflict with a stored row (DUPLICATE_ICCID hides ICCID_EXISTS on the same line)."""
+    found = sorted(set(problems + [(r["line"], r["reason"], r["detail"]) for r in db_problems]))
+    duplicates = {(line, reason[len("DUPLICATE_"):]) for line, reason, _ in found if reason.startswith("DUPLICATE_")}
+    kept = [p for p in found if not (p[1].endswith("_EXISTS") and (p[0], p[1][:-len("_EXISTS")]) in duplicates)]
+    if kept:
+        raise ImportRejected(kept, source=path)
 
 
 async def import_numbers(db: Any, path: str, *, progress: Progress | None = None,

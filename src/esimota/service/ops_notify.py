@@ -16,6 +16,7 @@ from .common import connection
 
 logger = logging.getLogger("esimota.notify")
 BATCH = 50
+CLAIM_S = 600.0  # a claimed batch (50 posts, 10 s timeout each) is posted before it is due again
 
 
 def webhook() -> tuple[str | None, bytes | None]:
@@ -62,22 +63,34 @@ async def _post(session: Any, url: str, body: bytes, headers: dict) -> str | Non
         return type(exc).__name__
 
 
+async def _record(db: Any, row: Any, error: str | None) -> None:
+    """One post's outcome in one short transaction: delivered (and the exception marked reported), or retried."""
+    async with connection(db) as conn, conn.transaction():
+        if error is None:
+            await ops_store.notified(conn, row["id"])
+            if row["source"] == "exception":
+                await ops_store.mark_reported(conn, row["ref_id"])
+        else:
+            await ops_store.notify_retry(conn, row["id"], error)
+
+
 async def deliver(db: Any, session: Any) -> int:
-    """Post due notifications; a delivered exception notification marks the exception reported."""
+    """Post due notifications; a delivered exception notification marks the exception reported.
+
+    No post is made inside a transaction or under a row lock: the rows are claimed by one statement
+    (moved CLAIM_S ahead), posted, and each outcome recorded afterwards."""
     url, secret = webhook()
     if url is None:
         return 0
+    async with connection(db) as conn:
+        rows = await ops_store.claim_notifications(conn, BATCH, CLAIM_S)
     sent = 0
-    async with connection(db) as conn, conn.transaction():
-        for row in await ops_store.due_notifications(conn, BATCH):
-            body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))
-            error = await _post(session, url, body, headers)
-            if error is None:
-                await ops_store.notified(conn, row["id"])
-                if row["source"] == "exception":
-                    await ops_store.mark_reported(conn, row["ref_id"])
-                sent += 1
-            else:
-                await ops_store.notify_retry(conn, row["id"], error)
-                logger.warning("notification not delivered", extra={"notification": row["id"], "error": error})
+    for row in rows:
+        body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))
+        error = await _post(session, url, body, headers)
+        await _record(db, row, error)
+        if error is None:
+            sent += 1
+        else:
+            logger.warning("notification not delivered", extra={"notification": row["id"], "error": error})
     return sent

@@ -27,15 +27,20 @@ MANIFEST, SIGNATURE, PUBLIC_KEY = "manifest.json", "manifest.sig", "signing-key.
 
 
 def _signing_key(home: Path) -> Ed25519PrivateKey:
-    """The platform's export signing key, generated into ESIMOTA_HOME (0600) on first use."""
-    path = home / "export-signing.key"
-    if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.private_bytes_raw().hex() + "\n")
-        (home / PUBLIC_KEY).write_text(key.public_key().public_bytes_raw().hex() + "\n")
-    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(path.read_text().strip()))
+    """The platform's export signing key (an Ed25519 seed): ESIMOTA_EXPORT_SIGNING_KEY (64 hex) or
+    HOME/export-signing.key, generated there (0600) on first use only without DATABASE_URL."""
+    seed = config.key_from_env_or_file("ESIMOTA_EXPORT_SIGNING_KEY", home / "export-signing.key")
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = home / PUBLIC_KEY
+    if not public.exists():
+        public.write_text(key.public_key().public_bytes_raw().hex() + "\n")
+    return key
+
+
+def export_dir(home: Path | None = None) -> Path:
+    """Where exports are written: ESIMOTA_EXPORT_DIR (shared storage when several nodes run), default HOME/exports."""
+    raw = os.environ.get("ESIMOTA_EXPORT_DIR")
+    return Path(raw) if raw else (home or config.home()) / "exports"
 
 
 def public_key_hex(home: Path | None = None) -> str:
@@ -67,14 +72,15 @@ def _write(directory: Path, files: dict[str, tuple[bytes, int]], meta: dict, hom
 
 async def _register(db: Any, kind: str, period: str, directory: Path, digest: str, rows: int, actor: str) -> int:
     async with connection(db) as conn, conn.transaction():
-        export_id = await export_store.register(conn, kind, period, str(directory), digest, rows, actor, KEEP)
+        export_id = await export_store.register(conn, kind, period, str(directory), digest, rows, actor, KEEP,
+                                                config.node_id())
         await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
         return export_id
 
 
 def _target(home: Path, kind: str, period: str) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return home / "exports" / f"{kind}-{period}-{stamp}"
+    return export_dir(home) / f"{kind}-{period}-{stamp}"
 
 
 async def export_subscribers(db: Any, month: str, actor: str, *, home: Path | None = None) -> dict:

@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, frozenset] = {
     # the admin commands of cli/ (chips, client, keys) (DESIGN §7) and the AdminService rpcs (admin.proto)
     "client.manage": frozenset({"admin"}),
     "keys.rotate": frozenset({"admin"}),
+    # the console (api/console): the audit log is read by those who review (R28)
+    "audit.read": frozenset({"admin", "auditor"}),
     "resources.import": frozenset({"admin", "operator"}),
 }
 STALE_DAYS = 90     # no activity for this long: the review proposes revoking (leavers, §10.1.3)

@@ -26,6 +26,7 @@ class FleetOptions:
     ramp_per_s: float = 0.0          # power-ons per second over all processes; 0 = as fast as possible
     sources: int = 8                 # loopback source addresses 127.0.0.2 …
     frame_timeout: float = 60.0
+    ports: tuple[int, ...] = ()      # several nodes' BIP ports: the devices are spread over them (else `port`)
 
 
 def _raise_nofile() -> None:
@@ -46,8 +47,10 @@ async def _run_slice(specs: list[DeviceSpec], opt: FleetOptions, index: int) -> 
             if delay > 0:
                 await asyncio.sleep(delay)
         async with sem:
-            source = f"127.0.0.{2 + (i * max(1, opt.procs) + index) % max(1, opt.sources)}" if opt.sources else None
-            return await Device(spec, opt.host, opt.port, source=source, frame_timeout=opt.frame_timeout).run()
+            k = i * max(1, opt.procs) + index  # the device's place in the whole fleet
+            source = f"127.0.0.{2 + k % max(1, opt.sources)}" if opt.sources else None
+            port = opt.ports[k % len(opt.ports)] if opt.ports else opt.port
+            return await Device(spec, opt.host, port, source=source, frame_timeout=opt.frame_timeout).run()
 
     return await asyncio.gather(*(one(i, s) for i, s in enumerate(specs)))
 

@@ -21,10 +21,11 @@ MAX_PENDING = 50_000  # beyond this (database down for long) the oldest entries 
 RETENTION_DAYS = 190  # R27: at least 6 months
 # arrays in, PostgreSQL parses the addresses (COPY would have the client parse every one in Python)
 INSERT = """
-INSERT INTO api_calls (at, client_id, transport, route, params, code, reason, latency_ms, source_ip)
-SELECT at, client_id, transport, route, params::jsonb, code, reason, latency_ms, source_ip::inet
+INSERT INTO api_calls (at, client_id, transport, route, params, code, reason, latency_ms, source_ip, request_id)
+SELECT at, client_id, transport, route, params::jsonb, code, reason, latency_ms, source_ip::inet, request_id
 FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],
-            $8::real[], $9::text[]) AS r(at, client_id, transport, route, params, code, reason, latency_ms, source_ip)"""
+            $8::real[], $9::text[], $10::text[])
+     AS r(at, client_id, transport, route, params, code, reason, latency_ms, source_ip, request_id)"""
 PURGE = "DELETE FROM api_calls WHERE id IN (SELECT id FROM api_calls WHERE at < $1 LIMIT 10000)"
 
 
@@ -66,12 +67,12 @@ class CallLog(Periodic):
         self.dropped = 0
 
     def record(self, *, client_id: str | None, transport: str, route: str, params: dict, code: int,
-               reason: str | None, latency_s: float, source_ip: str | None) -> None:
+               reason: str | None, latency_s: float, source_ip: str | None, request_id: str | None = None) -> None:
         if len(self.pending) >= MAX_PENDING:
             self.pending.pop(0)
             self.dropped += 1
         self.pending.append((dt.datetime.now(dt.timezone.utc), client_id, transport, route, clean_params(params),
-                             code, reason, round(latency_s * 1000, 3), _inet(source_ip)))
+                             code, reason, round(latency_s * 1000, 3), _inet(source_ip), request_id))
 
     async def flush(self) -> int:
         batch, self.pending = self.pending, []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -49,6 +50,39 @@ def find_bindir() -> Path:
     raise ConfigError(_INSTALL_HINT)
 
 
+def _major_of(tool: Path) -> int | None:
+    """The major version a PostgreSQL program reports (`pg_dump (PostgreSQL) 15.18` -> 15), or None."""
+    try:
+        out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"\)\s+(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def find_client_tool(name: str, major: int) -> Path:
+    """pg_dump or pg_restore of the server's major version, looked for like initdb: ESIMOTA_PG_BINDIR,
+    /usr/lib/postgresql/MAJOR/bin, pg_config --bindir, PATH. A dump taken by another major version is
+    refused by an older pg_restore and may miss objects of a newer server, so the version must match."""
+    candidates = [Path(os.environ["ESIMOTA_PG_BINDIR"])] if os.environ.get("ESIMOTA_PG_BINDIR") else []
+    candidates.append(Path(f"/usr/lib/postgresql/{major}/bin"))
+    if shutil.which("pg_config"):
+        try:
+            out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+            candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent)
+    for cand in candidates:
+        tool = cand / name
+        if tool.exists() and _major_of(tool) == major:
+            return tool
+    raise ConfigError(f"{name} of PostgreSQL {major} (the server's version) not found: install it with "
+                      f"`apt-get install -y postgresql-client-{major}` (Debian package postgresql-client-{major})")
+
+
 def _os_user() -> pwd.struct_passwd | None:
     """The unprivileged system user the cluster runs as when we are root (initdb refuses root)."""
     if os.geteuid() != 0:
@@ -70,6 +104,16 @@ def _make_reachable(path: Path, user: pwd.struct_passwd) -> None:
         if st.st_uid == user.pw_uid or st.st_mode & stat.S_IXOTH:
             continue
         os.chmod(parent, st.st_mode | stat.S_IXOTH)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(abs(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by the cluster's user
+        return True
+    return True
 
 
 def _free_port() -> int:
@@ -167,14 +211,24 @@ class Cluster:
             self.logfile.touch(mode=0o600)
         if user is not None:
             os.chown(self.logfile, user.pw_uid, user.pw_gid)
-        res = self._run([str(find_bindir() / "pg_ctl"), "start", "-D", str(self.datadir), "-w",
-                         "-t", "60", "-l", str(self.logfile), "-o", f"-p {port}"])
+        self._log_from = self.logfile.stat().st_size
+        # -W: pg_ctl returns once the postmaster is launched; readiness is judged below by what the
+        # server itself writes to postmaster.pid (see _wait_ready), not by pg_ctl's own -w poll.
+        res = self._run([str(find_bindir() / "pg_ctl"), "start", "-D", str(self.datadir), "-W",
+                         "-l", str(self.logfile), "-o", f"-p {port}"])
         if res.returncode != 0:
-            tail = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
-            raise ConfigError(f"PostgreSQL did not start: {res.stderr.strip()} {tail.strip()}")
+            raise ConfigError(f"PostgreSQL did not start: {res.stderr.strip()} {self._log_tail()}")
         self._wait_ready(port)
         self._ensure_database(port)
         return self.url()
+
+    def _log_tail(self) -> str:
+        """What the server logged since this start (the file is appended to across starts)."""
+        if not self.logfile.exists():
+            return ""
+        with open(self.logfile, "rb") as f:
+            f.seek(getattr(self, "_log_from", 0))
+            return f.read().decode(errors="replace")[-2000:].strip()
 
     def _ensure_database(self, port: int) -> None:
         """Create the platform's database on the first start (initdb makes only `postgres`)."""
@@ -188,15 +242,41 @@ class Cluster:
             raise ConfigError(f"createdb failed: {res.stderr.strip()}")
         marker.touch(mode=0o600)
 
-    def _wait_ready(self, port: int, timeout: float = 30.0) -> None:
+    def _pid_status(self) -> tuple[int, str] | None:
+        """(postmaster pid, status) from postmaster.pid, once the server has written its status line."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().split("\n")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if len(lines) < 8 or not lines[0].strip().lstrip("-").isdigit():
+            return None
+        return int(lines[0]), lines[7].strip()
+
+    def _wait_ready(self, port: int, timeout: float = 120.0) -> None:
+        """Until the postmaster reports `ready` in postmaster.pid and accepts a TCP connection.
+
+        pg_ctl -w polled the same file but trusted it only once its pid and start time matched what
+        pg_ctl recorded itself, and gave up after a fixed count of 100 ms polls (-t): once, on a loaded
+        machine, it said "server did not start in time" while the server's log showed it ready after
+        50 ms (issue 17; not reproduced here). This wait ends on the server's own state, reports that
+        state when it gives up, and stops at once when the postmaster exits."""
         deadline = time.monotonic() + timeout
+        seen = None
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise ConfigError(f"PostgreSQL did not accept connections on 127.0.0.1:{port}")
+            seen = self._pid_status()
+            if seen is not None and seen[1] == "ready":
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2):
+                        return
+                except OSError:
+                    pass
+            elif seen is not None and not _alive(seen[0]):
+                break
+            elif seen is None and "FATAL" in self._log_tail():
+                break
+            time.sleep(0.05)
+        state = f"postmaster.pid says {seen[1]!r}" if seen else "no postmaster.pid"
+        raise ConfigError(f"PostgreSQL did not become ready on 127.0.0.1:{port} ({state}): {self._log_tail()}")
 
     def stop(self, mode: str = "fast") -> bool:
         """Stop the cluster if it runs; True if it was running."""

@@ -1,4 +1,11 @@
-"""Numbered plain-SQL migrations, one transaction each, recorded in schema_migrations (STYLE 10)."""
+"""Numbered plain-SQL migrations, one transaction each, recorded in schema_migrations (STYLE 10).
+
+A file whose first line is `-- esimota: no-transaction` runs outside a transaction, one statement at a
+time (each ending with `;` at the end of a line), so that CREATE INDEX CONCURRENTLY can build an index on
+a large table without locking out writes. Such a file must be safe to run again after a failure part
+way: `ADD COLUMN IF NOT EXISTS`, and `DROP INDEX CONCURRENTLY IF EXISTS` before each
+`CREATE INDEX CONCURRENTLY` (a failed concurrent build leaves an invalid index behind).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from ..errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+NO_TRANSACTION = "-- esimota: no-transaction"
 _LOCK_KEY = 0x65_53_49_4D  # advisory lock: several workers may migrate at start-up
 
 _CREATE = """
@@ -33,6 +41,23 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def transactional(self) -> bool:
+        return self.sql.split("\n", 1)[0].strip() != NO_TRANSACTION
+
+    def statements(self) -> list[str]:
+        """The statements of a no-transaction file: each ends with `;` at the end of a line."""
+        out, current = [], []
+        for line in self.sql.splitlines():
+            current.append(line)
+            if line.rstrip().endswith(";"):
+                out.append("\n".join(current).strip())
+                current = []
+        rest = "\n".join(l for l in current if not l.strip().startswith("--")).strip()
+        if rest:
+            out.append(rest)
+        return [st for st in out if any(l.strip() and not l.strip().startswith("--") for l in st.splitlines())]
 
 
 def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -63,14 +88,23 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 if done[mig.version] != mig.checksum:
                     raise ConfigError(f"migration {mig.version:04d}_{mig.name} was changed after it was applied")
                 continue
-            async with conn.transaction():
-                await conn.execute(mig.sql)
-                await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                                   mig.version, mig.name, mig.checksum)
+            await _apply(conn, mig)
             applied.append(mig.version)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def _apply(conn: asyncpg.Connection, mig: Migration) -> None:
+    record = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+    if not mig.transactional:  # each statement on its own (CREATE INDEX CONCURRENTLY), recorded last
+        for statement in mig.statements():
+            await conn.execute(statement)
+        await conn.execute(record, mig.version, mig.name, mig.checksum)
+        return
+    async with conn.transaction():
+        await conn.execute(mig.sql)
+        await conn.execute(record, mig.version, mig.name, mig.checksum)
 
 
 async def migrate_url(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:

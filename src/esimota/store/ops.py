@@ -27,11 +27,21 @@ WHERE upper(split_part(e.kind, ':', 1)) = c.kind AND e.closed_at IS NULL AND e.e
   AND (e.class <> c.cls OR e.severity <> c.severity OR e.deadline_at <> e.opened_at + c.deadline)"""
 SELECT_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1"
 KINDS_OF = "SELECT kind FROM exceptions WHERE id = ANY($1)"
-OPEN_COUNTS = "SELECT class, severity, count(*) FROM exceptions WHERE closed_at IS NULL GROUP BY 1, 2"
 TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock($1)"
 GET_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1 FOR UPDATE"
 CLOSE_ONE = "UPDATE exceptions SET closed_at = now(), resolution = $2, report = $3, closed_by = $4 WHERE id = $1"
 MARK_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
+EXCEPTIONS_OPEN = """
+SELECT class, severity, deadline_at < now() AS overdue, count(*) FROM exceptions WHERE closed_at IS NULL
+GROUP BY 1, 2, 3"""
+# temporary numbers of chips not yet written (R12): expired, within 30 days (the alert), within 90 days
+TEMP_EXPIRING = """
+SELECT count(*) FILTER (WHERE temp_expires_on < current_date) AS expired,
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 30) AS "30d",
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 90) AS "90d"
+FROM chips WHERE state IN (1, 2, 3, 5, 6) AND temp_expires_on <= current_date + 90"""
+TASKS_WAITING = "SELECT state, count(*) FROM chips WHERE state IN (2, 3) GROUP BY 1"
+CALLBACKS_QUEUED = "SELECT status, count(*) FROM callback_outbox WHERE status IN ('pending', 'exhausted') GROUP BY 1"
 
 # stuck writing (DESIGN §3, table 4 row 1): no progress for 30 min → general, 1 h → severe
 STUCK = """
@@ -105,9 +115,14 @@ SELECT 'exception', e.id, jsonb_build_object(
 FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id
 WHERE e.severity = 'severe' AND e.closed_at IS NULL AND e.reported_at IS NULL
 ON CONFLICT (source, ref_id) DO NOTHING"""
-DUE_NOTIFICATIONS = """
-SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $1
-FOR UPDATE SKIP LOCKED"""
+# one statement (no transaction held open): due rows are moved a claim lease ahead, so no other sender
+# takes them while this one posts them outside the database (issue 18); a sender that dies leaves them
+# due again when the lease ends
+CLAIM_NOTIFICATIONS = """
+UPDATE notifications SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY id
+             LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING *"""
 NOTIFIED = "UPDATE notifications SET status = 'delivered', delivered_at = now(), attempts = attempts + 1 WHERE id = $1"
 NOTIFY_RETRY = """
 UPDATE notifications SET attempts = attempts + 1, last_error = $2,
@@ -144,9 +159,24 @@ async def kinds_of(db: Any, ids: list[int]) -> list[str]:
     return [r["kind"] for r in await db.fetch(KINDS_OF, ids)]
 
 
-async def open_counts(db: Any) -> list[Any]:
-    """Open exceptions per (class, severity): Records (class, severity, count)."""
-    return await db.fetch(OPEN_COUNTS)
+async def open_exception_counts(db: Any) -> list[Any]:
+    """Open exceptions per (class, severity, overdue): Records (class, severity, overdue, count)."""
+    return await db.fetch(EXCEPTIONS_OPEN)
+
+
+async def temp_expiring(db: Any) -> Any:
+    """Temporary numbers of chips not yet written (R12): a Record of expired, "30d" and "90d" counts."""
+    return await db.fetchrow(TEMP_EXPIRING)
+
+
+async def tasks_waiting(db: Any) -> list[Any]:
+    """Chips waiting for power-on (2) or writing (3): Records (state, count)."""
+    return await db.fetch(TASKS_WAITING)
+
+
+async def callbacks_queued(db: Any) -> list[Any]:
+    """Callbacks pending or exhausted in the outbox: Records (status, count)."""
+    return await db.fetch(CALLBACKS_QUEUED)
 
 
 async def try_session_lock(conn: Any, key: int) -> bool:
@@ -259,8 +289,9 @@ async def queue_severe(conn: Any) -> int:
     return _count(await conn.execute(QUEUE_SEVERE))
 
 
-async def due_notifications(conn: Any, limit: int) -> list[Any]:
-    return await conn.fetch(DUE_NOTIFICATIONS, limit)
+async def claim_notifications(conn: Any, limit: int, claim_s: float) -> list[Any]:
+    """Claim up to `limit` due notifications by moving them `claim_s` ahead (one statement, no lock held)."""
+    return await conn.fetch(CLAIM_NOTIFICATIONS, limit, claim_s)
 
 
 async def notified(conn: Any, notification_id: int) -> None:

@@ -11,6 +11,7 @@ CHECKSUM = """SELECT count(*) AS n, coalesce(sum(('x' || substr(md5(t::text), 1,
 FROM "{table}" t"""
 STABLE_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3"
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+SERVER_VERSION = "SHOW server_version_num"
 
 
 async def table_checksums(conn: Any) -> dict[str, dict]:
@@ -31,3 +32,8 @@ async def export_snapshot(conn: Any) -> str:
 async def table_count(conn: Any) -> int:
     """Tables in the public schema (0: an empty database)."""
     return await conn.fetchval(TABLE_COUNT)
+
+
+async def server_major(conn: Any) -> int:
+    """The server's major version (pg_dump and pg_restore must be of the same one)."""
+    return int(await conn.fetchval(SERVER_VERSION)) // 10000

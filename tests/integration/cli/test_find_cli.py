@@ -9,6 +9,7 @@ import unicodedata
 
 import pytest
 
+from esimota.errors import PermissionDenied
 from esimota.service import admin, imports, staff, writing
 from esimota.service.writing import ApplyRequest
 
@@ -61,10 +62,12 @@ async def data(pool, tmp_path):
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "n.csv", range(1, 6))))
     a = (await admin.create_client(pool, name="华南物联", phone="13800000001", ip="10.0.0.0/8",
                                    callback_url="https://a.example/cb")).client
+    await admin.allocate_chips(pool, a.client_id, batch="B1")  # §6.2.1.1: a client applies for its chips only
     for i in range(1, 5):
         await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, "44"))
-    with pytest.raises(Exception):
+    with pytest.raises(PermissionDenied) as err:
         await writing.apply_write(pool, a, ApplyRequest(eid(8), 1, "11"))  # NO_RESOURCE: an exception
+    assert err.value.reason == "NO_RESOURCE"
     return a
 
 

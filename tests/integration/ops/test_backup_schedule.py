@@ -1,4 +1,5 @@
-"""Scheduled backups (§9.1.2, R26): on schedule, one process at a time, restorable, retention, failures alerted."""
+"""Scheduled backups (§9.1.2, R26): on schedule, one node at a time (job lease), due by the database, restorable,
+retention, failures alerted."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import asyncpg
-
 from esimota import config
 from esimota.jobs import backups
+from esimota.jobs.leader import JobRunner
 from esimota.service import backup, ops_notify, staff
 from esimota.sim import fleetdata
 from tests.conftest import _with_db
@@ -23,11 +23,22 @@ from .test_backup import _drop, _empty_db, esimota
 def _env(monkeypatch, tmp_path, **extra) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("ESIMOTA_HOME", str(home))
-    for name in ("ESIMOTA_BACKUP_DIR", "ESIMOTA_BACKUP_COPY_DIR", "ESIMOTA_BACKUP_KEEP_DAYS", "ESIMOTA_BACKUP_KEY"):
+    for name in ("ESIMOTA_BACKUP_DIR", "ESIMOTA_BACKUP_COPY_DIR", "ESIMOTA_BACKUP_KEEP_DAYS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
     return home
+
+
+async def _idle(platform, lease) -> None:
+    await asyncio.Event().wait()
+
+
+async def _lease(pool, node: str = "node-a"):
+    """The backups lease as a node's job runner takes it (one round of the real runner)."""
+    runner = JobRunner(pool, node, (("backups", _idle),))
+    await runner.step()
+    return runner, runner.jobs["backups"].lease
 
 
 async def test_scheduled_backup_is_restorable_and_old_ones_are_deleted(pool, db_url, pg_server_url, tmp_path,
@@ -37,10 +48,11 @@ async def test_scheduled_backup_is_restorable_and_old_ones_are_deleted(pool, db_
     home = _env(monkeypatch, tmp_path, ESIMOTA_BACKUP_COPY_DIR=str(offsite))
     await staff.add(pool, "root", "Root", "admin", None)
     await fleetdata.generate(pool, 3)
-    first = await backups.run_once(pool, db_url, 3600)
+    runner, lease = await _lease(pool)
+    first = await backups.run_once(pool, db_url, 3600, lease)
     dump = Path(first["file"])
     assert dump.parent == home / "backups" and (offsite / dump.name).is_file() and first["rows"] > 0
-    assert await backups.run_once(pool, db_url, 3600) is None  # not due: the newest is younger than the interval
+    assert await backups.run_once(pool, db_url, 3600, lease) is None  # not due: the newest is younger than the interval
     row = await pool.fetchrow("SELECT actor, target FROM audit_log WHERE action = 'backup.create'")
     assert tuple(row) == (backups.ACTOR, dump.name)
 
@@ -57,7 +69,10 @@ async def test_scheduled_backup_is_restorable_and_old_ones_are_deleted(pool, db_
     for d in (home / "backups", offsite):
         for f in d.glob("esimota-*"):
             os.utime(f, (old, old))
-    second = await backups.run_once(pool, db_url, 3600)
+    await pool.execute("UPDATE backups SET created_at = now() - interval '40 days'")  # as the files
+    await pool.execute("DELETE FROM job_runs")  # a new period
+    second = await backups.run_once(pool, db_url, 3600, lease)
+    await runner.release()
     assert len(second["pruned"]) == 2 and not dump.exists() and not (offsite / dump.name).exists()
     assert sorted(p.name for p in offsite.iterdir()) == sorted([Path(second["file"]).name,
                                                                Path(second["manifest"]).name])
@@ -67,8 +82,9 @@ async def test_a_failed_backup_opens_a_severe_alert_until_one_succeeds(pool, db_
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     _env(monkeypatch, tmp_path, ESIMOTA_BACKUP_DIR=str(not_a_dir))
+    runner, lease = await _lease(pool)
     try:
-        await backups.run_once(pool, db_url, 3600)
+        await backups.run_once(pool, db_url, 3600, lease)
         raise AssertionError("the backup should have failed")
     except OSError:
         pass
@@ -77,23 +93,45 @@ async def test_a_failed_backup_opens_a_severe_alert_until_one_succeeds(pool, db_
     assert (alert["severity"], alert["subject"]) == ("severe", "backup") and "FileExistsError" in alert["detail"]
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'backup.failed'") == 1
     assert await ops_notify.queue(pool) == 1  # posted to the operator's webhook like any severe alert
-    assert backups.next_wait(3600, failed=True) == backups.RETRY_S
+    assert await backups.next_wait(pool, 3600, failed=True) == backups.RETRY_S
+    assert await pool.fetchval("SELECT status FROM job_runs WHERE job = 'backups'") == "failed"
     monkeypatch.setenv("ESIMOTA_BACKUP_DIR", str(tmp_path / "backups"))
-    assert await backups.run_once(pool, db_url, 3600)
+    assert await backups.run_once(pool, db_url, 3600, lease)  # the failed period is tried again
+    await runner.release()
     assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'BACKUP_FAILED' AND closed_at IS NULL") == 0
 
 
-async def test_one_process_at_a_time(pool, db_url, tmp_path, monkeypatch):
-    """Another worker or machine holding the backup lock: this pass makes nothing."""
+async def test_a_node_without_the_lease_makes_no_backup(pool, db_url, tmp_path, monkeypatch):
+    """Another node holds the backups lease: this node's pass makes nothing."""
     home = _env(monkeypatch, tmp_path)
-    other = await asyncpg.connect(db_url)
-    try:
-        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", backups.LOCK_KEY)
-        assert await backups.run_once(pool, db_url, 3600) is None
-    finally:
-        await other.close()
+    holder, _ = await _lease(pool, "node-a")
+    other, lease_b = await _lease(pool, "node-b")
+    assert other.running() == [] and holder.running() == ["backups"]
+    assert await backups.run_once(pool, db_url, 3600, lease_b) is None
     assert backup.newest(home / "backups") is None
-    assert await backups.run_once(pool, db_url, 3600) is not None
+    await holder.release()
+    await other.step()
+    assert await backups.run_once(pool, db_url, 3600, lease_b) is not None
+    await other.release()
+
+
+async def test_backup_due_is_decided_by_the_database_across_two_nodes(pool, db_url, tmp_path, monkeypatch):
+    """Issue 18: node B, whose own folder is empty, makes no backup when node A made one within the interval;
+    the record names node A. Each node asked its local folder before: one backup per node per interval."""
+    _env(monkeypatch, tmp_path, ESIMOTA_BACKUP_DIR=str(tmp_path / "a"), ESIMOTA_NODE_ID="node-a")
+    runner_a, lease_a = await _lease(pool, "node-a")
+    made = await backups.run_once(pool, db_url, 3600, lease_a)
+    await runner_a.release()  # node A drains; node B takes the lease over
+    monkeypatch.setenv("ESIMOTA_BACKUP_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("ESIMOTA_NODE_ID", "node-b")
+    runner_b, lease_b = await _lease(pool, "node-b")
+    assert runner_b.running() == ["backups"]
+    assert await backups.run_once(pool, db_url, 3600, lease_b) is None
+    await runner_b.release()
+    assert not (tmp_path / "b").exists() and Path(made["file"]).parent == tmp_path / "a"
+    rows = [tuple(r) for r in await pool.fetch("SELECT node, file FROM backups")]
+    assert rows == [("node-a", made["file"])]
+    assert json.loads(Path(made["manifest"]).read_text())["node"] == "node-a"
 
 
 async def test_the_job_runs_on_its_schedule_and_is_off_by_default(pool, db_url, tmp_path, monkeypatch):
@@ -102,20 +140,24 @@ async def test_the_job_runs_on_its_schedule_and_is_off_by_default(pool, db_url, 
     monkeypatch.delenv("ESIMOTA_BACKUP_INTERVAL", raising=False)
     assert config.Settings().backup_interval_h == 0
     off = SimpleNamespace(pool=pool, settings=SimpleNamespace(backup_interval_h=0.0, database_url=db_url))
-    await asyncio.wait_for(backups.job(off), 1)  # returns at once: nothing scheduled
+    runner, lease = await _lease(pool)
+    await asyncio.wait_for(backups.job(off, lease), 1)  # returns at once: nothing scheduled
     monkeypatch.setenv("ESIMOTA_BACKUP_INTERVAL", str(1 / 3600))
     settings = config.Settings()
     assert settings.backup_interval_h == 1 / 3600
     settings.database_url = db_url
-    task = asyncio.create_task(backups.job(SimpleNamespace(pool=pool, settings=settings)))
+    task = asyncio.create_task(backups.job(SimpleNamespace(pool=pool, settings=settings), lease))
     try:
         deadline = time.monotonic() + 60
-        while len(list((home / "backups").glob("*.manifest.json"))) < 2:
+        while await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'backup.create'") < 2:
             assert time.monotonic() < deadline and not task.done(), task
             await asyncio.sleep(0.2)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await runner.release()
     made = await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'backup.create' AND actor = $1",
                                backups.ACTOR)
-    assert made >= 2
+    assert made >= 2 and len(list((home / "backups").glob("*.manifest.json"))) >= 2
+    periods = await pool.fetchval("SELECT count(*) FROM job_runs WHERE job = 'backups'")
+    assert await pool.fetchval("SELECT count(*) FROM backups") <= periods  # at most one backup per period

@@ -128,6 +128,22 @@ async def test_expiring_list_and_chip_query(pool, seeded, tmp_path):
     assert [p[0] for p in await queries.list_provinces(pool)] == ["44"]  # §7.2.2.1: where numbers are free
 
 
+async def test_every_problem_of_a_bad_row_is_listed(pool, tmp_path):
+    """Issue 17: a row with three bad fields gets three problems, not only the first; other rows too."""
+    await admin.create_batch(pool, "B1", BATCH_KEY)
+    path = write_chips(tmp_path / "c.csv", range(3))
+    lines = path.read_text().splitlines()
+    bad_eid = eid(0)[:-1] + str((int(eid(0)[-1]) + 1) % 10)
+    lines[1] = lines[1].replace(eid(0), bad_eid).replace(",4G,", ",5G,").replace(",EM-1,", ",,")
+    lines[3] = lines[3].replace(",4G,", ",LTE,")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportRejected) as err:
+        await imports.import_chips(pool, str(path), "B1")
+    assert [(p[0], p[1]) for p in err.value.problems] == [
+        (2, "CHIP_MODEL_MISSING"), (2, "EID_INVALID"), (2, "NETWORK_TYPE_INVALID"), (4, "NETWORK_TYPE_INVALID")]
+    assert await pool.fetchval("SELECT count(*) FROM chips") == 0
+
+
 async def test_numbers_imported_into_a_province_close_its_no_resource(pool, seeded, tmp_path):
     """Table 3 无可用省份资源 closes itself, the reason recorded, once an import gives the province numbers."""
     from esimota.errors import PermissionDenied

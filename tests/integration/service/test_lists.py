@@ -11,7 +11,9 @@ from esimota.service import admin, imports, lists, monitoring, chip_management, 
 from esimota.service.common import CST
 from esimota.service.writing import ApplyRequest
 
-from ..conftest import eid, iccid, msisdn, write_chips, write_numbers
+from tests.support import cards
+
+from ..conftest import BATCH_KEY, eid, iccid, msisdn, reallocate, write_chips, write_numbers
 
 
 async def _walk(fn, size, **filters):
@@ -35,6 +37,7 @@ async def fleet(pool, seeded, tmp_path):
     for i in (1, 2, 3, 4):
         await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, "44"))
     await writing.apply_write(pool, a, ApplyRequest(eid(5), 0, None, iccid(52), msisdn(52)))
+    await reallocate(pool, b, 11, 12)  # seeded allocates chips 1–20 to A (§6.2.1.1)
     for i in (11, 12):
         await writing.apply_write(pool, b, ApplyRequest(eid(i), 1, "31"))
     await writing.cancel_write(pool, a, eid=eid(3))
@@ -168,6 +171,7 @@ async def test_pages_lose_and_repeat_no_row_while_rows_are_inserted(pool, seeded
     a, b = seeded
     await imports.import_chips(pool, str(write_chips(tmp_path / "more.csv", range(100, 190))), "B1")
     await imports.import_numbers(pool, str(write_numbers(tmp_path / "more.csv", range(100, 190))))
+    await admin.allocate_chips(pool, a.client_id, batch="B1")  # the new chips are A's too (§6.2.1.1)
     for i in range(100, 140):
         await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, "44"))
     before = [r.task_id for r in (await lists.list_tasks(pool, client=a.client_id, page_size_=1000)).rows]
@@ -193,12 +197,13 @@ async def _apply_many(pool, client, ids):
 
 async def test_callback_filters_and_bound_numbers(pool, seeded):
     """§7.3 callbacks by status and client; a written number is `bound` (both through the write's service)."""
-    from esimota.service import channel
     a, b = seeded
-    for client, i in ((a, 1), (a, 2), (b, 11)):
-        await writing.apply_write(pool, client, ApplyRequest(eid(i), 1, "44"))
-        await channel.begin_write(pool, eid(i), 1)
-        await channel.record_report(pool, eid(i), 2, 0)
+    await reallocate(pool, b, 11)
+    async with cards.endpoint(pool) as port:
+        for client, i in ((a, 1), (a, 2), (b, 11)):
+            await writing.apply_write(pool, client, ApplyRequest(eid(i), 1, "44"))
+            out = await cards.write(await cards.spec_for(pool, eid(i), bytes.fromhex(BATCH_KEY)), port)
+            assert out.ok, out  # the card wrote, refreshed and reported success: a callback is queued
     pending = await lists.list_callbacks(pool, status="pending")
     assert pending.total == 3 and [r.eid for r in pending.rows] == [eid(11), eid(2), eid(1)]
     mine = await lists.list_callbacks(pool, client="A")

@@ -15,6 +15,7 @@ from ...codec.bcp import CLOSE_BAD_MAC, CLOSE_BUSY, CLOSE_UNKNOWN_CARD
 from ...ota.guard import SourceGuard
 from ...ota.mux import CARD_EVENTS, Close, Mux, ProtocolError, StartWrite
 from . import endpoint
+from .telemetry import ChannelTelemetry
 
 log = logging.getLogger("esimota.bip")
 
@@ -38,6 +39,7 @@ class Driver:
         self.failure_logged_at = -1e9
         self.tasks: list[asyncio.Task] = []
         self.peak = 0
+        self.telemetry = ChannelTelemetry()
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._events())]
@@ -62,6 +64,7 @@ class Driver:
         """Write what the mux queued, cut what it closed, queue its events for the service."""
         self.flush_scheduled = False
         out, cuts, events = self.mux.drain()
+        self.telemetry.drained(self.mux, out, events)
         transports = self.transports
         for cid, frame in out:
             tr = transports.get(cid)
@@ -117,6 +120,7 @@ class Driver:
             answers = await self.service.handle(group, self.guard.source)
         except Exception:  # the service failed as a whole (database down): busy, retry after 30 s
             self.failed_groups += 1
+            metrics.GROUP_FAILURES.inc()
             now = time.monotonic()
             if now - self.failure_logged_at >= 30.0:  # one traceback per 30 s, not one per group
                 self.failure_logged_at = now
@@ -176,6 +180,7 @@ class _Channel(asyncio.Protocol):
             return
         d.guard.closed(self.cid)
         d.transports.pop(self.cid, None)
+        d.telemetry.lost(self.cid, d.mux.channels.get(self.cid), time.monotonic())
         d.mux.lost(self.cid, time.monotonic())
         d.schedule_flush()
         metrics.BIP_CHANNELS.dec()

@@ -1,14 +1,17 @@
-"""The HTTP bridge's application (/healthz and the routes built from the proto, §7), and the operations side's (/metrics)."""
+"""The HTTP bridge's application (/healthz, /readyz and the routes built from the proto, §7), and the
+operations side's (/metrics, /healthz, /readyz)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from ... import metrics
+from ...log import REQUEST_ID
+from .. import request_id
+from ..health import Readiness
 
 Registrar = Callable[[web.Application], None]
 #: Application keys: the worker's asyncpg pool and its Platform (esimota.server.Platform).
@@ -18,23 +21,28 @@ PLATFORM = web.AppKey("platform", object)
 
 @web.middleware
 async def _measure(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Every request: an id (X-Request-Id in and out, on its log lines and in the call log), and metrics."""
     start = time.perf_counter()
+    rid = request_id.accept(request.headers.get(request_id.HEADER))
+    REQUEST_ID.set(rid)  # each request runs in a task of its own: the id stays with this one
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    code = 500
+    method, code = request.method, 500
     try:
         resp = await handler(request)
         code = resp.status
+        resp.headers[request_id.HEADER] = rid
         return resp
     except web.HTTPException as exc:
         code = exc.status
+        exc.headers[request_id.HEADER] = rid
         raise
     finally:
-        counter = _COUNTERS.get((route, code))
+        counter = _COUNTERS.get((method, route, code))
         if counter is None:  # labels() costs more than the increment: one child per route and code
-            counter = _COUNTERS[(route, code)] = metrics.HTTP_REQUESTS.labels(route, str(code))
-        latency = _LATENCIES.get(route)
+            counter = _COUNTERS[(method, route, code)] = metrics.HTTP_REQUESTS.labels(method, route, str(code))
+        latency = _LATENCIES.get((method, route))
         if latency is None:
-            latency = _LATENCIES[route] = metrics.HTTP_LATENCY.labels(route)
+            latency = _LATENCIES[(method, route)] = metrics.HTTP_LATENCY.labels(method, route)
         counter.inc()
         latency.observe(time.perf_counter() - start)
 
@@ -71,24 +79,29 @@ async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> Non
         response.headers["Strict-Transport-Security"] = HSTS
 
 
-_COUNTERS: dict[tuple[str, int], object] = {}
-_LATENCIES: dict[str, object] = {}
+_COUNTERS: dict[tuple[str, str, int], object] = {}
+_LATENCIES: dict[tuple[str, str], object] = {}
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers, 503 otherwise (the platform keeps running and recovers)."""
-    pool = request.app.get(POOL)
-    db = "absent"
-    if pool is not None:
-        try:
-            await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2)
-            db = "up"
-        except Exception:  # any failure of the database means "not ready", never a 500
-            db = "down"
-    ok = db != "down"
-    status = 200 if ok else 503
-    return web.json_response({"code": status, "message": "ok" if ok else "database unavailable",
-                              "database": db}, status=status)
+    """Liveness: 200 while the process answers, whatever the database (a restart would not bring it back)."""
+    return web.json_response({"code": 200, "message": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the database answers (probed now) and the worker is not draining, else 503."""
+    readiness = getattr(request.app.get(PLATFORM), "readiness", None)
+    if readiness is None:  # an app built on its own (tests, tools): the same probe on its pool
+        readiness = Readiness(request.app.get(POOL))
+    database = await readiness.probe()
+    if readiness.pool is not None and database != readiness.database:
+        readiness.database = database
+        await readiness.publish()  # the gRPC health answers the same at once
+    ready = database == "up" and not readiness.draining
+    message = "ok" if ready else ("draining" if readiness.draining else "database unavailable")
+    status = 200 if ready else 503
+    return web.json_response({"code": status, "message": message, "database": database,
+                              "draining": readiness.draining}, status=status)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -97,11 +110,12 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 def create_ops_app(pool=None) -> web.Application:
-    """The HTTPS side of the operations listener (DESIGN §6): /metrics and /healthz, never on a partner port."""
+    """The HTTPS side of the operations listener (DESIGN §6): /metrics, /healthz and /readyz, never on a partner port."""
     app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024)
     app[POOL] = pool
     app.on_response_prepare.append(_harden)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     return app
 
@@ -113,6 +127,7 @@ def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_si
     app.on_response_prepare.append(_harden)
     app[POOL] = pool
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     for register in registrars:
         register(app)
     return app

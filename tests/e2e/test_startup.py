@@ -1,0 +1,92 @@
+"""Start-up refusals of `esimota serve` (issue 17): one clear line on stderr and exit 2, never a traceback,
+before anything is served — a platform that started anyway reported itself healthy, then refused every card."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from esimota.sim.launch import free_port
+from esimota.store import crypto, migrate
+
+
+def _serve(home, db_url: str | None, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, ESIMOTA_HOME=str(home), ESIMOTA_DB_WAIT="1", ESIMOTA_ADMIN_PORT=str(free_port()),
+             ESIMOTA_ADMIN_HTTP_PORT=str(free_port()))
+    e.pop("DATABASE_URL", None)
+    if db_url is not None:
+        e["DATABASE_URL"] = db_url
+    e.update(env or {})
+    for k in [k for k, v in e.items() if v is None]:
+        e.pop(k)
+    argv = [sys.executable, "-m", "esimota.cli", "serve", "--no-tls", "--http-port", str(free_port()),
+            "--grpc-port", str(free_port()), "--bip-port", str(free_port()), *extra]
+    return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
+
+
+def _one_line(res: subprocess.CompletedProcess, *words: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert lines[0].startswith("esimota: refusing to start: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert res.stdout == ""
+    return lines[0]
+
+
+async def _with_keys(db_url: str) -> None:
+    """The database holds its data keys, as any database that stored a number does."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await crypto.load(conn)  # under the test suite's ESIMOTA_MASTER_KEY
+    finally:
+        await conn.close()
+
+
+async def test_wrong_master_key_is_refused(tmp_path, db_url):
+    await _with_keys(db_url)
+    res = _serve(tmp_path / "home", db_url, env={"ESIMOTA_MASTER_KEY": "6b" * 32})
+    line = _one_line(res, "master key", "does not unwrap", "ESIMOTA_MASTER_KEY", "docs/operations.md")
+    assert "6b" * 32 not in line and "5a" * 32 not in line
+
+
+async def test_a_fresh_home_against_a_database_with_keys_is_refused(tmp_path, db_url):
+    """Issue 17's first story: a restored database and a new ESIMOTA_HOME (no master key yet)."""
+    await _with_keys(db_url)
+    res = _serve(tmp_path / "home", db_url, env={"ESIMOTA_MASTER_KEY": None})
+    _one_line(res, "no at-rest master key", "master.key")
+    assert not (tmp_path / "home" / "master.key").exists()  # no new key was made that could never read it
+
+
+async def test_newer_schema_is_refused(tmp_path, db_url):
+    newest = len(migrate.load())
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+                           newest + 3)
+    finally:
+        await conn.close()
+    _one_line(_serve(tmp_path / "home", db_url), f"migration {newest + 3:04d}", f"({newest:04d})")
+
+
+def test_a_taken_port_is_refused(tmp_path, db_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = _serve(tmp_path / "home", db_url, "--http-port", str(port))
+    _one_line(res, f"127.0.0.1:{port}", "HTTP", "--http-port")
+
+
+def test_an_unreachable_database_is_refused_after_a_bounded_wait(tmp_path, db_url):
+    parts = urlsplit(db_url)
+    dead = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{free_port()}"))
+    line = _one_line(_serve(tmp_path / "home", dead), "unreachable after 1 s", "DATABASE_URL")
+    assert parts.password and parts.password not in line
