@@ -10,6 +10,7 @@ figure is the platform's share: frame parsing, chunking, packet wrap/unwrap, jud
 import pytest
 
 from esimota._impl import load_source
+from esimota.codec import bcp
 from esimota.codec.keys import derive_keys
 from esimota.ota import _mux as compiled
 from esimota.ota import personalise as P
@@ -65,13 +66,13 @@ def test_one_write_through_the_mux(benchmark, M):
         mux.drain()
         mux.feed(cid, RESPONSE, 0.0)
         out, cuts, events = mux.drain()
-        mux.close(cid, M.C_DONE)
+        mux.close(cid, bcp.CLOSE_DONE)
         mux.drain()
         mux.lost(cid, 0.0)
         return events
 
     events = benchmark(write)
-    assert [e[0] for e in events] == [M.EV_ACK, M.EV_DONE]
+    assert [type(e) for e in events] == [M.Acked, M.ScriptDone]
 
 
 def test_idle_channel_open_and_tick(benchmark, M):

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from esimota.codec import bcp
 from esimota.ota import wire
 from esimota.service import writing
 from esimota.sim import fleetdata, launch
@@ -766,7 +767,7 @@ def seed_frames(rng: random.Random) -> list[bytes]:
     hello = wire.hello_frame(key, eid, "89860000000000000000", "860000000000003", 5, 512, 1)
     report = wire.report_frame(key, eid, "89860000000000000001", 6, 0, "ok")
     response = wire.response_frame(key, key, b"EWA", 1, 0, [b"\x90\x00"])
-    return [hello, report, response, bytes((0, 4, wire.T_CLOSE, 0, 0, 0)), bytes((0, 3, wire.T_COMMAND, 1, 2))]
+    return [hello, report, response, bytes((0, 4, bcp.CLOSE, 0, 0, 0)), bytes((0, 3, bcp.COMMAND, 1, 2))]
 
 
 def mutate(rng: random.Random, frame: bytes) -> bytes:
@@ -806,7 +807,7 @@ async def hostile_frame(port: int, frame: bytes, tally: dict, wait: float) -> No
         writer.write(frame)
         head = await asyncio.wait_for(reader.readexactly(2), wait)
         body = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), wait)
-        key = f"close_{body[1]:02d}" if body[:1] == bytes((wire.T_CLOSE,)) and len(body) > 1 else "other_frame"
+        key = f"close_{body[1]:02d}" if body[:1] == bytes((bcp.CLOSE,)) and len(body) > 1 else "other_frame"
     except (asyncio.IncompleteReadError, ConnectionError):
         key = "cut"
     except asyncio.TimeoutError:

@@ -20,6 +20,8 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from . import config, log as eslog, runtime, startup
+from .api.bip import endpoint
+from .api.bip.driver import Driver
 from .api.console import app as console_app
 from .api.console import pages as console_pages
 from .api.core import Api
@@ -33,8 +35,6 @@ from .api.http.deadline import GuardedTCPSite
 from .jobs import backups, exports, ops, retention
 from .jobs import callbacks as callback_job
 from .jobs.leader import JobRunner
-from .ota import endpoint
-from .ota.driver import Driver
 from .ota.guard import SourceGuard
 from .service.bip import ChannelService
 from .errors import ConfigError

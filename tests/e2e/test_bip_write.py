@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from esimota.codec import bcp
 from esimota.ota import personalise as P
 from esimota.ota import wire
 from esimota.sim import fleetdata
@@ -183,7 +184,7 @@ async def test_unknown_card_hellos_are_counted_not_stored_and_cut_when_over_the_
     async with worker(db_url) as platform:
         hello = wire.hello_frame(bytes(16), fleetdata.make_eid(99_999_997), "89860000000000000000", None, 1, 512, 1)
         answers = await gather_limited([_hostile_channel(platform.ports["bip"], hello) for _ in range(10_000)])
-        refused = sum(1 for a in answers if a[2:4] == bytes((wire.T_CLOSE, 1)))
+        refused = sum(1 for a in answers if a[2:4] == bytes((bcp.CLOSE, bcp.CLOSE_UNKNOWN_CARD)))
         cut = sum(1 for a in answers if a == b"")
         assert refused + cut == 10_000 and cut > 0 and platform.bip_driver.guard.cut >= cut
     assert await pool.fetchval("SELECT count(*) FROM bip_attempts") == 0
@@ -211,7 +212,7 @@ async def _hostile_channels_leave_no_state_behind(platform):
            bytes((0, 4, 0x03, 0, 0, 0)),  # a RESPONSE before any HELLO: CLOSE(06)
            wire.hello_frame(bytes(16), fleetdata.make_eid(99_999_998), "89860000000000000000", None, 1, 512, 1)]
     answers = await gather_limited([_hostile_channel(port, bad[i % len(bad)]) for i in range(3000)], limit=200)
-    assert all(a[2:3] == bytes((wire.T_CLOSE,)) for a in answers)
+    assert all(a[2:3] == bytes((bcp.CLOSE,)) for a in answers)
     assert {a[3] for a in answers} == {1, 6}  # unknown chip, protocol error
     for _ in range(200):  # the worker's side of the last cuts runs on this loop too
         if not driver.transports and not driver.mux.channels:

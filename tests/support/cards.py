@@ -1,5 +1,5 @@
 """Cards written through the one write path: the simulator (esimota.sim) over real sockets to the BIP endpoint
-that production runs (ota.driver + ota.endpoint in front of service.bip.ChannelService). No second path:
+that production runs (api.bip.driver + api.bip.endpoint in front of service.bip.ChannelService). No second path:
 a test that needs a card in 写卡中 or 写卡成功 gets it the way a card gets there (DESIGN §5.4)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 
 from esimota.codec import keys as codec_keys
-from esimota.ota import driver as bip_driver
+from esimota.api.bip import driver as bip_driver
 from esimota.service.bip import ChannelService
 from esimota.sim.device import Device, DeviceSpec, Faults, Outcome
 

@@ -9,8 +9,8 @@ from esimota.codec import _crypto
 from esimota.errors import (BadMacError, BadTagError, BadValueError, LengthError,
                             StaleCounterError, TruncatedError)
 
-HELLO, COMMAND, RESPONSE, REPORT, CLOSE = 1, 2, 3, 4, 5
-MAX_CLOSE_REASON, MAX_RESULT = 7, 3
+from esimota.codec.bcp import (CLOSE, COMMAND, HELLO, HELLO_POWER_ON, HELLO_RESUME, MAX_CLOSE_REASON,
+                               MAX_REPORT_RESULT, REPORT, RESPONSE)
 # DESIGN §5.1 layouts: tag, exact length (-1 variable), optional; names in the same order
 cdef int[7][3] _HELLO = [[0xC0, 16, 0], [0xC1, 10, 0], [0xC2, 8, 1], [0xC3, 5, 0],
                          [0xC4, 2, 0], [0xC5, 1, 0], [0xCF, 8, 0]]
@@ -76,7 +76,7 @@ def encode_report(kid, eid, iccid, counter, result, diagnostic=None):
     """REPORT frame with its MAC; `diagnostic` is text (UTF-8 on the wire) or None."""
     if len(eid) != 16 or len(iccid) != 10:
         raise BadValueError("EID or ICCID of the wrong size", -1, None)
-    if not 0 <= counter < 1 << 40 or not 0 <= result <= MAX_RESULT:
+    if not 0 <= counter < 1 << 40 or not 0 <= result <= MAX_REPORT_RESULT:
         raise BadValueError("counter or result out of range", -1, None)
     parts = [(0xC0, eid), (0xC1, iccid), (0xC3, counter.to_bytes(5, "big")), (0xC6, bytes((result,)))]
     if diagnostic is not None:
@@ -103,7 +103,8 @@ cdef object _field(const unsigned char* p, int tag, Py_ssize_t voff, Py_ssize_t 
     if tag == 0xC3 or tag == 0xC4 or tag == 0xC5 or tag == 0xC6:
         for i in range(length):
             number = (number << 8) | p[voff + i]
-        if (tag == 0xC5 and not 1 <= number <= 2) or (tag == 0xC6 and number > MAX_RESULT):
+        if ((tag == 0xC5 and not HELLO_POWER_ON <= number <= HELLO_RESUME)
+                or (tag == 0xC6 and number > MAX_REPORT_RESULT)):
             raise BadValueError("unknown " + ("reason" if tag == 0xC5 else "result"), voff, tag)
         return number
     raw = PyBytes_FromStringAndSize(<const char*>p + voff, length)

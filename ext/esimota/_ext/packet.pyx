@@ -13,7 +13,6 @@ from esimota.errors import (BadMacError, BadPaddingError, BadValueError, LengthE
                             StaleCounterError, TruncatedError)
 
 SPI_BCP, KIC_BCP, KID_BCP = 0x1619, 0x12, 0x12
-TAR_WRITE_APPLET = b"\x45\x57\x41"
 cdef int AES = _crypto.AES, DES3 = _crypto.DES3
 _cc = _crypto.cc
 _encrypt = _crypto.cbc_encrypt

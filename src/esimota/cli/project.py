@@ -10,26 +10,26 @@ from .common import read_file, run_with_pool, staff_flags
 
 
 async def _chips(pool, args: argparse.Namespace) -> dict:
-    from ..service import ops_chips, staff
+    from ..service import chip_management, staff
     what = args.chip_action
     if what in ("progress", "list"):
         await staff.authorize(pool, args.as_, "chip.read")
         if what == "progress":
-            return {"ok": True, **await ops_chips.progress(pool, args.batch)}
-        return {"ok": True, "projects": await ops_chips.projects(pool, args.client)}
+            return {"ok": True, **await chip_management.progress(pool, args.batch)}
+        return {"ok": True, "projects": await chip_management.projects(pool, args.client)}
     actor = await staff.authorize(pool, args.as_, "chip.manage")
     eids = [e.strip() for e in (getattr(args, "eid", None) or []) if e.strip()] or None
     if getattr(args, "file", None):
         eids = (eids or []) + [ln.strip() for ln in (read_file(args.file) or "").splitlines() if ln.strip()]
     if what == "set":
-        n = await ops_chips.set_status(pool, args.batch, actor, eids=eids, production=args.production,
+        n = await chip_management.set_status(pool, args.batch, actor, eids=eids, production=args.production,
                                        logistics=args.logistics)
         return {"ok": True, "chips": n}
     if what == "create":
-        return {"ok": True, "project_id": await ops_chips.create_project(pool, args.client, args.name, args.field, actor)}
+        return {"ok": True, "project_id": await chip_management.create_project(pool, args.client, args.name, args.field, actor)}
     if not eids:
         raise InvalidArgument("give --eid or --file", reason="EID_REQUIRED")
-    return {"ok": True, "assigned": await ops_chips.assign(pool, args.client, args.name, eids, actor)}
+    return {"ok": True, "assigned": await chip_management.assign(pool, args.client, args.name, eids, actor)}
 
 
 def register(sub) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from esimota.codec import _crypto
+from esimota.codec.bcp import (CLOSE, COMMAND, HELLO, HELLO_POWER_ON, HELLO_RESUME, MAX_CLOSE_REASON,
+                               MAX_REPORT_RESULT, REPORT, RESPONSE)
 from esimota.errors import (BadMacError, BadTagError, BadValueError, LengthError,
                             StaleCounterError, TruncatedError)
 
-HELLO, COMMAND, RESPONSE, REPORT, CLOSE = 1, 2, 3, 4, 5
 TAG_EID, TAG_ICCID, TAG_IMEI, TAG_COUNTER, TAG_BUFFER, TAG_REASON = 0xC0, 0xC1, 0xC2, 0xC3, 0xC4, 0xC5
 TAG_RESULT, TAG_DIAGNOSTIC, TAG_MAC = 0xC6, 0xC7, 0xCF
 #: DESIGN §5.1: (tag, field, exact length or -1 for variable, optional?) in the order they appear
@@ -18,8 +19,6 @@ REPORT_LAYOUT = ((TAG_EID, "eid", 16, False), (TAG_ICCID, "iccid", 10, False),
                  (TAG_COUNTER, "counter", 5, False), (TAG_RESULT, "result", 1, False),
                  (TAG_DIAGNOSTIC, "diagnostic", -1, True), (TAG_MAC, "mac", 8, False))
 _INT_FIELDS = ("counter", "buffer_size", "reason", "result")
-#: CLOSE reasons 00..07 (DESIGN §5.1), HELLO reasons 01..02, REPORT results 00..03
-MAX_CLOSE_REASON, MAX_RESULT = 7, 3
 
 
 def _bytes(buf) -> bytes:
@@ -79,7 +78,7 @@ def encode_report(kid, eid, iccid, counter, result, diagnostic=None):
     """REPORT frame with its MAC; `diagnostic` is text (UTF-8 on the wire) or None."""
     if len(eid) != 16 or len(iccid) != 10:
         raise BadValueError("EID or ICCID of the wrong size", -1, None)
-    if not 0 <= counter < 1 << 40 or not 0 <= result <= MAX_RESULT:
+    if not 0 <= counter < 1 << 40 or not 0 <= result <= MAX_REPORT_RESULT:
         raise BadValueError("counter or result out of range", -1, None)
     parts = [(TAG_EID, eid), (TAG_ICCID, iccid), (TAG_COUNTER, counter.to_bytes(5, "big")),
              (TAG_RESULT, bytes((result,)))]
@@ -101,7 +100,8 @@ def encode_close(reason, retry_after=0):
 def _field(name, value, voff, tag):
     if name in _INT_FIELDS:
         number = int.from_bytes(value, "big")
-        if (name == "reason" and not 1 <= number <= 2) or (name == "result" and number > MAX_RESULT):
+        if ((name == "reason" and not HELLO_POWER_ON <= number <= HELLO_RESUME)
+                or (name == "result" and number > MAX_REPORT_RESULT)):
             raise BadValueError(f"unknown {name}", voff, tag)
         return number
     if name == "diagnostic":

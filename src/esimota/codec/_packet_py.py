@@ -10,8 +10,6 @@ from esimota.errors import (BadMacError, BadPaddingError, BadValueError, LengthE
 #: DESIGN §5.3: SPI '16 19', KIc '12' (AES-CBC key 1), KID '12' (AES-CMAC key 1: TS 102 225 §5.1.3.1 b2b1 = 10
 #: AES, b4b3 = 00 CMAC; '1A' sets b4b3 = 10, a reserved coding a standard UICC may refuse)
 SPI_BCP, KIC_BCP, KID_BCP = 0x1619, 0x12, 0x12
-#: the write applet's TAR (DESIGN §5.3)
-TAR_WRITE_APPLET = b"\x45\x57\x41"
 _CC_LEN = 8
 
 

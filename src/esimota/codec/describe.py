@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from esimota.codec import apdu, cat, frames, packet, script, sms, tlv
+from esimota.codec import apdu, bcp, cat, frames, packet, script, sms, tlv
 from esimota.errors import CodecError, SecurityError, TruncatedError
 
 
@@ -88,15 +88,15 @@ def _sms_por(raw: bytes, kic, kid, udh: bytes):
 
 def _frame(raw: bytes, kic, kid) -> dict:
     ftype, fields = frames.decode_frame(raw)
-    out = {"type": frames.NAMES[ftype]}
-    if ftype in (frames.HELLO, frames.REPORT):
+    out = {"type": bcp.FRAME_NAMES[ftype]}
+    if ftype in (bcp.HELLO, bcp.REPORT):
         out.update(_json(fields))
         if kid is not None:
             frames.verify_frame_mac(kid, raw)
             out["mac_verified"] = True
-    elif ftype == frames.COMMAND:
+    elif ftype == bcp.COMMAND:
         out["packet"] = _command_packet(fields["packet"], kic, kid)
-    elif ftype == frames.RESPONSE:
+    elif ftype == bcp.RESPONSE:
         out["packet"] = _response_packet(fields["packet"], kic, kid)
     else:
         out.update(fields)
@@ -177,9 +177,9 @@ def _cut_frame(raw: bytes) -> bool:
     if n < 3 or raw[2] not in (1, 2, 3, 4, 5) or (raw[0] << 8 | raw[1]) <= n - 2:
         return False
     length, ftype = raw[0] << 8 | raw[1], raw[2]
-    if ftype in (frames.HELLO, frames.REPORT):
+    if ftype in (bcp.HELLO, bcp.REPORT):
         return n == 3 or raw[3] == 0xC0
-    if ftype == frames.CLOSE:
+    if ftype == bcp.CLOSE:
         return length <= 4
     return n >= 5 and (raw[3] << 8 | raw[4]) == length - 3
 

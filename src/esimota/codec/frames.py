@@ -18,14 +18,10 @@ Public API:
 from __future__ import annotations
 
 from esimota._impl import load
+from esimota.codec.bcp import COMMAND, RESPONSE  # frame types, CLOSE reasons, REPORT results: codec/bcp.py
 
 IMPL = load("esimota._ext.frames", "esimota.codec._frames_py")
 
-HELLO, COMMAND, RESPONSE, REPORT, CLOSE = 1, 2, 3, 4, 5
-NAMES = {HELLO: "hello", COMMAND: "command", RESPONSE: "response", REPORT: "report", CLOSE: "close"}
-#: CLOSE reasons (DESIGN §5.1)
-CLOSE_DONE, CLOSE_UNKNOWN_CARD, CLOSE_BAD_MAC, CLOSE_REPLAYED, CLOSE_STATE = 0, 1, 2, 3, 4
-CLOSE_NO_TRAFFIC, CLOSE_PROTOCOL, CLOSE_BUSY = 5, 6, 7
 
 decode_frame = IMPL.decode_frame
 verify_frame_mac = IMPL.verify_frame_mac

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from esimota._impl import load
 from esimota.codec._types import CommandPacket, ResponsePacket
+from esimota.codec.bcp import TAR_WRITE_APPLET  # noqa: F401 (the facade's API; defined once in codec/bcp.py)
 from esimota.errors import TruncatedError
 
 IMPL = load("esimota._ext.packet", "esimota.codec._packet_py")
 
 SPI_BCP, KIC_BCP, KID_BCP = 0x1619, 0x12, 0x12
-TAR_WRITE_APPLET = b"\x45\x57\x41"
+
 #: TS 102 225 table 5.2 response status codes
 STATUS = {0x00: "por_ok", 0x01: "rc_cc_ds_failed", 0x02: "cntr_low", 0x03: "cntr_high",
           0x04: "cntr_blocked", 0x05: "ciphering_error", 0x06: "security_error",

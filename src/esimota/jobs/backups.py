@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import metrics, runtime
 from ..service import backup
-from ..store import audit
+from ..store import audit, leases
 from ..store import ops as ops_store
 
 logger = logging.getLogger("esimota.backup")
@@ -19,7 +19,6 @@ logger = logging.getLogger("esimota.backup")
 ACTOR = "system:backup-schedule"
 ALERT = "BACKUP_FAILED"   # a severe alert: posted to ESIMOTA_NOTIFY_URL like the other severe ones
 RETRY_S = 900.0           # after a failure, try again within 15 minutes (or the interval, if shorter)
-NOW_EPOCH = "SELECT extract(epoch FROM now())::float8"
 
 
 def _slack(interval_s: float) -> float:
@@ -35,9 +34,9 @@ async def _alert(pool: Any, error: str | None) -> None:
     """Open the BACKUP_FAILED alert with the error, or close it once a backup succeeds."""
     async with pool.acquire() as conn:
         if error is None:
-            await conn.execute(ops_store.CLOSE_ALERTS, ALERT, [], "a scheduled backup succeeded")
+            await ops_store.close_alerts(conn, ALERT, [], "a scheduled backup succeeded")
         else:
-            await conn.execute(ops_store.OPEN_ALERTS, ALERT, "severe", ["backup"], [None], [None], [error[:500]])
+            await ops_store.open_alerts(conn, ALERT, "severe", ["backup"], [None], [None], [error[:500]])
 
 
 async def _make(pool: Any, url: str) -> dict:
@@ -81,7 +80,7 @@ async def next_wait(pool: Any, interval_s: float, failed: bool) -> float:
         return min(RETRY_S, interval_s)
     age = await backup.age_s(pool)
     if age is None or age >= interval_s - _slack(interval_s):  # still due: this period was cut short somewhere
-        epoch = await pool.fetchval(NOW_EPOCH)
+        epoch = await leases.now_epoch(pool)
         return max(1.0, interval_s - epoch % interval_s)  # the next period, by the database's clock
     return max(1.0, interval_s - age)
 

@@ -14,6 +14,7 @@ import asyncpg
 from .. import config, metrics
 from ..service import callbacks
 from .callback_targets import GuardedResolver, RefusedTarget, TargetPolicy
+from ..store import callback_outbox as outbox
 from ..store import clients as client_store
 
 logger = logging.getLogger("esimota.callbacks")
@@ -115,7 +116,7 @@ class Dispatcher:
 
     async def tick(self) -> int:
         """Claim a batch, POST them concurrently, record every attempt of the batch in one transaction."""
-        rows = await self.pool.fetch(callbacks.CLAIM, BATCH, callbacks.LEASE_S)
+        rows = await outbox.claim(self.pool, BATCH, callbacks.LEASE_S)
         await self._record(list(await asyncio.gather(*(self.attempt(r) for r in rows))))
         return len(rows)
 

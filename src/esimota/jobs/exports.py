@@ -14,13 +14,12 @@ from typing import Any
 
 from ..service import reports_export
 from ..service.common import CST
+from ..store import exports as export_store
 from .ops import interval
 
 logger = logging.getLogger("esimota.exports")
 ACTOR = "system:export-schedule"
 HANDOVER_DAY = 15  # R34: the month's export is handed over before the 15th of the next month
-DONE = """SELECT EXISTS (SELECT 1 FROM regulator_exports WHERE kind = 'subscribers' AND period = $1
-                         AND deleted_at IS NULL)"""
 
 
 def month_due(now: dt.datetime) -> str:
@@ -33,7 +32,7 @@ async def run_once(pool: Any, lease: Any, now: dt.datetime | None = None) -> dic
     """One pass: the previous month's export, unless one exists already; None when nothing was due."""
     now = now or dt.datetime.now(CST)
     month = month_due(now)
-    if await pool.fetchval(DONE, month):
+    if await export_store.subscribers_made(pool, month):
         return None
     _, out = await lease.once(f"subscribers/{month}", lambda: reports_export.export_subscribers(pool, month, ACTOR))
     if out is not None:

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from prometheus_client import Gauge
 
-from ..store import leases as sql
+from ..store import leases as lease_store
 
 logger = logging.getLogger("esimota.leader")
 TTL_S = 30.0     # a lease not renewed for this long (database clock) may be taken by another node
@@ -50,13 +50,13 @@ class Lease:
 
     async def slot(self, interval_s: float) -> str:
         """The current period of a fixed interval, by the database's clock (the same on every node)."""
-        return f"{int(await self.pool.fetchval(sql.SLOT, interval_s))}/{interval_s:g}s"
+        return f"{await lease_store.slot(self.pool, interval_s)}/{interval_s:g}s"
 
     async def once(self, period: str, step: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run `step` for `period` unless it ran already (or another runner holds the lease): (ran, result).
 
         The claim and the outcome are two short statements: the step itself runs in no transaction."""
-        if await self.pool.fetchval(sql.CLAIM, self.job, period, self.node, self.token) is None:
+        if await lease_store.claim(self.pool, self.job, period, self.node, self.token) is None:
             return False, None
         try:
             result = await step()
@@ -69,7 +69,7 @@ class Lease:
 
     async def _finish(self, period: str, status: str, detail: str | None) -> None:
         try:
-            await self.pool.execute(sql.FINISH, self.job, period, self.token, status, detail)
+            await lease_store.finish(self.pool, self.job, period, self.token, status, detail)
         except Exception as exc:  # the database is gone: the period stays 'running', and is skipped
             logger.warning("job run not recorded", extra={"job": self.job, "period": period,
                                                           "error": type(exc).__name__})
@@ -104,7 +104,7 @@ class JobRunner:
         tokens = [self.jobs[n].lease.token for n in names]
         try:
             async with self.pool.acquire(timeout=self.renew) as conn:
-                rows = await conn.fetch(sql.ACQUIRE, names, self.node, tokens, self.ttl, timeout=self.renew)
+                rows = await lease_store.acquire(conn, names, self.node, tokens, self.ttl, self.renew)
         except (Exception, asyncio.TimeoutError) as exc:
             logger.warning("job leases not renewed", extra={"node": self.node, "error": type(exc).__name__})
             return None
@@ -164,6 +164,6 @@ class JobRunner:
         for name, held in self.jobs.items():
             await self._stop(name, held, "node draining")
             try:
-                await self.pool.execute(sql.RELEASE, name, held.lease.token, timeout=self.renew)
+                await lease_store.release(self.pool, name, held.lease.token, self.renew)
             except (Exception, asyncio.TimeoutError):
                 pass  # the lease expires by itself

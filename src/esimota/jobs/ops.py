@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 from .. import metrics
 from ..service import backup, monitoring, ops, ops_notify, reports, reports_export
 from ..service.common import now
+from ..store import ops as ops_store
 
 logger = logging.getLogger("esimota.ops")
 # §10.3.1 / R29 quality indicators as Prometheus gauges, per rolling window
@@ -93,34 +94,21 @@ async def update_quality(pool: Any) -> None:
     await update_gauges(pool)
 
 
-EXCEPTIONS_OPEN = """
-SELECT class, severity, deadline_at < now() AS overdue, count(*) FROM exceptions WHERE closed_at IS NULL
-GROUP BY 1, 2, 3"""
-# temporary numbers of chips not yet written (R12): expired, within 30 days (the alert), within 90 days
-TEMP_EXPIRING = """
-SELECT count(*) FILTER (WHERE temp_expires_on < current_date) AS expired,
-       count(*) FILTER (WHERE temp_expires_on <= current_date + 30) AS "30d",
-       count(*) FILTER (WHERE temp_expires_on <= current_date + 90) AS "90d"
-FROM chips WHERE state IN (1, 2, 3, 5, 6) AND temp_expires_on <= current_date + 90"""
-TASKS_WAITING = "SELECT state, count(*) FROM chips WHERE state IN (2, 3) GROUP BY 1"
-CALLBACKS_QUEUED = "SELECT status, count(*) FROM callback_outbox WHERE status IN ('pending', 'exhausted') GROUP BY 1"
-
-
 async def update_gauges(pool: Any) -> None:
     """The /metrics gauges that come from the database and the backup directory (worker 0, every minute)."""
-    rows = await pool.fetch(EXCEPTIONS_OPEN)
+    rows = await ops_store.open_exception_counts(pool)
     for cls in ("apply", "write", "interface", "terminal"):
         for severity in ("general", "severe"):
             for overdue in (False, True):
                 n = sum(r[3] for r in rows if (r[0], r[1], r[2]) == (cls, severity, overdue))
                 metrics.EXCEPTIONS_OPEN.labels(cls, severity, str(overdue).lower()).set(n)
-    row = await pool.fetchrow(TEMP_EXPIRING)
+    row = await ops_store.temp_expiring(pool)
     for window in ("expired", "30d", "90d"):
         metrics.TEMP_EXPIRING.labels(window).set(row[window])
-    waiting = dict(await pool.fetch(TASKS_WAITING))
+    waiting = dict(await ops_store.tasks_waiting(pool))
     metrics.TASKS_WAITING.labels("awaiting_power_on").set(waiting.get(2, 0))
     metrics.TASKS_WAITING.labels("writing").set(waiting.get(3, 0))
-    queued = dict(await pool.fetch(CALLBACKS_QUEUED))
+    queued = dict(await ops_store.callbacks_queued(pool))
     for status in ("pending", "exhausted"):
         metrics.CALLBACK_QUEUE.labels(status).set(queued.get(status, 0))
     newest = backup.newest(backup.locations()[0])

@@ -26,7 +26,7 @@ async def purge(pool: Any) -> int:
     console_rows = await console_auth.purge(pool)
     if console_rows:
         logger.info("console sign-ins and sessions purged", extra={"rows": console_rows})
-    await pool.execute(leases.PURGE_RUNS, RUNS_DAYS)
+    await leases.purge_runs(pool, RUNS_DAYS)
     return purged + channel_rows + console_rows
 
 

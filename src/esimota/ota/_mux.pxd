@@ -1,5 +1,42 @@
 # Augmenting declarations for _mux.py (STYLE 3): the same source runs as Python and compiles to C.
 
+# events (h11-style: one class per kind, named fields)
+cdef class Hello:
+    cdef public object cid, fields, frame
+
+cdef class Report:
+    cdef public object cid, fields, frame
+
+cdef class Acked:
+    cdef public object cid, session
+    cdef public Py_ssize_t acked
+
+cdef class ScriptDone:
+    cdef public object cid, session
+
+cdef class WriteFailed:
+    cdef public object cid, session
+    cdef public int failure
+
+cdef class TimedOut:
+    cdef public object cid, session
+    cdef public int state
+
+cdef class ProtocolError:
+    cdef public object cid, session, detail
+
+cdef class Gone:
+    cdef public object cid, session
+
+# answers of the service
+cdef class StartWrite:
+    cdef public object cid, session
+    cdef public Py_ssize_t buffer_size
+
+cdef class Close:
+    cdef public object cid
+    cdef public int reason, retry_after
+
 cdef class Session:
     cdef public object eid, task_id, kic, kid, apdus, context, expect, chunks, owner
     cdef public long long cntr, cntr_end, in_flight_cntr

@@ -3,23 +3,20 @@
 It never touches sockets, clocks or the database. The driver feeds it what the sockets read and the
 time; it answers with frames to write, channels to cut, and events for the service layer (a HELLO or
 REPORT to check, a chunk acknowledged, a script done, a write failed, a timeout, a protocol error).
-The service answers an event by calling `start_write` or `close`. Compiled by Cython with `_mux.pxd`.
+Each event kind is its own small class with named fields (h11-style): no positional slot changes
+meaning by kind. The service answers with `StartWrite` or `Close`, which the driver applies through
+`start_write` and `close`. Compiled by Cython with `_mux.pxd`.
 """
 
 from __future__ import annotations
 
+from ..codec.bcp import CLOSE, CLOSE_BUSY, CLOSE_PROTOCOL, COMMAND, HELLO, REPORT, RESPONSE
 from . import wire
 from .wheel import TimingWheel
 
-# frame types (DESIGN §5.1)
-T_HELLO, T_COMMAND, T_RESPONSE, T_REPORT, T_CLOSE = 1, 2, 3, 4, 5
-# CLOSE reasons
-C_DONE, C_UNKNOWN, C_BAD_MAC, C_REPLAY, C_STATE, C_NO_FLOW, C_PROTOCOL, C_BUSY = range(8)
 # channel states
 S_FIRST, S_CHECKING, S_WRITING, S_CLOSING = 0, 1, 2, 3
-# events
-EV_HELLO, EV_REPORT, EV_ACK, EV_DONE, EV_FAILED, EV_TIMEOUT, EV_PROTOCOL, EV_GONE = range(8)
-# failure kinds of EV_FAILED
+# failure kinds of WriteFailed
 F_CHIP_FAULT, F_DATA_ERROR = 1, 2
 
 FIRST_FRAME_MAX = 1024  # before HELLO declares the card's buffer
@@ -69,6 +66,116 @@ class Channel:
         self.eid = None
 
 
+# -- events: what the multiplexer tells the service (drained by the driver) ------------------------
+class Hello:
+    """A card's first frame is HELLO (§5.4 step 1): its decoded fields and the frame, MAC not yet checked."""
+
+    __slots__ = ("cid", "fields", "frame")
+
+    def __init__(self, cid, fields, frame):
+        self.cid = cid
+        self.fields = fields
+        self.frame = frame
+
+
+class Report:
+    """A card's first frame is REPORT (§5.4 step 5): its decoded fields and the frame, MAC not yet checked."""
+
+    __slots__ = ("cid", "fields", "frame")
+
+    def __init__(self, cid, fields, frame):
+        self.cid = cid
+        self.fields = fields
+        self.frame = frame
+
+
+class Acked:
+    """The card acknowledged a chunk: every C-APDU before `acked` ran as expected (§5.4 step 3)."""
+
+    __slots__ = ("cid", "session", "acked")
+
+    def __init__(self, cid, session, acked):
+        self.cid = cid
+        self.session = session
+        self.acked = acked
+
+
+class ScriptDone:
+    """The last chunk was acknowledged; CLOSE(00) follows once the service made it durable."""
+
+    __slots__ = ("cid", "session")
+
+    def __init__(self, cid, session):
+        self.cid = cid
+        self.session = session
+
+
+class WriteFailed:
+    """The write failed on the card: `failure` is F_CHIP_FAULT (an SW error twice) or F_DATA_ERROR (read-back)."""
+
+    __slots__ = ("cid", "session", "failure")
+
+    def __init__(self, cid, session, failure):
+        self.cid = cid
+        self.session = session
+        self.failure = failure
+
+
+class TimedOut:
+    """The card was silent past its deadline in channel `state`; the channel is cut."""
+
+    __slots__ = ("cid", "session", "state")
+
+    def __init__(self, cid, session, state):
+        self.cid = cid
+        self.session = session
+        self.state = state
+
+
+class ProtocolError:
+    """A malformed or unexpected frame: CLOSE(06) is sent and the channel cut; `detail` says why."""
+
+    __slots__ = ("cid", "session", "detail")
+
+    def __init__(self, cid, session, detail):
+        self.cid = cid
+        self.session = session
+        self.detail = detail
+
+
+class Gone:
+    """The card closed the channel (CLOSE frame or the transport lost) before the platform did."""
+
+    __slots__ = ("cid", "session")
+
+    def __init__(self, cid, session):
+        self.cid = cid
+        self.session = session
+
+
+# -- answers: what the service decides for a card (applied by the driver) --------------------------
+class StartWrite:
+    """HELLO accepted: run `session` on channel `cid` in frames of at most `buffer_size` bytes."""
+
+    __slots__ = ("cid", "session", "buffer_size")
+
+    def __init__(self, cid, session, buffer_size):
+        self.cid = cid
+        self.session = session
+        self.buffer_size = buffer_size
+
+
+class Close:
+    """Answer CLOSE(reason, retry after seconds) and cut channel `cid` (DESIGN §5.1)."""
+
+    __slots__ = ("cid", "reason", "retry_after")
+
+    def __init__(self, cid, reason, retry_after=0):
+        self.cid = cid
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 def plan_chunks(session: Session, buffer_size: int) -> list:
     """Split the script between C-APDUs into (start, end) runs whose COMMAND frame fits the buffer.
 
@@ -107,7 +214,7 @@ class Mux:
         self.check_timeout = check_timeout
         self.out = []      # (cid, bytes)
         self.cuts = []     # cid: close the transport after writing what is queued
-        self.events = []   # (kind, cid, a, b)
+        self.events = []   # Hello, Report, Acked, ScriptDone, WriteFailed, TimedOut, ProtocolError, Gone
         self.received = [0, 0, 0, 0, 0, 0]  # frames received by TYPE (index 0: any other type), for metrics
 
     # -- channel life ------------------------------------------------------------------------
@@ -125,7 +232,7 @@ class Mux:
         if ch.eid is not None and self.by_eid.get(ch.eid) == cid:
             del self.by_eid[ch.eid]
         if ch.state != S_CLOSING:
-            self.events.append((EV_GONE, cid, ch.session, None))
+            self.events.append(Gone(cid, ch.session))
 
     def drain(self):
         """(frames to write, channels to cut, events) since the last drain."""
@@ -157,10 +264,10 @@ class Mux:
         ftype = frame[2]
         ch.frames += 1
         ch.nbytes += len(frame)
-        self.received[ftype if ftype <= T_CLOSE else 0] += 1
+        self.received[ftype if ftype <= CLOSE else 0] += 1
         if ch.session is not None:
             ch.session.traffic += len(frame)
-        if ch.state == S_FIRST and ftype in (T_HELLO, T_REPORT):
+        if ch.state == S_FIRST and (ftype == HELLO or ftype == REPORT):
             try:
                 fields = wire.parse_card_frame(frame)
             except wire.CodecError as exc:
@@ -169,12 +276,15 @@ class Mux:
             ch.state = S_CHECKING
             ch.eid = fields["eid"]
             self.wheel.set(ch.cid, now + self.check_timeout)
-            self.events.append((EV_HELLO if ftype == T_HELLO else EV_REPORT, ch.cid, fields, frame))
-        elif ch.state == S_WRITING and ftype == T_RESPONSE:
+            if ftype == HELLO:
+                self.events.append(Hello(ch.cid, fields, frame))
+            else:
+                self.events.append(Report(ch.cid, fields, frame))
+        elif ch.state == S_WRITING and ftype == RESPONSE:
             self._on_response(ch, frame, now)
-        elif ftype == T_CLOSE:
+        elif ftype == CLOSE:
             self._cut(ch)
-            self.events.append((EV_GONE, ch.cid, ch.session, None))
+            self.events.append(Gone(ch.cid, ch.session))
         else:
             self._protocol_error(ch, f"frame type 0x{ftype:02X} not expected in state {ch.state}")
 
@@ -192,11 +302,11 @@ class Mux:
             s.acked = max(s.acked, end)
             s.next_chunk += 1
             s.retried = False
-            self.events.append((EV_ACK, ch.cid, s, end))
+            self.events.append(Acked(ch.cid, s, end))
             if s.next_chunk == len(s.chunks):  # CLOSE(00) once the service has made it durable
                 ch.state = S_CHECKING
                 self.wheel.set(ch.cid, now + self.check_timeout)
-                self.events.append((EV_DONE, ch.cid, s, None))
+                self.events.append(ScriptDone(ch.cid, s))
             else:
                 self._send_chunk(ch, now)
         elif verdict == wire.BAD_SW and not s.retried:
@@ -206,7 +316,7 @@ class Mux:
             kind = F_DATA_ERROR if verdict == wire.MISMATCH else F_CHIP_FAULT
             ch.state = S_CHECKING
             self.wheel.set(ch.cid, now + self.check_timeout)
-            self.events.append((EV_FAILED, ch.cid, s, kind))
+            self.events.append(WriteFailed(ch.cid, s, kind))
 
     # -- decisions of the service -------------------------------------------------------------
     def start_write(self, cid, session: Session, buffer_size: int, now: float) -> None:
@@ -234,7 +344,7 @@ class Mux:
         ch = self.channels.get(cid)
         if ch is None or ch.state == S_CLOSING:
             return
-        body = bytes((T_CLOSE, reason, (retry_after >> 8) & 0xFF, retry_after & 0xFF))
+        body = bytes((CLOSE, reason, (retry_after >> 8) & 0xFF, retry_after & 0xFF))
         self._write(ch, body)
         self._cut(ch)
 
@@ -242,15 +352,15 @@ class Mux:
     def _send_chunk(self, ch: Channel, now: float) -> None:
         s = ch.session
         if s.cntr >= s.cntr_end:
-            self.events.append((EV_FAILED, ch.cid, s, F_CHIP_FAULT))
-            self.close(ch.cid, C_BUSY, 60)
+            self.events.append(WriteFailed(ch.cid, s, F_CHIP_FAULT))
+            self.close(ch.cid, CLOSE_BUSY, 60)
             return
         start, end = s.chunks[s.next_chunk]
         apdus = list(s.context[start]) + list(s.apdus[start:end])
         s.in_flight_cntr = s.cntr
         packet = wire.command_packet(s.kic, s.kid, s.cntr, apdus)
         s.cntr += 1
-        self._write(ch, bytes([T_COMMAND]) + packet)
+        self._write(ch, bytes([COMMAND]) + packet)
         self.wheel.set(ch.cid, now + self.frame_timeout)
 
     def _write(self, ch: Channel, body: bytes) -> None:
@@ -269,17 +379,17 @@ class Mux:
         self.cuts.append(ch.cid)
 
     def _protocol_error(self, ch: Channel, detail: str) -> None:
-        self.events.append((EV_PROTOCOL, ch.cid, ch.session, detail))
-        self.close(ch.cid, C_PROTOCOL)
+        self.events.append(ProtocolError(ch.cid, ch.session, detail))
+        self.close(ch.cid, CLOSE_PROTOCOL)
 
     # -- time -------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        """Expire deadlines: a silent card is cut and the service told (EV_TIMEOUT)."""
+        """Expire deadlines: a silent card is cut and the service told (TimedOut)."""
         for cid in self.wheel.expire(now):
             ch = self.channels.get(cid)
             if ch is None or ch.state == S_CLOSING:
                 continue
-            self.events.append((EV_TIMEOUT, cid, ch.session, ch.state))
+            self.events.append(TimedOut(cid, ch.session, ch.state))
             self._cut(ch)
 
 

@@ -7,10 +7,9 @@ BCP/1 choices: TAR of the write applet, the 'AA'/'AB' expanded scripts, EID/ICCI
 from __future__ import annotations
 
 from ..codec import frames, ids, packet, script
+from ..codec.bcp import RESPONSE, TAR_WRITE_APPLET as TAR  # frame types, CLOSE reasons: codec/bcp.py
 from ..errors import CodecError
 
-T_HELLO, T_COMMAND, T_RESPONSE, T_REPORT, T_CLOSE = frames.HELLO, frames.COMMAND, frames.RESPONSE, frames.REPORT, frames.CLOSE
-TAR = b"\x45\x57\x41"  # the write applet (DESIGN §5.3)
 # COMMAND packet around its script: CPL..CC (24) + 'AA' tag and length (≤ 4) + padding (≤ 15)
 COMMAND_OVERHEAD = 24 + 4 + 15
 OK, BAD_SW, MISMATCH = 0, 1, 2
@@ -121,4 +120,4 @@ def open_command(kic: bytes, kid: bytes, body: bytes):
 
 def response_frame(kic: bytes, kid: bytes, tar: bytes, cntr: int, status: int, rapdus) -> bytes:
     data = script.build_response_script(len(rapdus), rapdus) if status == 0 else b""
-    return frames.encode_frame(T_RESPONSE, packet.wrap_response(kic, kid, tar, cntr, status, data))
+    return frames.encode_frame(RESPONSE, packet.wrap_response(kic, kid, tar, cntr, status, data))

@@ -56,19 +56,20 @@ async def create_client(db: Any, *, name: str, phone: str, ip: str | list[str], 
     client_id = "c" + secrets.token_hex(8)
     secret, cb_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     async with connection(db) as conn, conn.transaction():
-        row = await conn.fetchrow(client_store.INSERT, client_id, name.strip(), _check_phone(phone),
-                                  client_store.hash_secret(secret), whitelist, perms, _check_url(callback_url),
-                                  await client_store.encrypt_callback_secret(conn, client_id, cb_secret),
-                                  rate_limit_per_min)
+        row = await client_store.insert(conn, client_id, name.strip(), _check_phone(phone),
+                                        client_store.hash_secret(secret), whitelist, perms, _check_url(callback_url),
+                                        await client_store.encrypt_callback_secret(conn, client_id, cb_secret),
+                                        rate_limit_per_min)
         await audit.record(conn, actor, "client.create", client_id, permissions=perms, whitelist=whitelist)
     return NewClient(Client.from_row(row), secret, cb_secret)
 
 
-async def _update(db: Any, actor: str, action: str, client_ref: str, sql: str, *args: Any, **detail: Any) -> Client:
+async def _update(db: Any, actor: str, action: str, client_ref: str, change: str, *args: Any,
+                  **detail: Any) -> Client:
     """One change of a client named by its id or its name (DESIGN §7 `--client`), audited."""
     async with connection(db) as conn, conn.transaction():
         client_id = (await client_store.resolve(conn, client_ref)).client_id  # NotFound first
-        row = await conn.fetchrow(sql, client_id, *args)
+        row = await client_store.update(conn, change, client_id, *args)
         await audit.record(conn, actor, action, client_id, **detail)
     return Client.from_row(row)
 
@@ -81,27 +82,27 @@ async def rotate_secret(db: Any, client_id: str, *, callback: bool = False,
     if callback:
         blob = await client_store.encrypt_callback_secret(db, client_id, secret)
         client = await _update(db, actor, "client.rotate_callback_secret", client_id,
-                               client_store.UPDATE_CALLBACK_SECRET, blob)
+                               "callback_secret", blob)
     else:
-        client = await _update(db, actor, "client.rotate_secret", client_id, client_store.UPDATE_SECRET,
+        client = await _update(db, actor, "client.rotate_secret", client_id, "secret",
                                client_store.hash_secret(secret))
     return client, secret
 
 
 async def set_whitelist(db: Any, client_id: str, ip: str | list[str], *, actor: str = "admin") -> Client:
     nets = client_store.parse_whitelist(ip)
-    return await _update(db, actor, "client.whitelist", client_id, client_store.UPDATE_WHITELIST, nets, whitelist=nets)
+    return await _update(db, actor, "client.whitelist", client_id, "whitelist", nets, whitelist=nets)
 
 
 async def set_permissions(db: Any, client_id: str, permissions: str | list[str], *, actor: str = "admin") -> Client:
     perms = client_store.parse_permissions(permissions)
-    return await _update(db, actor, "client.permissions", client_id, client_store.UPDATE_PERMISSIONS, perms,
+    return await _update(db, actor, "client.permissions", client_id, "permissions", perms,
                          permissions=perms)
 
 
 async def disable_client(db: Any, client_id: str, *, actor: str = "admin") -> Client:
     """Leavers are revoked (R28): the account stays for traceability, its tokens stop working."""
-    return await _update(db, actor, "client.disable", client_id, client_store.DISABLE)
+    return await _update(db, actor, "client.disable", client_id, "disable")
 
 
 async def create_batch(db: Any, name: str, master_key_hex: str, *, actor: str = "admin") -> int:
@@ -127,7 +128,7 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
     async with connection(db) as conn, conn.transaction():
         client = await client_store.resolve(conn, client_id)
         wanted = [iccid for _, iccid in wanted_lines]
-        state = {r["iccid"]: r for r in await conn.fetch(number_store.ALLOCATION_STATE, wanted)}
+        state = {r["iccid"]: r for r in await number_store.allocation_state(conn, wanted)}
         for line, iccid in wanted_lines:
             row = state.get(iccid)
             if row is None:
@@ -136,7 +137,7 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
                 problems.append((line, "NUMBER_UNAVAILABLE", iccid))
         if problems:
             raise ImportRejected(sorted(problems), source="allocation")
-        done = [r["iccid"] for r in await conn.fetch(number_store.ALLOCATE, client.id, wanted)]
+        done = [r["iccid"] for r in await number_store.allocate(conn, client.id, wanted)]
         await audit.record(conn, actor, "numbers.allocate", client.client_id, count=len(done))
     return done
 
@@ -147,7 +148,7 @@ async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
     bad ones noted in `problems`."""
     if batch:
         await chip_store.batch_id(conn, batch)  # BATCH_NOT_FOUND
-        return list(enumerate((r["eid"] for r in await conn.fetch(chip_store.BATCH_EIDS, batch)), start=1))
+        return list(enumerate(await chip_store.batch_eids(conn, batch), start=1))
     out = []
     for line, raw in enumerate(eids or [], start=1):
         try:
@@ -171,7 +172,7 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
         client = await client_store.resolve(conn, client_ref)
         named = await _chip_list(conn, eids, batch, problems)
         wanted = [e for _, e in named]
-        state = {r["eid"]: r for r in await conn.fetch(chip_store.ALLOCATION_STATE, wanted)}
+        state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
             row = state.get(eid)
             if row is None:
@@ -180,7 +181,7 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
                 problems.append((line, "CHIP_ALLOCATED", f"{eid} is allocated to another client"))
         if problems:
             raise ImportRejected(sorted(problems), source="allocation")
-        changed = {r["eid"] for r in await conn.fetch(chip_store.ALLOCATE, client.id, wanted)}
+        changed = {r["eid"] for r in await chip_store.allocate(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
         await audit.record(conn, actor, "chips.allocate", client.client_id, count=len(done), batch=batch)
     return done
@@ -194,7 +195,7 @@ async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None,
         client = await client_store.resolve(conn, client_ref)
         named = await _chip_list(conn, eids, batch, problems)
         wanted = [e for _, e in named]
-        state = {r["eid"]: r for r in await conn.fetch(chip_store.ALLOCATION_STATE, wanted)}
+        state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
             row = state.get(eid)
             if row is None or (row["owner_client_id"] != client.id and not batch):
@@ -203,7 +204,7 @@ async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None,
                 problems.append((line, "TASK_OPEN", f"{eid} has an open write task"))
         if problems:
             raise ImportRejected(sorted(problems), source="release")
-        changed = {r["eid"] for r in await conn.fetch(chip_store.RELEASE, client.id, wanted)}
+        changed = {r["eid"] for r in await chip_store.release(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
         await audit.record(conn, actor, "chips.release", client.client_id, count=len(done), batch=batch)
     return done

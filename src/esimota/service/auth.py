@@ -22,9 +22,6 @@ from ..store.clients import Client
 
 TOKEN_TTL = 86400  # §7.1.2, §7.2.1: expire_time 86 400 s
 REFRESH_S = 2.0    # revocation (secret rotation, disable, whitelist) reaches every process within this
-CLIENT_COLUMNS = """
-SELECT id, client_id, name, phone, ip_whitelist, permissions, callback_url, rate_limit_per_min, disabled_at,
-       secret_rotated_at, secret_hash FROM clients"""
 
 
 def derive_key(master: bytes, label: bytes) -> bytes:
@@ -114,7 +111,7 @@ class ClientCache(Periodic):
         async with self._lock:
             if time.monotonic() - self.loaded_at < min_age:
                 return
-            rows = await self.pool.fetch(CLIENT_COLUMNS)
+            rows = await client_store.credentials(self.pool)
             self.by_id = {r["client_id"]: _cached(r) for r in rows}
             self.loaded_at = time.monotonic()
 
@@ -161,7 +158,7 @@ async def get_token(db: Any, signer: TokenSigner, client_id: str, client_secret:
     secret was right (§6.2.1.1 报白 is the first gate, R17)."""
     if not client_id or not client_secret:
         raise InvalidArgument("client_id and client_secret are required", reason="CREDENTIALS_REQUIRED")
-    row = await db.fetchrow(CLIENT_COLUMNS + " WHERE client_id = $1", client_id)
+    row = await client_store.credential(db, client_id)
     if row is None:
         raise Unauthenticated("client_id or client_secret is wrong", reason="BAD_CREDENTIALS")
     check_ip(_cached(row), source_ip)

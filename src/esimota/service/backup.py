@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
 from ..errors import ConfigError, InvalidArgument
-from ..store import leases
+from ..store import leases, snapshots
 from ..store.embedded import find_client_tool
+from ..store.snapshots import table_checksums
 
 MAGIC = b"ESIMOTA-BACKUP-1\n"
 #: Said when a restore finishes: the data is only readable with the keys it was made with (issue 17).
@@ -30,11 +31,6 @@ RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: 
                 "(ESIMOTA_HOME/export-signing.key); a new master key cannot read this data and serve "
                 "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
-TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
-# order-independent row checksum: the sum of 60-bit prefixes of each row's MD5
-CHECKSUM = """SELECT count(*) AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS h
-FROM "{table}" t"""
-STABLE_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET extra_float_digits = 3"
 
 
 def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
@@ -77,16 +73,6 @@ def pg_env(url: str) -> tuple[dict, str]:
     if parts.password:
         env["PGPASSWORD"] = unquote(parts.password)
     return env, unquote(parts.path.lstrip("/"))
-
-
-async def table_checksums(conn: Any) -> dict[str, dict]:
-    """Rows and an order-independent checksum of every table: what a restore must reproduce."""
-    await conn.execute(STABLE_TEXT)
-    out = {}
-    for (table,) in await conn.fetch(TABLES):
-        row = await conn.fetchrow(CHECKSUM.format(table=table.replace('"', '""')))
-        out[table] = {"rows": row["n"], "checksum": row["h"]}
-    return out
 
 
 def _seal(src: BinaryIO, dst: BinaryIO, key: bytes) -> None:
@@ -141,7 +127,7 @@ def _sha256(path: Path) -> str:
 
 async def server_major(conn: Any) -> int:
     """The server's major version (150018 -> 15): pg_dump and pg_restore must be of the same one."""
-    return int(await conn.fetchval("SHOW server_version_num")) // 10000
+    return await snapshots.server_major(conn)
 
 
 def _dump(url: str, snapshot: str, out: Path, key: bytes, major: int) -> None:
@@ -178,7 +164,7 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             major = await server_major(conn)
-            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            snapshot = await snapshots.export_snapshot(conn)
             tables = await table_checksums(conn)
             _dump(url, snapshot, dump, key, major)
         manifest = {"format": MAGIC.decode().strip(), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -187,8 +173,8 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         if copy_dir is not None:
             _copy([dump, manifest_path], copy_dir)
-        await conn.execute(leases.RECORD_BACKUP, str(dump), str(manifest_path), manifest["sha256"],
-                           manifest["bytes"], manifest["node"], actor)
+        await leases.record_backup(conn, str(dump), str(manifest_path), manifest["sha256"], manifest["bytes"],
+                                   manifest["node"], actor)
     finally:
         await conn.close()
     pruned = prune([d for d in (out_dir, copy_dir) if d is not None], keep_days)
@@ -199,7 +185,7 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
 
 async def age_s(db: Any) -> float | None:
     """Seconds since the newest backup any node made (manual ones count), by the database; None if none."""
-    return await db.fetchval(leases.BACKUP_AGE_S)
+    return await leases.backup_age_s(db)
 
 
 def prune(dirs: list[Path], keep_days: int) -> list[str]:
@@ -232,7 +218,7 @@ async def _check_empty(url: str) -> int:
     """Refuses a database that holds tables; returns the server's major version."""
     conn = await asyncpg.connect(url)
     try:
-        if await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"):
+        if await snapshots.table_count(conn):
             raise InvalidArgument("restore goes into an empty database only", reason="DATABASE_NOT_EMPTY")
         return await server_major(conn)
     finally:

@@ -1,8 +1,9 @@
 """The write over the BIP channel as use cases (DESIGN §5.4): HELLO checks, progress, failures, REPORT.
 
 The driver hands over every event that arrived since the last call; they are made durable in ONE
-transaction (group commit, DESIGN §5.5) and only then is each card answered. Progress is written
-behind in the same batches; state transitions are written before the card hears of them.
+transaction (group commit, DESIGN §5.5) and only then are the answers (StartWrite, Close) returned to
+the driver, which applies them. Progress is written behind in the same commit groups; state
+transitions are written before the card hears of them. Every statement is store/channel.py's.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ import datetime as dt
 import json
 import logging
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from ..codec import bcp
 from ..codec import keys as codec_keys
 from ..domain.lifecycle import STATUS_DESC, CardState, Op, next_state
 from ..ota import personalise, wire
-from ..ota import _mux as M  # constants only: the facade's class is what the driver runs
-from ..ota.mux import Session, plan_chunks
+from ..ota.mux import (CARD_EVENTS, ENDS, F_CHIP_FAULT, Acked, Close, Hello, ProtocolError, ScriptDone, Session,
+                       StartWrite, WriteFailed, plan_chunks)
 from ..store import bip_log
+from ..store import channel as channel_store
 from ..store import chips as chip_store
 from ..store import crypto
 from ..store import numbers as number_store
@@ -36,90 +38,36 @@ log = logging.getLogger("esimota.bip")
 
 CNTR_BLOCK = 64  # platform CNTR values reserved per session (DESIGN §5.3)
 YIELD_EVERY = 64  # cards judged between two turns of the event loop
-STUCK_GENERAL = dt.timedelta(minutes=30)
 
 # Every state below comes from domain/lifecycle's table (DESIGN §3): the statements take it as a parameter.
 S = CardState
 POWER_ON_FROM, WRITING = S.AWAITING_POWER_ON, next_state(S.AWAITING_POWER_ON, Op.POWER_ON)
 SUCCEEDED, FAILED = next_state(S.WRITING, Op.SUCCEED), next_state(S.WRITING, Op.FAIL)
-# REPORT results ('C6', DESIGN §5.1) and the failures they name (§5.4 step 5)
-R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
+# the failures REPORT results name (§5.4 step 5)
 CHIP_FAULT, DATA_ERROR = "chip fault", "data error"
 LIE = "REPORT 00 names ICCID"
 
-CHIPS_FOR_UPDATE = """
-SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id, c.imei,
-       b.name AS batch, b.master_key_enc,
-       coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
-       t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.script_total, t.script_done, t.number_id,
-       t.result AS task_result, t.diagnostic AS task_diagnostic,
-       n.iccid, n.msisdn, n.imsi_enc, n.keys_enc, n.province_code
-FROM chips c
-JOIN chip_batches b ON b.id = c.batch_id
-LEFT JOIN chip_counters cc ON cc.chip_id = c.id
-LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
-LEFT JOIN numbers n ON n.id = t.number_id
-WHERE c.eid = ANY($1::text[])
-ORDER BY c.id
-FOR UPDATE OF c"""
-UPSERT_COUNTERS = """
-INSERT INTO chip_counters AS cc (chip_id, card_counter, cntr_reserved)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
-ON CONFLICT (chip_id) DO UPDATE SET card_counter = greatest(cc.card_counter, excluded.card_counter),
-    cntr_reserved = greatest(cc.cntr_reserved, excluded.cntr_reserved), updated_at = now()"""
-START_WRITING = """
-UPDATE chips c SET state = $2, state_changed_at = now() FROM unnest($1::bigint[]) AS u(id)
-WHERE c.id = u.id AND c.state = $3"""
-START_TASKS = """
-UPDATE tasks t SET state = $3, started_at = coalesce(t.started_at, now()), progress_at = now(),
-                   script_total = u.total
-FROM unnest($1::bigint[], $2::int[]) AS u(id, total) WHERE t.id = u.id"""
-EVENTS = """
-INSERT INTO task_events (chip_id, task_id, operation, from_state, to_state, actor, reason)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::smallint[], $5::smallint[], $6::text[], $7::text[])"""
-ATTEMPTS = """
-INSERT INTO bip_attempts (eid, chip_id, frame_type, close_reason, detail)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[])"""
-# A failed write has no write time (§7.2.2.3: 未完成则为空); finished_at says when it ended.
-FAIL_TASK = """
-UPDATE tasks SET state = $2::smallint, result = $3, diagnostic = $4, write_time = NULL, finished_at = $5
-WHERE id = $1"""
-SUCCEED_TASKS = """
-UPDATE tasks t SET state = $4, result = 'success', diagnostic = u.diag, write_time = $3, finished_at = $3,
-                   script_done = true, script_acked = greatest(t.script_acked, t.script_total)
-FROM unnest($1::bigint[], $2::text[]) AS u(id, diag) WHERE t.id = u.id"""
-SUCCEED_CHIPS = """
-UPDATE chips c SET state = $3, state_changed_at = now(), active_iccid = u.iccid
-FROM unnest($1::bigint[], $2::text[]) AS u(id, iccid) WHERE c.id = u.id"""
-BIND_NUMBERS = """
-UPDATE numbers n SET status = 'bound', chip_id = u.chip_id, opened_at = $3
-FROM unnest($1::bigint[], $2::bigint[]) AS u(id, chip_id) WHERE n.id = u.id"""
-CALLBACKS = """
-INSERT INTO callback_outbox (event_id, client_id, task_id, payload)
-SELECT e, c, t, p::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(e, c, t, p)"""
-FAIL_CHIP = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
-
 
 @dataclass
-class Batch:
+class CommitGroup:
     """What one group commit writes; filled while the events are judged, written at once."""
 
     counters: dict = field(default_factory=dict)   # chip_id -> [card_counter, cntr_reserved]
     start_chips: list = field(default_factory=list)
     start_tasks: list = field(default_factory=list)  # (task_pk, total)
-    events: list = field(default_factory=list)       # rows of EVENTS
-    attempts: list = field(default_factory=list)     # rows of ATTEMPTS
+    events: list = field(default_factory=list)       # task event rows (store.channel.add_events)
+    attempts: list = field(default_factory=list)     # attempt rows (store.channel.add_attempts)
     progress: dict = field(default_factory=dict)     # task_pk -> (acked, total, done)
     traffic: dict = field(default_factory=dict)      # chip_id -> bytes
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
     successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
-    replies: list = field(default_factory=list)      # ("start", cid, session, buffer) | ("close", cid, reason)
+    answers: list = field(default_factory=list)      # StartWrite | Close, returned to the driver
     refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards
     source: Any = lambda cid: ""                     # a channel's source address (ota.guard.SourceGuard.source)
 
 
 class ChannelService:
-    """The service side of the BIP endpoint for one worker (called by ota.driver.Driver)."""
+    """The service side of the BIP endpoint for one worker (called by api.bip.driver.Driver)."""
 
     def __init__(self, pool: Any, *, master_cache: int = 256, key_cache: int = 50_000,
                  actor: str = "card") -> None:
@@ -131,47 +79,41 @@ class ChannelService:
         self.actor = actor
         self.guard, self.sessions = channel_records.HelloGuard(), channel_records.SessionLog()  # issue 15
 
-    async def handle(self, events: list, driver) -> None:
-        """Judge a group of events, commit what they change in one transaction, then answer the cards.
+    async def handle(self, events: list, source=None) -> list:
+        """Judge a group of events, commit what they change in one transaction, then return the answers
+        to the cards (StartWrite, Close) for the driver to apply. `source(cid)` names a channel's source
+        address (the driver's SourceGuard.source), for the per-source count of unknown cards.
 
         Two workers' groups may lock the same chips in another order; PostgreSQL then aborts one of
         them, which is simply judged again (nothing was answered yet).
         """
-        guard = getattr(driver, "guard", None)
         for attempt in range(4):
             try:
-                batch = await self._commit_group(events, guard)
+                group = await self._commit_group(events, source)
                 break
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
-        telemetry.group_committed(events, batch)
-        now = time.monotonic()
-        for reply in batch.replies:
-            if reply[0] == "start":
-                driver.mux.start_write(reply[1], reply[2], reply[3], now)
-            else:
-                driver.mux.close(reply[1], reply[2])
-                if reply[2] in (M.C_UNKNOWN, M.C_BAD_MAC) and guard is not None:
-                    guard.refused(reply[1], now)  # refused before a MAC verified: its source pays
+        telemetry.group_committed(events, group)
+        return group.answers
 
-    async def _commit_group(self, events: list, guard=None) -> Batch:
+    async def _commit_group(self, events: list, source=None) -> CommitGroup:
         telemetry.group_begin()
-        batch = Batch(source=guard.source if guard is not None else Batch.source)
-        cards = [ev for ev in events if ev[0] in (M.EV_HELLO, M.EV_REPORT)]
+        group = CommitGroup(source=source or CommitGroup.source)
+        cards = [ev for ev in events if type(ev) in CARD_EVENTS]
         async with self.pool.acquire() as conn, conn.transaction():
             if cards:
-                rows = await conn.fetch(CHIPS_FOR_UPDATE, sorted({ev[2]["eid"] for ev in cards}))
+                rows = await channel_store.chips_for_update(conn, sorted({ev.fields["eid"] for ev in cards}))
                 chips = {r["eid"]: r for r in rows}
                 for i, ev in enumerate(cards, 1):
-                    await self._judge_card(conn, ev, chips, batch)
+                    await self._judge_card(conn, ev, chips, group)
                     if i % YIELD_EVERY == 0:  # let the loop accept and read meanwhile (a group may
                         await asyncio.sleep(0)  # hold thousands of HELLOs; the listen queue is finite)
             for ev in events:
-                self._note_session_event(ev, batch)
-            await self._write(conn, batch)
-        return batch
+                self._note_session_event(ev, group)
+            await self._write(conn, group)
+        return group
 
     # -- HELLO and REPORT ---------------------------------------------------------------------
     async def _keys(self, conn, chip) -> tuple[bytes, bytes, bytes]:
@@ -192,41 +134,42 @@ class ChannelService:
             self.chip_keys.popitem(last=False)
         return keys
 
-    async def _judge_card(self, conn, ev, chips, batch: Batch) -> None:
-        kind, cid, fields, frame = ev
-        ftype = wire.T_HELLO if kind == M.EV_HELLO else wire.T_REPORT
+    async def _judge_card(self, conn, ev, chips, group: CommitGroup) -> None:
+        cid, fields, frame = ev.cid, ev.fields, ev.frame
+        hello = type(ev) is Hello
+        ftype = bcp.HELLO if hello else bcp.REPORT
         chip = chips.get(fields["eid"])
         if chip is None:
-            return self._refuse(batch, cid, fields["eid"], None, ftype, M.C_UNKNOWN, "unknown chip")
+            return self._refuse(group, cid, fields["eid"], None, ftype, bcp.CLOSE_UNKNOWN_CARD, "unknown chip")
         kic, kid, dek = await self._keys(conn, chip)
         if not wire.verify_mac(kid, frame):
-            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_BAD_MAC, "bad MAC")
-        counters = batch.counters.setdefault(chip["id"], [chip["card_counter"], chip["cntr_reserved"]])
+            return self._refuse(group, cid, chip["eid"], chip["id"], ftype, bcp.CLOSE_BAD_MAC, "bad MAC")
+        counters = group.counters.setdefault(chip["id"], [chip["card_counter"], chip["cntr_reserved"]])
         if fields["counter"] <= counters[0]:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], ftype, M.C_REPLAY, "replayed counter")
+            return self._refuse(group, cid, chip["eid"], chip["id"], ftype, bcp.CLOSE_REPLAYED, "replayed counter")
         counters[0] = fields["counter"]  # every verified frame advances the card counter (§5.4 step 1)
-        if kind == M.EV_HELLO:
-            await self._on_hello(conn, cid, fields, chip, (kic, kid, dek), counters, batch)
+        if hello:
+            await self._on_hello(conn, cid, fields, chip, (kic, kid, dek), counters, group)
         else:
-            self._on_report(cid, fields, chip, batch)
+            self._on_report(cid, fields, chip, group)
 
-    def _refuse(self, batch: Batch, cid, eid, chip_id, ftype, reason, detail) -> None:
-        if reason == M.C_UNKNOWN:  # no chip, no key: a count per source and minute, not a row per frame
-            key = (batch.source(cid), reason)
-            batch.refusals[key] = batch.refusals.get(key, 0) + 1
+    def _refuse(self, group: CommitGroup, cid, eid, chip_id, ftype, reason, detail) -> None:
+        if reason == bcp.CLOSE_UNKNOWN_CARD:  # no chip, no key: a count per source and minute, not a row per frame
+            key = (group.source(cid), reason)
+            group.refusals[key] = group.refusals.get(key, 0) + 1
         else:
-            batch.attempts.append((eid, chip_id, ftype, reason, detail))
-        batch.replies.append(("close", cid, reason))
+            group.attempts.append((eid, chip_id, ftype, reason, detail))
+        group.answers.append(Close(cid, reason))
 
-    async def _on_hello(self, conn, cid, fields, chip, keys, counters, batch: Batch) -> None:
+    async def _on_hello(self, conn, cid, fields, chip, keys, counters, group: CommitGroup) -> None:
         state = chip["state"]
         if state not in (POWER_ON_FROM, WRITING) or chip["task_pk"] is None:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_STATE,
                                 f"state {state} does not allow a write")
-        if await self.guard.refusal(conn, batch, chip, fields.get("imei")):  # R32: blacklisted since the apply
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_STATE, "blacklisted")
+        if await self.guard.refusal(conn, group, chip, fields.get("imei")):  # R32: blacklisted since the apply
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_STATE, "blacklisted")
         if chip["remaining_flow_bytes"] <= 0:  # R3: test traffic is for writing only, never restored
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_NO_FLOW,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_NO_TRAFFIC,
                                 "no test traffic left")
         imsi, ki, opc = await number_store.decrypt_secrets(self.pool, chip)
         kic, kid, dek = keys
@@ -236,62 +179,62 @@ class ChannelService:
         try:  # §5.1: a frame is at most the card's buffer; a C-APDU is never split (§5.4 step 2)
             plan_chunks(session, fields["buffer_size"])
         except ValueError as exc:  # this card alone is refused; the rest of its group goes on
-            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_HELLO, M.C_PROTOCOL, str(exc))
-            batch.finals.append(lambda conn, c=chip, d=f"declared buffer: {exc}": ops.raise_exception(
+            self._refuse(group, cid, chip["eid"], chip["id"], bcp.HELLO, bcp.CLOSE_PROTOCOL, str(exc))
+            group.finals.append(lambda conn, c=chip, d=f"declared buffer: {exc}": ops.raise_exception(
                 conn, "CHANNEL_PROTOCOL_ERROR", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
                 detail=d))
             return
         counters[1] += CNTR_BLOCK
         if state == POWER_ON_FROM:
-            batch.start_chips.append(chip["id"])
-        batch.start_tasks.append((chip["task_pk"], len(script.apdus)))
+            group.start_chips.append(chip["id"])
+        group.start_tasks.append((chip["task_pk"], len(script.apdus)))
         if fields.get("imei") and chip["imei"] and fields["imei"] != chip["imei"]:  # R32 card–device separation
-            batch.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
-        reason = "power-on" if fields["reason"] == 1 else "resume after a drop"
-        batch.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
+            group.finals.append(lambda conn, e=chip["eid"], i=fields["imei"]: monitoring.check_device(conn, e, i))
+        reason = "power-on" if fields["reason"] == bcp.HELLO_POWER_ON else "resume after a drop"
+        group.events.append((chip["id"], chip["task_pk"], Op.POWER_ON.value, state,
                              next_state(state, Op.POWER_ON), self.actor, reason))
-        batch.replies.append(("start", cid, session, fields["buffer_size"]))
-        self.sessions.started(batch, session, chip, resumed=fields["reason"] != 1)  # R1: the session's record
+        group.answers.append(StartWrite(cid, session, fields["buffer_size"]))
+        self.sessions.started(group, session, chip, resumed=fields["reason"] != bcp.HELLO_POWER_ON)  # R1: its record
 
-    def _on_report(self, cid, fields, chip, batch: Batch) -> None:
+    def _on_report(self, cid, fields, chip, group: CommitGroup) -> None:
         state, result = chip["state"], fields["result"]
         if self._repeated(chip, result):  # the card did not hear our CLOSE(00): the result is durable already
-            batch.replies.append(("close", cid, M.C_DONE))
+            group.answers.append(Close(cid, bcp.CLOSE_DONE))
             return
         if state != WRITING or chip["task_pk"] is None:
-            return self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+            return self._refuse(group, cid, chip["eid"], chip["id"], bcp.REPORT, bcp.CLOSE_STATE,
                                 f"REPORT in state {state}")
         if not chip["script_done"]:  # §5.4 step 5: judged only once every chunk was acknowledged
-            self._refuse(batch, cid, chip["eid"], chip["id"], wire.T_REPORT, M.C_STATE,
+            self._refuse(group, cid, chip["eid"], chip["id"], bcp.REPORT, bcp.CLOSE_STATE,
                          f"REPORT before the script was acknowledged ({chip['script_acked']}/{chip['script_total']})")
-            batch.finals.append(lambda conn, c=chip: ops.raise_exception(
+            group.finals.append(lambda conn, c=chip: ops.raise_exception(
                 conn, "EARLY_REPORT", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"],
                 detail=f"REPORT {result:02X} with {c['script_acked']}/{c['script_total']} C-APDUs acknowledged"))
             return
         diagnostic = fields.get("diagnostic")
-        if result == R_SUCCESS and (fields.get("iccid") or "").upper() != chip["iccid"].upper():
+        if result == bcp.REPORT_SUCCESS and (fields.get("iccid") or "").upper() != chip["iccid"].upper():
             # the card says it works, but not with the number written: a data error (§5.4 step 5)
-            result, diagnostic = R_DATA_ERROR, f"{LIE} {fields.get('iccid') or '-'}, {chip['iccid']} was written"
-        if result == R_SUCCESS:  # the common case is written in bulk with the rest of the group
-            batch.successes.append((chip, diagnostic))
+            result, diagnostic = bcp.REPORT_DATA_ERROR, f"{LIE} {fields.get('iccid') or '-'}, {chip['iccid']} was written"
+        if result == bcp.REPORT_SUCCESS:  # the common case is written in bulk with the rest of the group
+            group.successes.append((chip, diagnostic))
         else:
-            batch.finals.append(lambda conn, c=chip, r=result, d=diagnostic: self._report(conn, c, r, d))
-        batch.replies.append(("close", cid, M.C_DONE))
+            group.finals.append(lambda conn, c=chip, r=result, d=diagnostic: self._report(conn, c, r, d))
+        group.answers.append(Close(cid, bcp.CLOSE_DONE))
 
     @staticmethod
     def _repeated(chip, result: int) -> bool:
         """A REPORT the platform judged already (§5.4 step 5: a card that got no answer repeats it)."""
         if chip["state"] == SUCCEEDED:
-            return result == R_SUCCESS
+            return result == bcp.REPORT_SUCCESS
         if chip["state"] == FAILED:
-            judged = {CHIP_FAULT: R_CHIP_FAULT, DATA_ERROR: R_DATA_ERROR}.get(chip["task_result"])
+            judged = {CHIP_FAULT: bcp.REPORT_CHIP_FAULT, DATA_ERROR: bcp.REPORT_DATA_ERROR}.get(chip["task_result"])
             lied = (chip["task_diagnostic"] or "").startswith(LIE)  # a REPORT 00 naming another ICCID
-            return result == judged or (result == R_SUCCESS and lied)
+            return result == judged or (result == bcp.REPORT_SUCCESS and lied)
         return False
 
     async def _report(self, conn, chip, result: int, diagnostic: str | None) -> None:
         """REPORT made durable (DESIGN §5.4 step 5): 01 → stays 3 + exception, 02/03 (or a lie) → 5."""
-        if result == R_NO_COMM:  # table 4: 运营号无法通信; the card reports again later (§6.2.4.1, R9)
+        if result == bcp.REPORT_NO_COMM:  # table 4: 运营号无法通信; the card reports again later (§6.2.4.1, R9)
             await ops.raise_exception(conn, "NUMBER_NOT_COMMUNICATING", chip_id=chip["id"], task_id=chip["task_pk"],
                                       client_id=chip["client_id"], detail=diagnostic)
             await task_store.event(conn, chip["id"], chip["task_pk"], Op.NOT_COMMUNICATING.value, chip["state"],
@@ -299,15 +242,14 @@ class ChannelService:
                                    diagnostic or "REPORT 01")
             telemetry.write_outcome(chip, "not_communicating")
             return
-        await self._fail(conn, chip, CHIP_FAULT if result == R_CHIP_FAULT else DATA_ERROR, diagnostic)
+        await self._fail(conn, chip, CHIP_FAULT if result == bcp.REPORT_CHIP_FAULT else DATA_ERROR, diagnostic)
 
     async def _fail(self, conn, chip, result: str, diagnostic) -> None:
         """3 → 5 in one transaction: task, chip, the number given back, exception, task event, callback."""
         now = dt.datetime.now(CST)
         telemetry.write_outcome(chip, result)
         to = next_state(chip["state"], Op.FAIL)
-        await conn.execute(FAIL_TASK, chip["task_pk"], int(to), result, diagnostic, now)
-        await conn.execute(FAIL_CHIP, chip["id"], int(to))
+        await channel_store.fail(conn, chip["id"], chip["task_pk"], int(to), result, diagnostic, now)
         await number_store.give_back(conn, chip["number_id"], chip["province_code"])  # DESIGN §3
         await ops.raise_exception(conn, "CHIP_FAULT" if result == CHIP_FAULT else "DATA_ERROR", chip_id=chip["id"],
                                   task_id=chip["task_pk"], client_id=chip["client_id"], detail=diagnostic or result)
@@ -318,64 +260,60 @@ class ChannelService:
             "write_time": "", "iccid": chip["iccid"], "msisdn": chip["msisdn"], "status_desc": STATUS_DESC[to]})
 
     # -- events of a running session -----------------------------------------------------------
-    def _note_session_event(self, ev, batch: Batch) -> None:
-        self.sessions.event(batch, ev)  # R1: ends and sizes of channel sessions (before traffic is charged)
-        kind, cid, session = ev[0], ev[1], ev[2]
-        if kind in (M.EV_HELLO, M.EV_REPORT) or session is None:
-            if kind == M.EV_PROTOCOL:
-                batch.attempts.append(("", None, 0, M.C_PROTOCOL, str(ev[3])[:200]))
+    def _note_session_event(self, ev, group: CommitGroup) -> None:
+        kind = type(ev)
+        if kind in CARD_EVENTS:
+            return
+        self.sessions.event(group, ev)  # R1: ends and sizes of channel sessions (before traffic is charged)
+        session = ev.session
+        if session is None:
+            if kind is ProtocolError:
+                group.attempts.append(("", None, 0, bcp.CLOSE_PROTOCOL, str(ev.detail)[:200]))
             return
         total = len(session.apdus)
-        if kind == M.EV_ACK:
-            acked, _, done = batch.progress.get(session.task_id, (0, total, False))
-            batch.progress[session.task_id] = (max(acked, ev[3]), total, done)
-        elif kind == M.EV_DONE:  # progress 95 and the traffic are durable before the card refreshes
-            batch.progress[session.task_id] = (total, total, True)
-            batch.replies.append(("close", cid, M.C_DONE))
-        elif kind == M.EV_FAILED:
-            batch.finals.append(lambda conn, s=session, f=ev[3]: self._session_failed(conn, s, f))
-            batch.replies.append(("close", cid, M.C_DONE))
-        if kind in (M.EV_DONE, M.EV_FAILED, M.EV_TIMEOUT, M.EV_GONE, M.EV_PROTOCOL):
+        if kind is Acked:
+            acked, _, done = group.progress.get(session.task_id, (0, total, False))
+            group.progress[session.task_id] = (max(acked, ev.acked), total, done)
+        elif kind is ScriptDone:  # progress 95 and the traffic are durable before the card refreshes
+            group.progress[session.task_id] = (total, total, True)
+            group.answers.append(Close(ev.cid, bcp.CLOSE_DONE))
+        elif kind is WriteFailed:
+            group.finals.append(lambda conn, s=session, f=ev.failure: self._session_failed(conn, s, f))
+            group.answers.append(Close(ev.cid, bcp.CLOSE_DONE))
+        if kind in ENDS:
             chip_id = session.owner
             if chip_id is not None and session.traffic:
-                batch.traffic[chip_id] = batch.traffic.get(chip_id, 0) + session.traffic
+                group.traffic[chip_id] = group.traffic.get(chip_id, 0) + session.traffic
                 session.traffic = 0
 
     async def _session_failed(self, conn, session, failure: int) -> None:
         """§5.4 step 3: an SW error after one retry is a chip fault, a read-back mismatch a data error."""
-        row = await conn.fetchrow(CHIPS_FOR_UPDATE, [session.eid])
+        row = await channel_store.chip_for_update(conn, session.eid)
         if row is None or row["state"] != WRITING or row["task_pk"] != session.task_id:
             return
-        if failure == M.F_CHIP_FAULT:
+        if failure == F_CHIP_FAULT:
             await self._fail(conn, row, CHIP_FAULT, "a C-APDU failed twice")
         else:
             await self._fail(conn, row, DATA_ERROR, "read-back differs from what was written")
 
     # -- the group's one transaction -------------------------------------------------------------
-    async def _write(self, conn, b: Batch) -> None:
+    async def _write(self, conn, b: CommitGroup) -> None:
         if b.counters:
-            ids = sorted(b.counters)
-            await conn.execute(UPSERT_COUNTERS, ids, [b.counters[i][0] for i in ids],
-                               [b.counters[i][1] for i in ids])
+            await channel_store.advance_counters(conn, b.counters)
         if b.start_chips:
-            await conn.execute(START_WRITING, sorted(b.start_chips), int(WRITING), int(POWER_ON_FROM))
+            await channel_store.start_writing(conn, b.start_chips, int(WRITING), int(POWER_ON_FROM))
         if b.start_tasks:
-            b.start_tasks.sort()
-            await conn.execute(START_TASKS, [t[0] for t in b.start_tasks], [t[1] for t in b.start_tasks], int(WRITING))
+            await channel_store.start_tasks(conn, b.start_tasks, int(WRITING))
         if b.events:
-            await conn.execute(EVENTS, *[list(col) for col in zip(*b.events)])
+            await channel_store.add_events(conn, b.events)
         if b.attempts:
-            await conn.execute(ATTEMPTS, *[list(col) for col in zip(*b.attempts)])
+            await channel_store.add_attempts(conn, b.attempts)
         if b.refusals:
             await bip_log.count_refusals(conn, b.refusals)
         if b.progress:
-            ids = sorted(b.progress)
-            await conn.execute(task_store.PROGRESS, ids, [b.progress[i][0] for i in ids],
-                               [b.progress[i][1] for i in ids], [b.progress[i][2] for i in ids],
-                               dt.datetime.now(dt.timezone.utc))
+            await task_store.write_progress(conn, b.progress, dt.datetime.now(dt.timezone.utc))
         if b.traffic:
-            ids = sorted(b.traffic)
-            await conn.execute(chip_store.CHARGE_FLOW, ids, [b.traffic[i] for i in ids])
+            await chip_store.charge_flow(conn, b.traffic)
         if b.successes:
             await self._succeed_all(conn, b.successes)
         for final in b.finals:
@@ -388,14 +326,10 @@ class ChannelService:
         successes.sort(key=lambda item: item[0]["id"])
         chips = [c for c, _ in successes]
         ids = [c["id"] for c in chips]
-        await conn.execute(SUCCEED_TASKS, [c["task_pk"] for c in chips], [d for _, d in successes], now,
-                           int(SUCCEEDED))
-        await conn.execute(SUCCEED_CHIPS, ids, [c["iccid"] for c in chips], int(SUCCEEDED))
-        await conn.execute(BIND_NUMBERS, [c["number_id"] for c in chips], ids, now)
-        await conn.execute(EVENTS, ids, [c["task_pk"] for c in chips],
-                           [Op.SUCCEED.value] * len(chips), [c["state"] for c in chips],
-                           [int(SUCCEEDED)] * len(chips), [self.actor] * len(chips),
-                           ["success" if not d else f"success: {d}" for _, d in successes])
+        await channel_store.succeed(conn, chips, [d for _, d in successes], int(SUCCEEDED), now)
+        await channel_store.add_events(conn, [
+            (c["id"], c["task_pk"], Op.SUCCEED.value, c["state"], int(SUCCEEDED), self.actor,
+             "success" if not d else f"success: {d}") for c, d in successes])
         await task_store.close_resolved_by_success(conn, ids)
         when = now.isoformat(timespec="seconds")
         event_ids = ["E" + secrets.token_hex(12) for _ in chips]
@@ -403,5 +337,5 @@ class ChannelService:
                                 "write_result": "success", "write_time": when, "iccid": c["iccid"],
                                 "msisdn": c["msisdn"], "status_desc": STATUS_DESC[SUCCEEDED], "event_id": e},
                                ensure_ascii=False) for c, e in zip(chips, event_ids)]
-        await conn.execute(CALLBACKS, event_ids, [c["client_id"] for c in chips], [c["task_pk"] for c in chips],
-                           payloads)
+        await channel_store.queue_callbacks(conn, event_ids, [c["client_id"] for c in chips],
+                                            [c["task_pk"] for c in chips], payloads)

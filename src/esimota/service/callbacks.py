@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from ..errors import NotFound
+from ..store import callback_outbox as outbox
 from ..store import tasks as task_store
 from .common import connection
 
@@ -17,30 +18,6 @@ from .common import connection
 SCHEDULE_S = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 3600, 7200, 7200, 14400, 14400, 14400, 21600)
 LEASE_S = 60  # a claimed callback is not picked again for this long (another dispatcher, a crash)
 
-CLAIM = """
-UPDATE callback_outbox o SET next_attempt_at = now() + make_interval(secs => $2)
-FROM (SELECT id FROM callback_outbox WHERE status = 'pending' AND next_attempt_at <= now()
-      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due, clients c
-WHERE o.id = due.id AND c.id = o.client_id
-RETURNING o.id, o.event_id, o.task_id, o.payload, o.attempts, c.client_id, c.callback_url"""
-RECORD_ATTEMPT = "INSERT INTO callback_attempts (outbox_id, http_status, outcome, detail) VALUES ($1, $2, $3, $4)"
-DELIVERED = """
-UPDATE callback_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = now(), last_error = NULL
-WHERE id = $1"""
-RETRY = """
-UPDATE callback_outbox SET attempts = attempts + 1, last_error = $2,
-       next_attempt_at = now() + make_interval(secs => $3)
-WHERE id = $1"""
-EXHAUSTED = "UPDATE callback_outbox SET status = 'exhausted', attempts = attempts + 1, last_error = $2 WHERE id = $1"
-CHIP_OF_TASK = "SELECT chip_id FROM tasks WHERE id = $1"
-REPUSH = """
-UPDATE callback_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL
-WHERE event_id = $1 RETURNING id"""
-LIST = """
-SELECT o.id, o.event_id, t.task_id, o.status, o.attempts, o.next_attempt_at, o.last_error
-FROM callback_outbox o JOIN tasks t ON t.id = o.task_id
-WHERE ($1::text IS NULL OR t.task_id = $1) AND ($2::text IS NULL OR o.event_id = $2) ORDER BY o.id"""
-ATTEMPTS = "SELECT outbox_id, at, http_status, outcome, detail FROM callback_attempts WHERE outbox_id = ANY($1) ORDER BY id"
 
 
 def _text(value: Any) -> str:
@@ -85,14 +62,6 @@ def delay_after(attempts: int) -> float | None:
     return SCHEDULE_S[attempts - 1] * scale
 
 
-RECORD_ATTEMPTS = """
-INSERT INTO callback_attempts (outbox_id, http_status, outcome, detail)
-SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])"""
-DELIVERED_ALL = """
-UPDATE callback_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = now(), last_error = NULL
-WHERE id = ANY($1::bigint[])"""
-
-
 async def record_results(db: Any, results: list[tuple[Any, int | None, bool, str]]) -> list[str]:
     """The attempts of one dispatch round, (row, http_status, ok, detail) each, in one transaction:
     every attempt a row, the delivered ones marked together, the others rescheduled or exhausted."""
@@ -100,11 +69,12 @@ async def record_results(db: Any, results: list[tuple[Any, int | None, bool, str
         return []
     ordered = sorted(results, key=lambda r: r[0]["id"])  # one lock order for concurrent dispatchers
     async with connection(db) as conn, conn.transaction():
-        await conn.execute(RECORD_ATTEMPTS, [r[0]["id"] for r in ordered], [r[1] for r in ordered],
-                           ["delivered" if r[2] else "failed" for r in ordered], [r[3][:500] for r in ordered])
+        await outbox.record_attempts(conn, [r[0]["id"] for r in ordered], [r[1] for r in ordered],
+                                     ["delivered" if r[2] else "failed" for r in ordered],
+                                     [r[3][:500] for r in ordered])
         delivered = [r[0]["id"] for r in ordered if r[2]]
         if delivered:
-            await conn.execute(DELIVERED_ALL, delivered)
+            await outbox.delivered_all(conn, delivered)
         outcomes = {r[0]["id"]: "delivered" for r in ordered if r[2]}
         for row, _, ok, detail in ordered:
             if not ok:
@@ -115,9 +85,9 @@ async def record_results(db: Any, results: list[tuple[Any, int | None, bool, str
 async def record_result(db: Any, row: Any, http_status: int | None, ok: bool, detail: str) -> str:
     """One attempt recorded; the callback delivered, rescheduled or exhausted (→ interface exception)."""
     async with connection(db) as conn, conn.transaction():
-        await conn.execute(RECORD_ATTEMPT, row["id"], http_status, "delivered" if ok else "failed", detail[:500])
+        await outbox.record_attempt(conn, row["id"], http_status, "delivered" if ok else "failed", detail[:500])
         if ok:
-            await conn.execute(DELIVERED, row["id"])
+            await outbox.delivered(conn, row["id"])
             return "delivered"
         return await _failed(conn, row, detail)
 
@@ -126,12 +96,12 @@ async def _failed(conn: Any, row: Any, detail: str) -> str:
     """A failed attempt: the next one scheduled, or the callback exhausted (→ interface exception)."""
     delay = delay_after(row["attempts"] + 1)
     if delay is not None:
-        await conn.execute(RETRY, row["id"], detail[:500], delay)
+        await outbox.retry(conn, row["id"], detail[:500], delay)
         return "retry"
-    await conn.execute(EXHAUSTED, row["id"], detail[:500])
+    await outbox.exhausted(conn, row["id"], detail[:500])
     # §8.2.3 table 5: a callback that cannot be delivered is an interface exception (1 h to handle)
     await task_store.open_exception(conn, "interface", "general", "CALLBACK_FAILED", dt.timedelta(hours=1),
-                                    chip_id=await conn.fetchval(CHIP_OF_TASK, row["task_id"]),
+                                    chip_id=await outbox.chip_of_task(conn, row["task_id"]),
                                     task_id=row["task_id"], detail=f"event {row['event_id']}: {detail[:200]}")
     return "exhausted"
 
@@ -141,7 +111,7 @@ async def repush(db: Any, event_id: str) -> dict:
     Returns the callback as the re-push left it (read in the same transaction: the dispatcher, woken
     at its commit, may already be sending it by the time the caller looks again)."""
     async with connection(db) as conn, conn.transaction():
-        if await conn.fetchval(REPUSH, event_id) is None:
+        if await outbox.repush(conn, event_id) is None:
             raise NotFound("unknown event_id", reason="EVENT_NOT_FOUND")
         return (await _listed(conn, None, event_id))[0]
 
@@ -153,8 +123,8 @@ async def list_callbacks(db: Any, *, task_id: str | None = None, event_id: str |
 
 
 async def _listed(conn: Any, task_id: str | None, event_id: str | None) -> list[dict]:
-    rows = [dict(r) for r in await conn.fetch(LIST, task_id or None, event_id or None)]
-    attempts = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
+    found, attempts = await outbox.listed(conn, task_id or None, event_id or None)
+    rows = [dict(r) for r in found]
     for r in rows:
         r["history"] = [dict(a) for a in attempts if a["outbox_id"] == r["id"]]
     return rows

@@ -8,7 +8,8 @@ import secrets
 import time
 from typing import Any
 
-from ..ota import _mux as M  # constants only
+from ..codec.bcp import CLOSE_DONE, CLOSE_PROTOCOL
+from ..ota.mux import Acked, Gone, ProtocolError, ScriptDone, TimedOut, WriteFailed
 from ..store import alerts as alert_store
 from ..store import history
 from . import ops
@@ -33,7 +34,7 @@ class HelloGuard:
         if time.monotonic() - self.loaded_at > RELOAD_S:
             self.eids, self.imeis, self.newest, self.loaded_at = set(), set(), None, time.monotonic()
         since = None if self.newest is None else self.newest - dt.timedelta(seconds=OVERLAP_S)
-        for r in await conn.fetch(alert_store.BLACKLIST_SINCE, since):
+        for r in await alert_store.blacklist_since(conn, since):
             (self.eids if r["kind"] == "eid" else self.imeis).add(r["value"])
             self.newest = r["created_at"] if self.newest is None else max(self.newest, r["created_at"])
 
@@ -57,8 +58,8 @@ class HelloGuard:
 
 # -- channel sessions ------------------------------------------------------------------------------
 # how a session ended, and the CLOSE reason the platform sent (None: the channel was cut or dropped)
-ENDINGS = {M.EV_DONE: ("done", M.C_DONE), M.EV_FAILED: ("failed", M.C_DONE), M.EV_TIMEOUT: ("timeout", None),
-           M.EV_GONE: ("gone", None), M.EV_PROTOCOL: ("protocol error", M.C_PROTOCOL)}
+ENDINGS = {ScriptDone: ("done", CLOSE_DONE), WriteFailed: ("failed", CLOSE_DONE), TimedOut: ("timeout", None),
+           Gone: ("gone", None), ProtocolError: ("protocol error", CLOSE_PROTOCOL)}
 
 
 class _Flush:
@@ -73,8 +74,8 @@ class _Flush:
 
     async def __call__(self, conn: Any) -> None:
         if self.starts:
-            await conn.execute(history.SUPERSEDE_SESSIONS, sorted({s[1] for s in self.starts}))
-            await conn.execute(history.START_SESSIONS, *[list(col) for col in zip(*self.starts)])
+            await history.supersede_sessions(conn, sorted({s[1] for s in self.starts}))
+            await history.start_sessions(conn, self.starts)
         opened = self.log.open
         for key, n in self.acks.items():
             if key in opened:
@@ -85,7 +86,7 @@ class _Flush:
             if entry is not None:
                 rows.append((entry[0], name, reason, 1 + 2 * entry[1] + (reason is not None), traffic))
         if rows:
-            await conn.execute(history.END_SESSIONS, *[list(col) for col in zip(*rows)])
+            await history.end_sessions(conn, rows)
 
 
 class SessionLog:
@@ -109,12 +110,12 @@ class SessionLog:
         self.open[id(session)] = [ref, 0]
         self._flush(batch).starts.append((ref, chip["id"], chip["task_pk"], resumed))
 
-    def event(self, batch: Any, ev: tuple) -> None:
+    def event(self, batch: Any, ev: Any) -> None:
         """Every event of a running session (call before its traffic is charged: the bytes are read here)."""
-        kind, session = ev[0], ev[2]
-        if session is None or kind in (M.EV_HELLO, M.EV_REPORT) or id(session) not in self.open:
+        kind, session = type(ev), getattr(ev, "session", None)
+        if session is None or id(session) not in self.open:
             return
-        if kind == M.EV_ACK:
+        if kind is Acked:
             acks = self._flush(batch).acks
             acks[id(session)] = acks.get(id(session), 0) + 1
         elif kind in ENDINGS:

@@ -81,10 +81,10 @@ async def set_password(db: Any, username: str, password: str, actor_name: str | 
         actor = await staff.authorize(db, actor_who, "staff.token")  # any active account, itself
     hashed = await asyncio.to_thread(hash_password, check_strength(password, username))
     async with connection(db) as conn, conn.transaction():
-        staff_id = await conn.fetchval(store.SET_PASSWORD, username, hashed)
+        staff_id = await store.set_password(conn, username, hashed)
         if staff_id is None:
             raise NotFound(f"no staff account {username!r}", reason="STAFF_NOT_FOUND")
-        await conn.execute(store.END_SESSIONS_OF, staff_id)
+        await store.end_sessions_of(conn, staff_id)
         await audit.record(conn, actor, "staff.password", username)  # never the password or its hash
     return {"username": username, "password_set": True}
 
@@ -116,25 +116,25 @@ async def sign_in(db: Any, username: str, password: str, address: str) -> str:
     account or the address failed too often within THROTTLE_WINDOW. Every attempt is recorded and audited."""
     username = (username or "").strip().lower()[:64]
     async with connection(db) as conn:
-        fails = await conn.fetchrow(store.FAILURES, username, address, THROTTLE_WINDOW)
+        fails = await store.failures(conn, username, address, THROTTLE_WINDOW)
         if fails["by_user"] >= MAX_FAILURES_ACCOUNT or fails["by_address"] >= MAX_FAILURES_ADDRESS:
             await audit.record(conn, f"staff:{username}", "console.signin_throttled", username, address=address)
             raise RateLimited("too many failed sign-ins; wait a few minutes", reason="SIGNIN_THROTTLED",
                               retry_after=int(THROTTLE_WINDOW.total_seconds()))
-        row = await conn.fetchrow(store.ACCOUNT, username)
+        row = await store.account(conn, username)
         # scrypt costs ~0.1 s of CPU: off the event loop, which also carries the BIP channels
         ok = await asyncio.to_thread(verify_password, password or "", row["password_hash"] if row else None)
         ok = ok and row is not None and row["disabled_at"] is None
         async with conn.transaction():
-            await conn.execute(store.ATTEMPT, username, address, ok)
+            await store.attempt(conn, username, address, ok)
             if not ok:  # committed: the refusal counts towards the throttle
                 await audit.record(conn, f"staff:{username}", "console.signin_failed", username, address=address)
         if not ok:
             raise Unauthenticated("wrong username or password", reason="SIGNIN_FAILED")
         async with conn.transaction():
             token = secrets.token_urlsafe(32)
-            await conn.fetchval(store.NEW_SESSION, _token_hash(token), row["id"], secrets.token_urlsafe(24), address)
-            await conn.execute(store.TOUCH_ACCOUNT, username)
+            await store.new_session(conn, _token_hash(token), row["id"], secrets.token_urlsafe(24), address)
+            await store.touch_account(conn, username)
             await audit.record(conn, f"staff:{username}", "console.signin", username, address=address)
     return token
 
@@ -145,11 +145,11 @@ async def session(db: Any, token: str | None, *, touch: bool = True) -> Session 
     if not token or len(token) > 128:
         return None
     async with connection(db) as conn:
-        row = await conn.fetchrow(store.SESSION, _token_hash(token), IDLE)
+        row = await store.session(conn, _token_hash(token), IDLE)
         if row is None:
             return None
         if touch:
-            await conn.execute(store.TOUCH_SESSION, row["id"])
+            await store.touch_session(conn, row["id"])
     return Session(row["id"], row["username"], row["display_name"], frozenset(row["roles"]), row["csrf"])
 
 
@@ -166,13 +166,11 @@ async def refused_form(db: Any, sess: Session, path: str, origin: str | None) ->
 
 async def sign_out(db: Any, sess: Session) -> None:
     async with connection(db) as conn, conn.transaction():
-        await conn.execute(store.END_SESSION, sess.id)
+        await store.end_session(conn, sess.id)
         await audit.record(conn, sess.actor, "console.signout", sess.username)
 
 
 async def purge(db: Any, keep: dt.timedelta = KEEP) -> int:
     """Retention: old sign-in attempts and sessions over for longer than `keep`."""
     async with connection(db) as conn:
-        a = await conn.execute(store.PURGE_SIGNINS, keep)
-        b = await conn.execute(store.PURGE_SESSIONS, keep)
-    return int(a.split()[-1]) + int(b.split()[-1])
+        return await store.purge(conn, keep)

@@ -34,7 +34,7 @@ async def writes(db: Any, *, days: int = 0, hours: int = 0) -> list[tuple[str, i
     count = days or hours
     start = current - (count - 1) * step
     async with connection(db) as conn:
-        rows = {r["slot"]: (r["ok"], r["failed"]) for r in await conn.fetch(store.WRITES_BY_SLOT, start, unit)}
+        rows = {r["slot"]: (r["ok"], r["failed"]) for r in await store.writes_by_slot(conn, start, unit)}
     fmt = "%m-%d" if days else "%H:00"
     return [(s.strftime(fmt), *rows.get(s, (0, 0))) for s in _slots(start, count, step)]
 
@@ -42,28 +42,28 @@ async def writes(db: Any, *, days: int = 0, hours: int = 0) -> list[tuple[str, i
 async def cards_by_state(db: Any) -> dict[int, int]:
     """Chips per lifecycle state (§6.3 table 2), every state present."""
     async with connection(db) as conn:
-        got = {r["state"]: r["n"] for r in await conn.fetch(store.CARDS_BY_STATE)}
+        got = {r["state"]: r["n"] for r in await store.cards_by_state(conn)}
     return {s: got.get(s, 0) for s in range(1, 7)}
 
 
 async def open_exceptions(db: Any, limit: int = 20) -> list[list_store.ExceptionRow]:
     """Open exceptions, the nearest handling deadline first (overdue ones lead, R23/R24)."""
     async with connection(db) as conn:
-        rows = await conn.fetch(list_store.EXCEPTIONS.select + store.OPEN_EXCEPTIONS_BY_DEADLINE, limit)
+        rows = await store.open_exceptions(conn, list_store.EXCEPTIONS.select, limit)
     return [list_store._row(list_store.ExceptionRow, r) for r in rows]
 
 
 async def batch_progress(db: Any, limit: int = 50) -> list[dict]:
     """Production and logistics progress of the newest batches (R13 chip management)."""
     async with connection(db) as conn:
-        return [dict(r) for r in await conn.fetch(store.BATCH_PROGRESS, limit)]
+        return [dict(r) for r in await store.batch_progress(conn, limit)]
 
 
 async def number_inventory(db: Any) -> dict[str, dict[str, int]]:
     """Operational numbers per province and status (available, allocated, reserved, bound)."""
     out: dict[str, dict[str, int]] = {}
     async with connection(db) as conn:
-        for r in await conn.fetch(store.NUMBER_INVENTORY):
+        for r in await store.number_inventory(conn):
             out.setdefault(r["province_code"], {})[r["status"]] = r["n"]
     return out
 
@@ -107,6 +107,6 @@ async def audit_log(db: Any, *, actor: str | None = None, action: str | None = N
                     limit: int = AUDIT_PAGE) -> list[dict]:
     """The audit log (R1, R28), newest first; `before` is the last id of the previous page."""
     async with connection(db) as conn:
-        rows = await conn.fetch(audit_store.PAGE, actor or None, action or None, before, max(1, min(limit, 500)))
+        rows = await audit_store.page(conn, actor or None, action or None, before, max(1, min(limit, 500)))
     return [dict(r) for r in rows]
 

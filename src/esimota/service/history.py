@@ -32,17 +32,14 @@ class History:
 
 async def _task_row(conn: Any, task_id: str | None, eid: str | None, client_pk: int | None) -> Any:
     if task_id:
-        row = await conn.fetchrow(store.TASK_BY_ID, task_id)
+        row = await store.task_by_id(conn, task_id)
         if row is None or (client_pk is not None and row["client_pk"] != client_pk):
             raise NotFound("unknown task_id", reason="TASK_NOT_FOUND")
         return row
     if not eid:
         raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
     identifiers.validate_eid(eid)
-    if client_pk is None:
-        row = await conn.fetchrow(store.TASK_LATEST_OF_EID, eid)
-    else:
-        row = await conn.fetchrow(store.TASK_LATEST_OF_EID_FOR, eid, client_pk)
+    row = await store.latest_task_of_eid(conn, eid, client_pk)
     if row is None:  # an EID without a task of this caller is as unknown as an EID never imported
         raise NotFound("unknown EID", reason="EID_NOT_FOUND")
     return row

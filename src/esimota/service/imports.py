@@ -20,6 +20,7 @@ from ..domain import identifiers, lifetimes, provinces, services
 from ..errors import DomainError, ImportRejected
 from ..store import audit, chips as chip_store, crypto
 from ..store import numbers as number_store
+from ..store import staging
 from .common import connection
 
 NUMBER_COLUMNS = ["msisdn", "iccid", "imsi", "ki", "opc", "province_code", "services", "monthly_quota_mb"]
@@ -31,86 +32,6 @@ _FAST_NUMBER = re.compile(r"^([0-9]{13}),(89[0-9A-Fa-f]{17}[0-9]),([0-9]{15}),([
                           r"([0-9A-Fa-f]{32}),([0-9]{2}),([a-z_+]+),([0-9]+(?:\.[0-9]+)?)\r?\n?$")
 MB = 1024 * 1024
 Progress = Callable[[int, int], None]
-
-NUMBER_STAGE = """
-CREATE TEMP TABLE number_stage (line int, msisdn text, iccid text, imsi_enc bytea, keys_enc bytea,
-    province_code text, services text[], monthly_quota_mb numeric, imsi_tag bytea) ON COMMIT DROP;
-CREATE TEMP TABLE number_chunk (LIKE number_stage) ON COMMIT DROP"""
-NUMBER_CHUNK_TO_STAGE = "INSERT INTO number_stage SELECT * FROM number_chunk"
-NUMBER_STAGE_COLS = ["line", "msisdn", "iccid", "imsi_enc", "keys_enc", "province_code", "services",
-                     "monthly_quota_mb", "imsi_tag"]
-# In-file duplicates, then rows that disagree with what is stored (the same file again agrees). IMSIs
-# are compared by their blind-index tags (the IMSIs themselves are stored encrypted); the detail of
-# IMSI_EXISTS names the number that holds it, never the IMSI.
-NUMBER_CHECKS = """
-SELECT line, 'DUPLICATE_ICCID' AS reason, iccid AS detail FROM (
-  SELECT line, iccid, row_number() OVER (PARTITION BY iccid ORDER BY line) AS n FROM number_stage) d WHERE n > 1
-UNION ALL
-SELECT line, 'DUPLICATE_MSISDN', msisdn FROM (
-  SELECT line, msisdn, row_number() OVER (PARTITION BY msisdn ORDER BY line) AS n FROM number_stage) d WHERE n > 1
-UNION ALL
-SELECT s.line, 'ICCID_EXISTS', s.iccid FROM number_stage s JOIN numbers n ON n.iccid = s.iccid
-  WHERE n.msisdn <> s.msisdn OR n.province_code <> s.province_code OR n.imsi_tag <> s.imsi_tag
-UNION ALL
-SELECT s.line, 'MSISDN_EXISTS', s.msisdn FROM number_stage s JOIN numbers n ON n.msisdn = s.msisdn
-  WHERE n.iccid <> s.iccid
-UNION ALL
-SELECT s.line, 'IMSI_EXISTS', 'IMSI already held by ICCID ' || n.iccid FROM number_stage s
-  JOIN numbers n ON n.imsi_tag = s.imsi_tag WHERE n.iccid <> s.iccid"""
-STAGED_PROVINCES = "SELECT DISTINCT province_code FROM number_stage"
-NUMBER_INSERT = """
-INSERT INTO numbers (msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag)
-SELECT msisdn, iccid, imsi_enc, keys_enc, province_code, services, monthly_quota_mb, imsi_tag FROM number_chunk
-ON CONFLICT DO NOTHING"""
-
-CHIP_STAGE = """
-CREATE TEMP TABLE chip_stage (line int, eid text, imei text, chip_model text, temp_iccid text,
-    temp_msisdn text, network_type text, open_time date, temp_expires_on date, test_flow_bytes bigint)
-    ON COMMIT DROP"""
-CHIP_STAGE_COLS = ["line", "eid", "imei", "chip_model", "temp_iccid", "temp_msisdn", "network_type", "open_time",
-                   "temp_expires_on", "test_flow_bytes"]
-# An EID already stored with any other value is a conflict (re-importing the same file adds nothing; a
-# new temporary number is `chips reprovision`, R12), like ICCID_EXISTS of numbers import.
-CHIP_CHECKS = """
-SELECT line, 'DUPLICATE_EID' AS reason, eid AS detail FROM (
-  SELECT line, eid, row_number() OVER (PARTITION BY eid ORDER BY line) AS n FROM chip_stage) d WHERE n > 1
-UNION ALL
-SELECT line, 'DUPLICATE_ICCID', temp_iccid FROM (
-  SELECT line, temp_iccid, row_number() OVER (PARTITION BY temp_iccid ORDER BY line) AS n FROM chip_stage) d
-  WHERE n > 1
-UNION ALL
-SELECT line, 'DUPLICATE_MSISDN', temp_msisdn FROM (
-  SELECT line, temp_msisdn, row_number() OVER (PARTITION BY temp_msisdn ORDER BY line) AS n FROM chip_stage) d
-  WHERE n > 1
-UNION ALL
-SELECT s.line, 'EID_EXISTS', s.eid || ' is stored with other values: ' || concat_ws(', ',
-    CASE WHEN c.batch_id <> $1 THEN 'batch' END, CASE WHEN coalesce(c.imei, '') <> s.imei THEN 'imei' END,
-    CASE WHEN c.chip_model <> s.chip_model THEN 'chip_model' END,
-    CASE WHEN c.temp_iccid <> s.temp_iccid THEN 'temp_iccid' END,
-    CASE WHEN c.temp_msisdn <> s.temp_msisdn THEN 'temp_msisdn' END,
-    CASE WHEN c.network_type <> s.network_type THEN 'network_type' END,
-    CASE WHEN c.open_time <> s.open_time THEN 'open_time' END,
-    CASE WHEN c.test_flow_bytes <> s.test_flow_bytes THEN 'test_flow_mb' END)
-FROM chip_stage s JOIN chips c ON c.eid = s.eid
-  WHERE c.batch_id <> $1 OR coalesce(c.imei, '') <> s.imei OR c.chip_model <> s.chip_model
-     OR c.temp_iccid <> s.temp_iccid OR c.temp_msisdn <> s.temp_msisdn OR c.network_type <> s.network_type
-     OR c.open_time <> s.open_time OR c.test_flow_bytes <> s.test_flow_bytes
-UNION ALL
-SELECT s.line, 'ICCID_EXISTS', s.temp_iccid FROM chip_stage s JOIN chips c ON c.temp_iccid = s.temp_iccid
-  WHERE c.eid <> s.eid
-UNION ALL
-SELECT s.line, 'MSISDN_EXISTS', s.temp_msisdn FROM chip_stage s JOIN chips c ON c.temp_msisdn = s.temp_msisdn
-  WHERE c.eid <> s.eid"""
-CHIP_INSERT = """
-INSERT INTO chips (eid, batch_id, chip_model, imei, temp_iccid, temp_msisdn, network_type, open_time,
-                   temp_expires_on, test_flow_bytes, remaining_flow_bytes)
-SELECT eid, $1, chip_model, nullif(imei, ''), temp_iccid, temp_msisdn, network_type, open_time,
-       temp_expires_on, test_flow_bytes, test_flow_bytes FROM chip_stage
-ORDER BY line ON CONFLICT DO NOTHING"""
-COUNTERS_INSERT = """
-INSERT INTO chip_counters (chip_id) SELECT c.id FROM chip_stage s JOIN chips c ON c.eid = s.eid
-ON CONFLICT DO NOTHING"""
-
 
 class RowProblems(DomainError):
     """Every problem of one row: (reason, detail) for each field that is wrong, not only the first."""
@@ -303,25 +224,6 @@ def _rejected(path: str, problems: list, db_problems: list) -> None:
         raise ImportRejected(kept, source=path)
 
 
-def _copy(conn: Any, table: str, cols: list[str]) -> Callable[[list[tuple]], Awaitable[int]]:
-    async def flush(records: list[tuple]) -> int:
-        await conn.copy_records_to_table(table, records=records, columns=cols)
-        return 0
-    return flush
-
-
-def _copy_and_insert_numbers(conn: Any) -> Callable[[list[tuple]], Awaitable[int]]:
-    """COPY a chunk, keep it for the whole-file checks, and insert it at once: the server's work on
-    chunk k overlaps the parsing of chunk k+1. A rejected file rolls all of it back."""
-    async def flush(records: list[tuple]) -> int:
-        await conn.copy_records_to_table("number_chunk", records=records, columns=NUMBER_STAGE_COLS)
-        await conn.execute(NUMBER_CHUNK_TO_STAGE)
-        inserted = int((await conn.execute(NUMBER_INSERT)).split()[-1])
-        await conn.execute("TRUNCATE number_chunk")
-        return inserted
-    return flush
-
-
 async def import_numbers(db: Any, path: str, *, progress: Progress | None = None,
                          actor: str = "admin") -> ImportResult:
     """`esimota numbers import FILE.csv` (DESIGN §7, R30): all or nothing; the same file twice adds nothing."""
@@ -329,11 +231,12 @@ async def import_numbers(db: Any, path: str, *, progress: Progress | None = None
         ring = await crypto.keyring(conn)
         async with conn.transaction():
             await number_store.tag_untagged(conn, ring)  # numbers stored before migration 0009
-            await conn.execute(NUMBER_STAGE)
+            await staging.create_number_stage(conn)
             count, inserted, problems = await _stage(conn, path, NUMBER_COLUMNS, _NumberParser(ring),
-                                                     _copy_and_insert_numbers(conn), progress)
-            _rejected(path, problems, await conn.fetch(NUMBER_CHECKS))
-            staged = [r["province_code"] for r in await conn.fetch(STAGED_PROVINCES)]
+                                                     lambda records: staging.stage_and_insert_numbers(conn, records),
+                                                     progress)
+            _rejected(path, problems, await staging.number_problems(conn))
+            staged = await staging.staged_provinces(conn)
             await number_store.replenished(conn, staged, "numbers imported")  # table 3: 无可用省份资源 closes
             await audit.record(conn, actor, "numbers.import", os.path.basename(path), rows=count, imported=inserted)
     return ImportResult(count, inserted, count - inserted)
@@ -345,12 +248,11 @@ async def import_chips(db: Any, path: str, batch: str, *, progress: Progress | N
     segments = identifiers.iot_segments()
     async with connection(db) as conn, conn.transaction():
         batch_id = await chip_store.batch_id(conn, batch)
-        await conn.execute(CHIP_STAGE)
+        await staging.create_chip_stage(conn)
         count, _, problems = await _stage(conn, path, CHIP_COLUMNS, lambda line, f: _chip_row(line, f, segments),
-                                          _copy(conn, "chip_stage", CHIP_STAGE_COLS), progress)
-        _rejected(path, problems, await conn.fetch(CHIP_CHECKS, batch_id))
-        inserted = int((await conn.execute(CHIP_INSERT, batch_id)).split()[-1])
-        await conn.execute(COUNTERS_INSERT)
+                                          lambda records: staging.stage_chips(conn, records), progress)
+        _rejected(path, problems, await staging.chip_problems(conn, batch_id))
+        inserted = await staging.insert_staged_chips(conn, batch_id)
         await audit.record(conn, actor, "chips.import", os.path.basename(path), batch=batch, rows=count,
                            imported=inserted)
     return ImportResult(count, inserted, count - inserted)

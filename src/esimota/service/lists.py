@@ -120,11 +120,11 @@ def choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None
     return value
 
 
-async def _pk(conn: Any, sql: str, value: str | None, what: str, reason: str) -> int | None:
+async def _pk(conn: Any, which: str, value: str | None, what: str, reason: str) -> int | None:
     """The id behind a name the operator gave (a batch, a project)."""
     if not value:
         return None
-    rows = await conn.fetch(sql, value)
+    rows = await store.pks(conn, which, value)
     if not rows:
         raise NotFound(f"no {what} {value!r}", reason=reason)
     if len(rows) > 1:
@@ -138,7 +138,7 @@ async def _run_for_client(db: Any, spec: store.ListSpec, filters: dict, client: 
     empty first page then says whether the client exists (404 CLIENT_NOT_FOUND) or has nothing."""
     async with connection(db) as conn:
         got = await run(conn, spec, dict(filters, client_ref=client or None), page_token, size)
-        if client and not got.rows and not page_token and not await conn.fetchval(store.CLIENT_EXISTS, client):
+        if client and not got.rows and not page_token and not await store.client_exists(conn, client):
             raise NotFound(f"no client {client!r}", reason="CLIENT_NOT_FOUND")
     return got
 
@@ -152,8 +152,8 @@ async def list_tasks(db: Any, *, state_: int | str | None = None, client: str | 
     async with connection(db) as conn:
         filters = {"state": state(state_),
                    "province": provinces.validate_province(province) if province else None,
-                   "batch": await _pk(conn, store.BATCH_PK, batch, "batch", "BATCH_NOT_FOUND"),
-                   "project": await _pk(conn, store.PROJECT_PK, project, "project", "PROJECT_NOT_FOUND"),
+                   "batch": await _pk(conn, "batch", batch, "batch", "BATCH_NOT_FOUND"),
+                   "project": await _pk(conn, "project", project, "project", "PROJECT_NOT_FOUND"),
                    "since": when(since, "since"), "until": when(until, "until"),
                    "chip": await _chip_pk(conn, eid)}
         return await _run_for_client(conn, store.TASKS, filters, client, page_token, page_size(page_size_))
@@ -162,7 +162,7 @@ async def list_tasks(db: Any, *, state_: int | str | None = None, client: str | 
 async def _chip_pk(conn: Any, eid: str | None) -> int | None:
     if not eid:
         return None
-    pk = await conn.fetchval(store.CHIP_PK, identifiers.validate_eid(eid))
+    pk = await store.chip_pk(conn, identifiers.validate_eid(eid))
     if pk is None:
         raise NotFound("unknown EID", reason="EID_NOT_FOUND")
     return pk
@@ -176,8 +176,8 @@ async def list_chips(db: Any, *, state_: int | str | None = None, batch: str | N
     temporary numbers expiring before a date (R12)."""
     async with connection(db) as conn:
         filters = {"state": state(state_),
-                   "batch": await _pk(conn, store.BATCH_PK, batch, "batch", "BATCH_NOT_FOUND"),
-                   "project": await _pk(conn, store.PROJECT_PK, project, "project", "PROJECT_NOT_FOUND"),
+                   "batch": await _pk(conn, "batch", batch, "batch", "BATCH_NOT_FOUND"),
+                   "project": await _pk(conn, "project", project, "project", "PROJECT_NOT_FOUND"),
                    "production_status": production_status or None, "logistics_status": logistics_status or None,
                    "expiring_before": day(expiring_before, "expiring_before")}
         return await _run_for_client(conn, store.CHIPS, filters, client, page_token, page_size(page_size_))

@@ -37,8 +37,8 @@ def signed(payload: dict, secret: bytes | None, at: int) -> tuple[bytes, dict]:
 async def queue(db: Any) -> int:
     """Queue every open severe exception not yet reported, and the new alerts (idempotent)."""
     async with connection(db) as conn, conn.transaction():
-        a = await conn.execute(ops_store.QUEUE_SEVERE)
-    return int(a.split()[-1]) + await queue_alerts(db)
+        severe = await ops_store.queue_severe(conn)
+    return severe + await queue_alerts(db)
 
 
 async def queue_alerts(db: Any) -> int:
@@ -48,7 +48,7 @@ async def queue_alerts(db: Any) -> int:
     async with connection(db) as conn:
         while True:
             async with conn.transaction():
-                done = int((await conn.execute(alert_store.QUEUE_DIGEST, alert_store.DIGEST_MAX)).split()[-1])
+                done = await alert_store.queue_digest(conn, alert_store.DIGEST_MAX)
             queued += done
             if not done:
                 return queued
@@ -67,11 +67,11 @@ async def _record(db: Any, row: Any, error: str | None) -> None:
     """One post's outcome in one short transaction: delivered (and the exception marked reported), or retried."""
     async with connection(db) as conn, conn.transaction():
         if error is None:
-            await conn.execute(ops_store.NOTIFIED, row["id"])
+            await ops_store.notified(conn, row["id"])
             if row["source"] == "exception":
-                await conn.execute(ops_store.EXCEPTION_REPORTED, row["ref_id"])
+                await ops_store.mark_reported(conn, row["ref_id"])
         else:
-            await conn.execute(ops_store.NOTIFY_RETRY, row["id"], error)
+            await ops_store.notify_retry(conn, row["id"], error)
 
 
 async def deliver(db: Any, session: Any) -> int:
@@ -83,7 +83,7 @@ async def deliver(db: Any, session: Any) -> int:
     if url is None:
         return 0
     async with connection(db) as conn:
-        rows = await conn.fetch(ops_store.CLAIM_NOTIFICATIONS, BATCH, CLAIM_S)
+        rows = await ops_store.claim_notifications(conn, BATCH, CLAIM_S)
     sent = 0
     for row in rows:
         body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))

@@ -17,19 +17,6 @@ from ..store.clients import Client
 from .common import CST, connection, now, require
 
 MB = 1024 * 1024
-# §7.2.2.1 当前可写入: a province is listed while an auto-allocation for this caller can succeed now —
-# it is open (writable) and holds a number available to the caller (unallocated, or allocated to it).
-PROVINCES_SQL = """
-SELECT p.code, p.name FROM provinces p
-WHERE p.writable AND EXISTS (SELECT 1 FROM numbers n WHERE n.province_code = p.code AND n.status = 'available'
-                             AND (n.client_id IS NULL OR n.client_id = $1))
-ORDER BY p.code"""
-CHIP_OF_NUMBER = """
-SELECT c.* FROM chips c WHERE c.id = $1
-UNION ALL
-SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NULL AND t.number_id = $2
-  AND t.state IN (2, 3)
-LIMIT 1"""
 
 
 @dataclass(frozen=True)
@@ -72,7 +59,7 @@ class NumberInfo:
 
 async def list_provinces(db: Any, client: Client | None = None) -> list[tuple[str, str]]:
     """§7.2.2.1: (province_code, province_name) of the provinces where `client` can auto-allocate now."""
-    return [(r["code"], r["name"]) for r in await db.fetch(PROVINCES_SQL, client.id if client else None)]
+    return await number_store.writable_provinces(db, client.id if client else None)
 
 
 def _chip_info(chip: Any) -> ChipInfo:
@@ -91,12 +78,12 @@ async def get_chip(db: Any, client: Client, eid: str) -> ChipInfo:
 
 async def _number_row(db: Any, client: Client, msisdn: str | None, iccid: str | None) -> tuple[Any, Any]:
     if msisdn:
-        row = await db.fetchrow(number_store.SELECT_BY_MSISDN, identifiers.validate_msisdn(msisdn))
+        row = await number_store.by_msisdn(db, identifiers.validate_msisdn(msisdn))
     elif iccid:
-        row = await db.fetchrow(number_store.SELECT_BY_ICCID, identifiers.validate_iccid(iccid))
+        row = await number_store.by_iccid(db, identifiers.validate_iccid(iccid))
     else:
         raise InvalidArgument("msisdn or iccid is required", reason="NUMBER_REQUIRED")
-    chip = await db.fetchrow(CHIP_OF_NUMBER, row["chip_id"], row["id"]) if row is not None else None
+    chip = await chip_store.of_number(db, row["chip_id"], row["id"]) if row is not None else None
     mine = row is not None and (row["client_id"] == client.id
                                 or (chip is not None and chip["owner_client_id"] == client.id))
     if not mine:  # another client's numbers do not exist for this caller
@@ -125,7 +112,7 @@ async def open_status(db: Any, client: Client, *, eid: str | None = None,
         return await get_number(db, client, msisdn=msisdn)
     identifiers.validate_eid(eid)
     chip = await chip_store.own(db, eid, client.id)
-    bound = await db.fetchrow("SELECT msisdn FROM numbers WHERE chip_id = $1", chip["id"])
+    bound = await number_store.bound_to(db, chip["id"])
     if bound is not None:
         return await get_number(db, client, msisdn=bound["msisdn"])
     return _chip_info(chip)
@@ -135,6 +122,5 @@ async def list_expiring(db: Any, *, client: Client | None = None, within_days: i
                         today: dt.date | None = None, limit: int = 10000) -> list[dict]:
     """Chips whose temporary number expires within `within_days` (R12: the 30-day alert), or has expired."""
     today = today or now().astimezone(CST).date()
-    rows = await db.fetch(chip_store.EXPIRING, today + dt.timedelta(days=within_days),
-                          client.id if client else None, limit)
+    rows = await chip_store.expiring(db, today + dt.timedelta(days=within_days), client.id if client else None, limit)
     return [dict(r, expired=r["temp_expires_on"] <= today) for r in rows]

@@ -8,55 +8,11 @@ from typing import Any
 
 from ..domain import exceptions as catalogue
 from ..errors import InvalidArgument
+from ..store import reports as report_store
 from .common import CST, connection
 
-EXCEPTION_STATS = """
-SELECT class, severity, upper(split_part(kind, ':', 1)) AS kind, count(*) AS n,
-       count(*) FILTER (WHERE closed_at IS NOT NULL AND closed_at <= deadline_at) AS in_time,
-       count(*) FILTER (WHERE closed_at IS NOT NULL OR deadline_at < $3) AS due,
-       count(*) FILTER (WHERE closed_at IS NULL) AS still_open,
-       count(*) FILTER (WHERE reported_at IS NOT NULL AND reported_at <= opened_at + interval '1 hour') AS reported_1h,
-       count(*) FILTER (WHERE report IS NOT NULL AND closed_at <= coalesce(reported_at, opened_at) + interval '24 hours')
-           AS report_24h
-FROM exceptions WHERE opened_at >= $1 AND opened_at < $2 GROUP BY 1, 2, 3"""
-APPLIES = """
-SELECT count(*) FROM task_events WHERE operation IN ('apply', 'apply_rejected') AND at >= $1 AND at < $2"""
-WRITES = """
-SELECT count(*) FILTER (WHERE state = 4) AS ok, count(*) AS total FROM tasks
-WHERE state IN (4, 5) AND finished_at >= $1 AND finished_at < $2"""
-CALLS = """
-SELECT count(*) AS total, count(*) FILTER (WHERE code = 200) AS ok,
-       count(*) FILTER (WHERE code >= 400 AND code < 500) AS client_errors, count(*) FILTER (WHERE code >= 500) AS server_errors
-FROM api_calls WHERE at >= $1 AND at < $2"""
-BY_PROVINCE = """
-SELECT n.province_code, p.name, count(*) AS users FROM numbers n JOIN provinces p ON p.code = n.province_code
-WHERE n.status = 'bound' AND n.opened_at < $1 GROUP BY 1, 2 ORDER BY 1"""
-BY_FIELD = """
-SELECT coalesce(pr.application_field, '未分类') AS field, count(*) AS users
-FROM numbers n JOIN chips c ON c.id = n.chip_id LEFT JOIN projects pr ON pr.id = c.project_id
-WHERE n.status = 'bound' AND n.opened_at < $1 GROUP BY 1 ORDER BY 2 DESC, 1"""
-NEW_WRITES = """
-SELECT to_char(write_time AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM') AS month, count(*) AS writes
-FROM tasks WHERE state = 4 AND write_time >= $1 AND write_time < $2 GROUP BY 1 ORDER BY 1"""
 SECURITY_EXCEPTIONS = ("CHANNEL_AUTH_FAILED", "TOKEN_FAILURES", "NOT_WHITELISTED")
 SECURITY_ALERTS = ("CARD_DEVICE_SEPARATION", "BLACKLISTED", "HIGH_RISK_AREA", "REGION_VIOLATION")
-INCIDENTS = """
-SELECT 'exception' AS source, upper(split_part(kind, ':', 1)) AS kind, count(*) AS n FROM exceptions
-WHERE upper(split_part(kind, ':', 1)) = ANY($3::text[]) AND opened_at >= $1 AND opened_at < $2 GROUP BY 2
-UNION ALL
-SELECT 'alert', kind, count(*) FROM alerts WHERE kind = ANY($4::text[]) AND opened_at >= $1 AND opened_at < $2
-GROUP BY 2 ORDER BY 1, 2"""
-OPEN_PROBLEMS = """
-SELECT upper(split_part(kind, ':', 1)) AS kind, severity, count(*) AS n, min(opened_at) AS oldest FROM exceptions
-WHERE opened_at < $1 AND (closed_at IS NULL OR closed_at >= $1) GROUP BY 1, 2 ORDER BY 3 DESC"""
-SUBSCRIBERS = """
-SELECT n.msisdn, n.iccid, c.eid, coalesce(c.imei, '') AS imei, n.province_code, array_to_string(n.services, '+') AS services,
-       cl.client_id, cl.name AS client_name, coalesce(pr.name, '') AS project,
-       coalesce(pr.application_field, '未分类') AS application_field, c.chip_model,
-       to_char(n.opened_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS opened_at
-FROM numbers n JOIN chips c ON c.id = n.chip_id LEFT JOIN clients cl ON cl.id = n.client_id
-LEFT JOIN projects pr ON pr.id = c.project_id
-WHERE n.status = 'bound' AND n.opened_at < $1 ORDER BY n.msisdn"""
 SUBSCRIBER_COLUMNS = ("msisdn", "iccid", "eid", "imei", "province_code", "services", "client_id", "client_name",
                       "project", "application_field", "chip_model", "opened_at")
 
@@ -116,8 +72,8 @@ async def exception_review(db: Any, start: dt.datetime, end: dt.datetime, *, at:
     """§8.3.2 / R24: rate of each class (per 1,000 applies) and the share handled in time; frequent kinds."""
     at = min(at or dt.datetime.now(CST), end)
     async with connection(db) as conn:
-        rows = await conn.fetch(EXCEPTION_STATS, start, end, at)
-        applies = await conn.fetchval(APPLIES, start, end)
+        rows = await report_store.exception_stats(conn, start, end, at)
+        applies = await report_store.applies(conn, start, end)
     classes = _summarise(rows)
     total = sum(c["count"] for c in classes.values())
     for c in classes.values():
@@ -145,8 +101,8 @@ async def quality(db: Any, start: dt.datetime, end: dt.datetime) -> dict:
     if end <= start:
         raise InvalidArgument("--to must be after --from", reason="PERIOD_INVALID")
     async with connection(db) as conn:
-        writes = await conn.fetchrow(WRITES, start, end)
-        calls = await conn.fetchrow(CALLS, start, end)
+        writes = await report_store.writes(conn, start, end)
+        calls = await report_store.calls(conn, start, end)
     review = await exception_review(db, start, end)
     return {"from": start.isoformat(), "to": end.isoformat(),
             "writes": {"succeeded": writes["ok"], "finished": writes["total"],
@@ -161,12 +117,12 @@ async def service_report(db: Any, half: str) -> dict:
     """R33: user scale by province and application field, new writes, security, open problems."""
     start, end = half_range(half)
     async with connection(db) as conn:
-        provinces = [dict(r) for r in await conn.fetch(BY_PROVINCE, end)]
-        fields = [dict(r) for r in await conn.fetch(BY_FIELD, end)]
-        writes = [dict(r) for r in await conn.fetch(NEW_WRITES, start, end)]
-        incidents = [dict(r) for r in await conn.fetch(INCIDENTS, start, end, list(SECURITY_EXCEPTIONS),
-                                                        list(SECURITY_ALERTS))]
-        problems = [dict(r) for r in await conn.fetch(OPEN_PROBLEMS, end)]
+        provinces = [dict(r) for r in await report_store.by_province(conn, end)]
+        fields = [dict(r) for r in await report_store.by_field(conn, end)]
+        writes = [dict(r) for r in await report_store.new_writes(conn, start, end)]
+        incidents = [dict(r) for r in await report_store.incidents(conn, start, end, list(SECURITY_EXCEPTIONS),
+                                                                   list(SECURITY_ALERTS))]
+        problems = [dict(r) for r in await report_store.open_problems(conn, end)]
     return {"period": half, "from": start.isoformat(), "to": end.isoformat(),
             "users": {"total": sum(p["users"] for p in provinces), "by_province": provinces,
                       "by_application_field": fields},
@@ -181,4 +137,4 @@ async def subscribers(db: Any, month: str) -> tuple[dt.datetime, list]:
     """R34: every subscriber as of the month's last day 24:00 (CST) — no IMSI, Ki or OPc."""
     _, cutoff = month_range(month)
     async with connection(db) as conn:
-        return cutoff, await conn.fetch(SUBSCRIBERS, cutoff)
+        return cutoff, await report_store.subscribers(conn, cutoff)

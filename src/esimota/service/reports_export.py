@@ -18,16 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .. import config
 from ..errors import InvalidArgument, NotFound
 from ..store import audit
+from ..store import exports as export_store
 from . import reports
 from .common import CST, connection
 
 KEEP = dt.timedelta(days=730)  # R34: kept 24 months, then deleted
 MANIFEST, SIGNATURE, PUBLIC_KEY = "manifest.json", "manifest.sig", "signing-key.pub"
-INSERT = """
-INSERT INTO regulator_exports (kind, period, path, sha256, rows, created_by, expires_at, node)
-VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval, $8) RETURNING id"""
-EXPIRED = "SELECT id, path FROM regulator_exports WHERE deleted_at IS NULL AND expires_at < now()"
-DELETED = "UPDATE regulator_exports SET deleted_at = now() WHERE id = $1"
 
 
 def _signing_key(home: Path) -> Ed25519PrivateKey:
@@ -76,8 +72,8 @@ def _write(directory: Path, files: dict[str, tuple[bytes, int]], meta: dict, hom
 
 async def _register(db: Any, kind: str, period: str, directory: Path, digest: str, rows: int, actor: str) -> int:
     async with connection(db) as conn, conn.transaction():
-        export_id = await conn.fetchval(INSERT, kind, period, str(directory), digest, rows, actor, KEEP,
-                                        config.node_id())
+        export_id = await export_store.register(conn, kind, period, str(directory), digest, rows, actor, KEEP,
+                                                config.node_id())
         await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
         return export_id
 
@@ -152,7 +148,7 @@ def verify(directory: str, public_key_hex_text: str) -> dict:
 async def list_exports(db: Any, actor: str) -> list[dict]:
     """Every export kept (R34); the listing is itself an audited access."""
     async with connection(db) as conn:
-        rows = await conn.fetch("SELECT * FROM regulator_exports ORDER BY id")
+        rows = await export_store.all_exports(conn)
         await audit.record(conn, actor, "export.list", None, count=len(rows))
     return [dict(r) for r in rows]
 
@@ -160,7 +156,7 @@ async def list_exports(db: Any, actor: str) -> list[dict]:
 async def open_export(db: Any, export_id: int, actor: str) -> dict:
     """Hand out one export's location (audited, R34)."""
     async with connection(db) as conn:
-        row = await conn.fetchrow("SELECT * FROM regulator_exports WHERE id = $1 AND deleted_at IS NULL", export_id)
+        row = await export_store.kept(conn, export_id)
         if row is None:
             raise NotFound(f"no export {export_id}", reason="EXPORT_NOT_FOUND")
         await audit.record(conn, actor, "export.read", str(export_id), path=row["path"])
@@ -171,9 +167,9 @@ async def purge(db: Any) -> int:
     """Delete exports older than 24 months (files and all); the registry row stays as the trace."""
     done = 0
     async with connection(db) as conn:
-        for row in await conn.fetch(EXPIRED):
+        for row in await export_store.expired(conn):
             shutil.rmtree(row["path"], ignore_errors=True)
-            await conn.execute(DELETED, row["id"])
+            await export_store.mark_deleted(conn, row["id"])
             await audit.record(conn, "platform", "export.delete", str(row["id"]), reason="24 months elapsed")
             done += 1
     return done

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, NotFound, PermissionDenied
 from ..store import audit
+from ..store import staff as staff_store
 from .common import connection
 
 ROLES = ("admin", "operator", "auditor", "support")
@@ -39,20 +40,6 @@ STALE_DAYS = 90     # no activity for this long: the review proposes revoking (l
 REVIEW_DAYS = 180   # accounts not reviewed for this long are listed
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 
-SELECT = "SELECT * FROM staff_accounts WHERE username = $1"
-TOUCH = "UPDATE staff_accounts SET last_active_at = now() WHERE id = $1"
-ADMINS = "SELECT count(*) FROM staff_accounts WHERE 'admin' = ANY(roles) AND disabled_at IS NULL"
-INSERT = "INSERT INTO staff_accounts (username, display_name, phone, roles) VALUES ($1, $2, $3, $4) RETURNING *"
-SET_ROLES = "UPDATE staff_accounts SET roles = $2 WHERE username = $1 RETURNING *"
-DISABLE = "UPDATE staff_accounts SET disabled_at = coalesce(disabled_at, now()) WHERE username = $1 RETURNING *"
-REVIEW = """
-SELECT username, roles, created_at, last_active_at, reviewed_at, disabled_at,
-       last_active_at IS NULL AS unused,
-       last_active_at < now() - $1::interval AS stale,
-       coalesce(reviewed_at, created_at) < now() - $2::interval AS review_due
-FROM staff_accounts ORDER BY username"""
-MARK_REVIEWED = "UPDATE staff_accounts SET reviewed_at = now() WHERE disabled_at IS NULL"
-
 
 def identity(explicit: str | None) -> str:
     """Who is acting: `--as USER`, else ESIMOTA_STAFF; nobody is an error (every change is traceable, R1)."""
@@ -67,14 +54,14 @@ async def authorize(db: Any, username: str | None, action: str) -> str:
     allowed = PERMISSIONS[action]
     who = identity(username)
     async with connection(db) as conn:
-        row = await conn.fetchrow(SELECT, who)
+        row = await staff_store.get(conn, who)
         if row is None or row["disabled_at"] is not None:
             await audit.record(conn, f"staff:{who}", "denied", action, why="unknown or disabled account")
             raise PermissionDenied(f"no active staff account {who!r}", reason="STAFF_UNKNOWN")
         if not allowed.intersection(row["roles"]):
             await audit.record(conn, f"staff:{who}", "denied", action, roles=list(row["roles"]))
             raise PermissionDenied(f"{who} ({','.join(row['roles'])}) may not {action}", reason="ROLE_FORBIDDEN")
-        await conn.execute(TOUCH, row["id"])
+        await staff_store.touch(conn, row["id"])
     return f"staff:{who}"
 
 
@@ -92,26 +79,26 @@ async def add(db: Any, username: str, display_name: str, roles: str | list[str],
         raise InvalidArgument("username: 2–32 of a-z 0-9 . _ -, starting with a letter", reason="USERNAME_INVALID")
     roles = _roles(roles)
     async with connection(db) as conn:
-        empty = await conn.fetchval("SELECT count(*) FROM staff_accounts") == 0
+        empty = await staff_store.count(conn) == 0
     if empty and "admin" not in roles:
         raise InvalidArgument("the first staff account must be an admin", reason="BOOTSTRAP_ADMIN")
     # denials are audited outside the transaction below, so a refusal leaves its trace (R28)
     actor = "bootstrap" if empty else await authorize(db, actor_name, "staff.manage")
     async with connection(db) as conn, conn.transaction():
-        if await conn.fetchrow(SELECT, username) is not None:
+        if await staff_store.get(conn, username) is not None:
             raise InvalidArgument(f"{username} exists already", reason="USERNAME_TAKEN")
-        row = await conn.fetchrow(INSERT, username, display_name or username, phone, roles)
+        row = await staff_store.insert(conn, username, display_name or username, phone, roles)
         await audit.record(conn, actor, "staff.add", username, roles=roles)
         return row
 
 
-async def _change(db: Any, actor_name: str | None, action: str, sql: str, username: str, *args: Any) -> Any:
+async def _change(db: Any, actor_name: str | None, action: str, change: Any, username: str, *args: Any) -> Any:
     actor = await authorize(db, actor_name, "staff.manage")
     async with connection(db) as conn, conn.transaction():
-        row = await conn.fetchrow(sql, username, *args)
+        row = await change(conn, username, *args)
         if row is None:
             raise NotFound(f"no staff account {username!r}", reason="STAFF_NOT_FOUND")
-        if await conn.fetchval(ADMINS) == 0:
+        if await staff_store.active_admins(conn) == 0:
             raise InvalidArgument("the last active admin cannot be removed", reason="LAST_ADMIN")
         await audit.record(conn, actor, action, username, **({"roles": list(args[0])} if args else {}))
         return row
@@ -119,24 +106,25 @@ async def _change(db: Any, actor_name: str | None, action: str, sql: str, userna
 
 async def set_roles(db: Any, username: str, roles: str | list[str], actor_name: str | None) -> Any:
     """Change an account's roles (a post change, §10.1.3)."""
-    return await _change(db, actor_name, "staff.roles", SET_ROLES, username, _roles(roles))
+    return await _change(db, actor_name, "staff.roles", staff_store.set_roles, username, _roles(roles))
 
 
 async def disable(db: Any, username: str, actor_name: str | None) -> Any:
     """Revoke a leaver (§10.1.3); the account stays for traceability."""
-    return await _change(db, actor_name, "staff.disable", DISABLE, username)
+    return await _change(db, actor_name, "staff.disable", staff_store.disable, username)
 
 
 async def review(db: Any, actor_name: str | None, *, mark: bool = False, stale_days: int = STALE_DAYS) -> dict:
     """R28 permission review: every account with its roles; unused, stale and review-due ones listed."""
     actor = await authorize(db, actor_name, "staff.manage" if mark else "staff.review")
     async with connection(db) as conn, conn.transaction():
-        rows = [dict(r) for r in await conn.fetch(REVIEW, dt.timedelta(days=stale_days), dt.timedelta(days=REVIEW_DAYS))]
+        rows = [dict(r) for r in await staff_store.review(conn, dt.timedelta(days=stale_days),
+                                                          dt.timedelta(days=REVIEW_DAYS))]
         active = [r for r in rows if r["disabled_at"] is None]
         out = {"accounts": rows, "unused": [r["username"] for r in active if r["unused"]],
                "stale": [r["username"] for r in active if r["stale"]],
                "review_due": [r["username"] for r in active if r["review_due"]]}
         if mark:
-            await conn.execute(MARK_REVIEWED)
+            await staff_store.mark_reviewed(conn)
         await audit.record(conn, actor, "staff.review", None, marked=mark, unused=out["unused"], stale=out["stale"])
         return out

@@ -13,6 +13,7 @@ from .. import config
 from ..background import Periodic
 from ..errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from ..store import audit
+from ..store import staff as staff_store
 from . import staff
 from .auth import derive_key
 from .common import connection
@@ -22,11 +23,6 @@ TOKEN_TTL = 86400  # a working day and then some: a leaver's token dies with the
 REFRESH_S = 2.0    # role changes and disabled accounts reach every process within this (≤ 5 s)
 MIN_RELOAD_S = 0.25  # an unknown name reloads the accounts at most this often
 PREFIX = "st1."
-ACCOUNTS = """
-SELECT username, roles, coalesce(extract(epoch FROM tokens_revoked_at), 0)::bigint AS revoked
-FROM staff_accounts WHERE disabled_at IS NULL"""
-REVOKE = "UPDATE staff_accounts SET tokens_revoked_at = now() WHERE username = $1 RETURNING tokens_revoked_at"
-TOUCH = "UPDATE staff_accounts SET last_active_at = now() WHERE username = ANY($1::text[])"
 
 
 def _b64(raw: bytes) -> str:
@@ -78,7 +74,7 @@ async def admin_token(db: Any, signer: StaffTokenSigner, username: str) -> dict:
     whoever holds the master key, which can sign any token: the audit log says who got one (R1, R28)."""
     who = staff.identity(username)
     async with connection(db) as conn:
-        row = await conn.fetchrow(staff.SELECT, who)
+        row = await staff_store.get(conn, who)
         if row is None or row["disabled_at"] is not None:
             raise NotFound(f"no active staff account {who!r}", reason="STAFF_UNKNOWN")
         token, ttl = signer.issue(who)
@@ -91,7 +87,7 @@ async def revoke_tokens(db: Any, username: str, actor_name: str | None) -> dict:
     process within REFRESH_S (≤ 5 s); the account stays, and a new token may be issued (R28 leavers)."""
     actor = await staff.authorize(db, actor_name, "staff.manage")
     async with connection(db) as conn, conn.transaction():
-        row = await conn.fetchrow(REVOKE, username)
+        row = await staff_store.revoke_tokens(conn, username)
         if row is None:
             raise NotFound(f"no staff account {username!r}", reason="STAFF_UNKNOWN")
         await audit.record(conn, actor, "staff.revoke", username)
@@ -137,8 +133,8 @@ class StaffGate(Periodic):
         started = time.monotonic()
         seen, self.seen = self.seen, set()
         if seen:
-            await self.pool.execute(TOUCH, sorted(seen))
-        rows = await self.pool.fetch(ACCOUNTS)
+            await staff_store.touch_names(self.pool, sorted(seen))
+        rows = await staff_store.accounts(self.pool)
         self.roles = {r["username"]: frozenset(r["roles"]) for r in rows}
         self.revoked = {r["username"]: r["revoked"] for r in rows if r["revoked"]}
         self.loaded_at = started

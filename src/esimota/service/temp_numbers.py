@@ -15,15 +15,6 @@ from ..store import chips as chip_store
 from ..store import lists as list_store
 from .common import CST, connection, now
 
-REPROVISION = """
-UPDATE chips SET temp_iccid = $2, temp_msisdn = $3, open_time = $4, temp_expires_on = $5 WHERE id = $1"""
-# the exception of table 4 (临时号码过期) and the R12 expiry alert are about the old number: both end here
-CLOSE_EXPIRED = """
-UPDATE exceptions SET closed_at = now(), resolution = $2, closed_by = $3
-WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRED' AND closed_at IS NULL RETURNING id"""
-CLOSE_EXPIRING = """
-UPDATE alerts SET closed_at = now(), resolution = $2
-WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRING' AND closed_at IS NULL"""
 # a chip in these states may get a new temporary number; 3 is mid-write and 4 no longer uses one
 REPROVISIONABLE = (CardState.PENDING_WRITE, CardState.AWAITING_POWER_ON, CardState.WRITE_FAILED,
                    CardState.APPLY_FAILED)
@@ -59,15 +50,14 @@ async def reprovision(db: Any, eid: str, *, temp_iccid: str, temp_msisdn: str, o
             raise InvalidArgument("open_time is in the future", reason="OPEN_TIME_INVALID")
         lifetimes.check_not_expired(opened, chip["network_type"], today)
         try:
-            await conn.execute(REPROVISION, chip["id"], iccid, msisdn, opened,
-                               lifetimes.expires_on(opened, chip["network_type"]))
+            await chip_store.reprovision(conn, chip["id"], iccid, msisdn, opened,
+                                         lifetimes.expires_on(opened, chip["network_type"]))
         except asyncpg.UniqueViolationError:
             raise Conflict("the temporary ICCID or MSISDN belongs to another chip",
                            reason="TEMP_NUMBER_IN_USE") from None
-        closed = await conn.fetch(CLOSE_EXPIRED, chip["id"], "temporary number re-provisioned", actor)
-        await conn.execute(CLOSE_EXPIRING, chip["id"], "temporary number re-provisioned")
+        closed = await chip_store.close_expiry_notices(conn, chip["id"], "temporary number re-provisioned", actor)
         await audit.record(conn, actor, "chip.reprovision", eid, old_iccid=chip["temp_iccid"],
                            old_msisdn=chip["temp_msisdn"], temp_iccid=iccid, temp_msisdn=msisdn,
-                           open_time=opened.isoformat(), closed_exceptions=[r["id"] for r in closed])
+                           open_time=opened.isoformat(), closed_exceptions=closed)
         page = await list_store.page(conn, list_store.CHIPS, {"eid": eid}, before=None, limit=1, count=False)
     return page.rows[0]

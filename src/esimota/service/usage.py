@@ -10,28 +10,10 @@ from typing import Any, Iterable
 
 from ..domain import identifiers
 from ..errors import DomainError, ImportRejected, InvalidArgument, NotFound
+from ..store import usage as usage_store
 from ..store.clients import Client
 from . import monitoring, queries
 from .common import CST, connection
-
-NUMBER_ID = "SELECT id FROM numbers WHERE msisdn = $1 OR iccid = $2"
-INSERT_USAGE = """
-INSERT INTO usage_records (record_id, number_id, month, used_mb, recorded_at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::date[], $4::numeric[], $5::timestamptz[])
-ON CONFLICT (record_id) DO NOTHING RETURNING number_id"""
-# numbers.used_flow_mb mirrors the current month's total so every reader sees the same figure.
-REFRESH_TOTALS = """
-UPDATE numbers n SET used_flow_mb = coalesce(u.total, 0), usage_updated_at = u.last
-FROM (SELECT n2.id, sum(r.used_mb) AS total, max(r.recorded_at) AS last
-      FROM numbers n2 LEFT JOIN usage_records r ON r.number_id = n2.id AND r.month = $2
-      WHERE n2.id = ANY($1::bigint[]) GROUP BY n2.id) u
-WHERE n.id = u.id"""
-MONTH_TOTAL = "SELECT coalesce(sum(used_mb), 0) AS used, max(recorded_at) AS last FROM usage_records " \
-              "WHERE number_id = (SELECT id FROM numbers WHERE msisdn = $1) AND month = $2"
-SET_LOCATION = """
-UPDATE numbers SET city = $2, location_at = $3
-WHERE id = $1 AND (location_at IS NULL OR location_at < $3)"""
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -66,7 +48,7 @@ async def _number_id(conn: Any, msisdn: str, iccid: str) -> int:
         iccid = identifiers.validate_iccid(iccid)
     else:
         raise InvalidArgument("msisdn or iccid is required", reason="NUMBER_REQUIRED")
-    number_id = await conn.fetchval(NUMBER_ID, msisdn or None, iccid or None)
+    number_id = await usage_store.number_id(conn, msisdn or None, iccid or None)
     if number_id is None:
         raise NotFound("unknown number", reason="NUMBER_NOT_FOUND")
     return number_id
@@ -92,12 +74,9 @@ async def ingest_usage(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
         if not rows:
             return 0, rejected
         async with conn.transaction():
-            stored = await conn.fetch(INSERT_USAGE, *[list(col) for col in zip(*rows)])
             # only the current month's figure is mirrored (quota alerts read it, R32): a late record for an
             # earlier month is kept for that month and never overwrites this month's total
-            current = month_of(dt.datetime.now(CST))
-            if any(r[2] == current for r in rows):
-                await conn.execute(REFRESH_TOTALS, list({r[1] for r in rows if r[2] == current}), current)
+            stored = await usage_store.add_usage(conn, rows, month_of(dt.datetime.now(CST)))
     await device_checks(db, devices)
     return len(stored), rejected
 
@@ -114,8 +93,7 @@ async def ingest_locations(db: Any, records: Iterable[tuple]) -> tuple[int, list
                 at = parse_time(location_time, "location_time")
                 number_id = await _number_id(conn, msisdn, iccid)
                 imei = _imei(rest[0] if rest else "")
-                done = await conn.execute(SET_LOCATION, number_id, city.strip(), at)
-                stored += done.endswith(" 1")
+                stored += await usage_store.set_location(conn, number_id, city.strip(), at)
                 if imei:
                     devices.append((number_id, imei, "location"))
             except DomainError as exc:
@@ -140,7 +118,7 @@ async def month_usage(db: Any, client: Client, *, msisdn: str | None = None, icc
                       at: dt.datetime | None = None) -> Usage:
     """§7.2.3.3: this month's plan, use and rest of one of the caller's numbers."""
     info = await queries.get_number(db, client, msisdn=msisdn, iccid=iccid)
-    row = await db.fetchrow(MONTH_TOTAL, info.msisdn, month_of(at or dt.datetime.now(CST)))
+    row = await usage_store.month_total(db, info.msisdn, month_of(at or dt.datetime.now(CST)))
     used = float(row["used"])
     return Usage(info.msisdn, info.iccid, info.total_flow, used, max(0.0, round(info.total_flow - used, 3)),
                  row["last"])

@@ -13,7 +13,6 @@ from ..store import chips as chip_store
 from ..store import numbers as number_store
 from ..store import tasks as task_store
 from ..store.clients import Client
-from . import batch
 from .common import CST, check_owner, connection, now, require
 
 DESIGNATED, AUTO = 0, 1
@@ -81,8 +80,8 @@ def _same_apply(task: Any, number: Any, req: ApplyRequest) -> bool:
 
 async def _repeat(conn: Any, client: Client, chip: Any, req: ApplyRequest) -> ApplyResult:
     """A card in 2 or 3: the same client's same apply gets its task back (DESIGN §3, R18)."""
-    task = await conn.fetchrow(task_store.OPEN_TASK, chip["id"])
-    number = await conn.fetchrow(number_store.SELECT_BY_ID, task["number_id"])
+    task = await task_store.open_task(conn, chip["id"])
+    number = await number_store.by_id(conn, task["number_id"])
     if task["client_id"] != client.id:
         raise Conflict("another client's write is in progress on this card", reason="APPLY_IN_PROGRESS")
     if not _same_apply(task, number, _check_request(req)):
@@ -94,11 +93,11 @@ async def _repeat(conn: Any, client: Client, chip: Any, req: ApplyRequest) -> Ap
 async def _pick_number(conn: Any, client: Client, req: ApplyRequest) -> Any:
     """The number for this apply, locked: designated only if allocated to the caller (R5, DESIGN §6)."""
     if req.write_type == AUTO:
-        number = await conn.fetchrow(number_store.PICK_FREE, req.province_code, client.id)
+        number = await number_store.pick_free(conn, req.province_code, client.id)
         if number is None:
             raise PermissionDenied("no writable number left in this province", reason="NO_RESOURCE")
         return number
-    number = await conn.fetchrow(number_store.LOCK_BY_ICCID, req.iccid)
+    number = await number_store.lock_by_iccid(conn, req.iccid)
     if number is None or number["client_id"] != client.id:
         raise PermissionDenied("the number is not allocated to this client", reason="NUMBER_NOT_ALLOCATED")
     if number["msisdn"] != req.msisdn:  # the ICCID and the MSISDN name two different numbers
@@ -129,7 +128,7 @@ _REJECTION_EXCEPTIONS = {
 async def _reject(conn: Any, client: Client, chip: Any, req: ApplyRequest, exc: DomainError) -> None:
     """Table 2 申请失败: the card moves to 6, the event says why, and an exception opens where §8 asks."""
     to = next_state(chip["state"], Op.APPLY_REJECTED)
-    await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
+    await chip_store.set_state(conn, chip["id"], int(to))
     await task_store.event(conn, chip["id"], None, Op.APPLY_REJECTED.value, chip["state"], int(to),
                            f"client:{client.client_id}", exc.reason)
     if exc.reason in _REJECTION_EXCEPTIONS:
@@ -143,10 +142,10 @@ async def _reject(conn: Any, client: Client, chip: Any, req: ApplyRequest, exc: 
 async def _create(conn: Any, client: Client, chip: Any, number: Any, req: ApplyRequest) -> ApplyResult:
     """A valid apply: task, number reserved, card 2, event (§6.2.2.2)."""
     to = next_state(chip["state"], Op.APPLY)
-    task = await conn.fetchrow(task_store.INSERT_TASK, task_store.new_task_id(), chip["id"], client.id,
-                               req.write_type, req.province_code, number["id"], int(to))
-    await conn.execute(number_store.RESERVE, number["id"])
-    await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
+    task = await task_store.insert(conn, chip["id"], client.id, req.write_type, req.province_code, number["id"],
+                                   int(to))
+    await number_store.reserve(conn, number["id"])
+    await chip_store.set_state(conn, chip["id"], int(to))
     await task_store.event(conn, chip["id"], task["id"], Op.APPLY.value, chip["state"], int(to),
                            f"client:{client.client_id}", "write_type=%d" % req.write_type)
     return ApplyResult(task["task_id"], int(to), to.zh, True)
@@ -184,16 +183,15 @@ async def _locate(conn: Any, client: Client, eid: str | None, task_id: str | Non
                   lock: bool) -> tuple[Any, Any]:
     """(chip, task) named by task_id or eid (§7.2.2.3/4: one of the two); unknown → 404."""
     if task_id:
-        task = await conn.fetchrow(task_store.SELECT_TASK, task_id)
+        task = await task_store.by_task_id(conn, task_id)
         if task is None or task["client_id"] != client.id:
             raise NotFound("unknown task_id", reason="TASK_NOT_FOUND")
-        sql = chip_store.LOCK_CHIP_BY_ID if lock else "SELECT * FROM chips WHERE id = $1"
-        return await conn.fetchrow(sql, task["chip_id"]), task
+        return await chip_store.by_id(conn, task["chip_id"], lock=lock), task
     if not eid:
         raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
     identifiers.validate_eid(eid)
     chip = await chip_store.own(conn, eid, client.id, lock=lock)
-    task = await conn.fetchrow(task_store.LATEST_TASK, chip["id"])
+    task = await task_store.latest(conn, chip["id"])
     if task is not None and task["client_id"] != client.id:
         task = None
     return chip, task
@@ -211,49 +209,28 @@ async def cancel_write(db: Any, client: Client, *, eid: str | None = None, task_
             next_state(task["state"] if task is not None else chip["state"], Op.CANCEL)
             raise PermissionDenied("no pending apply to cancel", reason="STATE_NOT_ALLOWED")
         to = next_state(chip["state"], Op.CANCEL)  # the table: only 2 → 1 (R20)
-        await conn.execute(task_store.CANCEL_TASK, task["id"], at, int(to))
-        number = await conn.fetchrow(number_store.SELECT_BY_ID, task["number_id"])
+        await task_store.cancel(conn, task["id"], at, int(to))
+        number = await number_store.by_id(conn, task["number_id"])
         await number_store.give_back(conn, number["id"], number["province_code"])  # DESIGN §3
-        await conn.execute(chip_store.SET_STATE, chip["id"], int(to))
+        await chip_store.set_state(conn, chip["id"], int(to))
         await task_store.event(conn, chip["id"], task["id"], Op.CANCEL.value, chip["state"], int(to),
                                f"client:{client.client_id}", "cancelled by client")
         return CancelResult(chip["eid"], task["task_id"], at)
-
-
-# §7.2.2.3 in one round trip (the status query is the hottest partner call): the chip and its latest task
-_STATUS_COLUMNS = """c.eid, c.state AS chip_state, c.owner_client_id, t.task_id, t.client_id, t.state,
-       t.script_acked, t.script_total, t.script_done, t.write_time"""
-STATUS_BY_EID = f"""SELECT {_STATUS_COLUMNS}
-FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
-WHERE c.eid = $1"""
-STATUS_BY_TASK = f"SELECT {_STATUS_COLUMNS} FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = $1"
-STATUSES_BY_EID = f"""SELECT c.eid AS _key, {_STATUS_COLUMNS}
-FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
-WHERE c.eid = ANY($1::bpchar[])"""
-STATUSES_BY_TASK = f"""SELECT t.task_id AS _key, {_STATUS_COLUMNS}
-FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = ANY($1::text[])"""
 
 
 async def write_status(db: Any, client: Client, *, eid: str | None = None,
                        task_id: str | None = None) -> StatusResult:
     """§7.2.2.3 status with progress (R8): by task_id the task's own state, by eid the card's."""
     require(client, "write")
-    pooled = hasattr(db, "acquire")  # from a pool: share a query with the other calls of this moment
     if task_id:
-        if pooled:
-            row = await batch.batcher(db, STATUSES_BY_TASK).get(task_id)
-        else:
-            row = await db.fetchrow(STATUS_BY_TASK, task_id)
+        row = await task_store.status_by_task(db, task_id)  # from a pool: one query for the calls of this moment
         if row is None or row["client_id"] != client.id:
             raise NotFound("unknown task_id", reason="TASK_NOT_FOUND")
     else:
         if not eid:
             raise InvalidArgument("eid or task_id is required", reason="EID_OR_TASK_REQUIRED")
         identifiers.validate_eid(eid)
-        if pooled:
-            row = await batch.batcher(db, STATUSES_BY_EID).get(eid)
-        else:
-            row = await db.fetchrow(STATUS_BY_EID, eid)
+        row = await task_store.status_by_eid(db, eid)
         check_owner(client, row)  # unknown, or not allocated to the caller: the same 404
     if row["task_id"] is None or row["client_id"] != client.id:
         state = CardState(row["chip_state"])

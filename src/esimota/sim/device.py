@@ -13,12 +13,11 @@ import collections
 import time
 from dataclasses import dataclass, field
 
+from ..codec import bcp, packet
+from ..codec.bcp import REPORT_NO_COMM, REPORT_SUCCESS
 from ..ota import wire
-from ..codec import frames, packet
 from .card import MF, Applet, CardFiles, command_refusal
 
-# REPORT results (DESIGN §5.1)
-R_SUCCESS, R_NO_COMM, R_CHIP_FAULT, R_DATA_ERROR = 0, 1, 2, 3
 
 
 @dataclass
@@ -151,13 +150,13 @@ class Device:
         return self.out
 
     async def _power_on(self) -> None:
-        reason = 0x01
+        reason = bcp.HELLO_POWER_ON
         while self.out.channels < self.max_channels:
             close = await self._write_channel(reason)
             if close is None:  # dropped: resume (§5.4.4)
                 if self.early and self.out.early_close is None:  # a card that reports too soon
-                    self.out.early_close = await self._report_channel(R_SUCCESS)
-                reason = 0x02  # a card answered CLOSE 04 to its REPORT resumes with HELLO(02) (§5.4 step 5)
+                    self.out.early_close = await self._report_channel(REPORT_SUCCESS)
+                reason = bcp.HELLO_RESUME  # resume with HELLO(02) (§5.4.4; after CLOSE 04 to a REPORT: §5.4 step 5)
                 continue
             self.out.close_reason = close
             if close != 0 or not self.applet.committed:
@@ -170,24 +169,24 @@ class Device:
         """COMMIT → REFRESH, re-attach with the operational number, check it, REPORT (§6.2.4.1)."""
         while self.out.channels < self.max_channels:
             self.reports += 1
-            result = R_NO_COMM if self.reports <= self.spec.faults.no_comm else R_SUCCESS
+            result = REPORT_NO_COMM if self.reports <= self.spec.faults.no_comm else REPORT_SUCCESS
             close = await self._report_channel(result)
             if close is None:
                 continue  # no answer: the same result again, with a new counter
             self.out.report_result = result
             self.out.close_reason = close
-            if close == 0 and result == R_SUCCESS:
+            if close == 0 and result == REPORT_SUCCESS:
                 self.out.ok = True
                 return
-            if close == frames.CLOSE_STATE and self.out.channels < self.max_channels:
+            if close == bcp.CLOSE_STATE and self.out.channels < self.max_channels:
                 # The platform has not seen every chunk acknowledged (a drop or a restart lost the last
                 # RESPONSE): resume with HELLO(02), which resends the chunks, then REPORT again (§5.4 step 5).
-                again = await self._write_channel(0x02)
+                again = await self._write_channel(bcp.HELLO_RESUME)
                 if again not in (None, 0):
                     self.out.close_reason = again
                     return
                 continue
-            if close != 0 or result != R_NO_COMM:
+            if close != 0 or result != REPORT_NO_COMM:
                 return
         self.out.error = "too many channels"
 
@@ -225,10 +224,10 @@ class Device:
                     return None
                 if self._should_drop():
                     return None
-                if ftype == wire.T_CLOSE:
-                    return body[0] if body else 0x06
-                if ftype != wire.T_COMMAND:
-                    return 0x06
+                if ftype == bcp.CLOSE:
+                    return body[0] if body else bcp.CLOSE_PROTOCOL
+                if ftype != bcp.COMMAND:
+                    return bcp.CLOSE_PROTOCOL
                 await self._send(link, self._answer(body))
         finally:
             link.close()
@@ -271,9 +270,9 @@ class Device:
             await self._send(link, wire.report_frame(self.spec.kid, self.spec.eid, iccid,
                                                      self._next_counter(), result))
             ftype, body = await self._read_frame(link)
-            if ftype != wire.T_CLOSE:
+            if ftype != bcp.CLOSE:
                 return None
-            return body[0] if body else 0x06
+            return body[0] if body else bcp.CLOSE_PROTOCOL
         finally:
             link.close()
 

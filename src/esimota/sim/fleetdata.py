@@ -58,9 +58,9 @@ async def create_client(db, name: str = "fleet", callback_url: str = "http://127
     """A partner account as an administrator would create it; returns (client_id, pk, secret, callback secret)."""
     client_id = "c" + secrets.token_hex(8)
     secret, cb_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    row = await db.fetchrow(client_store.INSERT, client_id, name, "13800000000", client_store.hash_secret(secret),
-                            list(whitelist), list(permissions), callback_url,
-                            await client_store.encrypt_callback_secret(db, client_id, cb_secret), 100000)
+    row = await client_store.insert(db, client_id, name, "13800000000", client_store.hash_secret(secret),
+                                    list(whitelist), list(permissions), callback_url,
+                                    await client_store.encrypt_callback_secret(db, client_id, cb_secret), 100000)
     return client_id, row["id"], secret, cb_secret
 
 
@@ -98,10 +98,8 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
         number_rows.append((msisdn, iccid, imsi_enc, keys_enc, province, ["data"], 100, client_pk,
                             dt.datetime.now(dt.timezone.utc), number_store.imsi_tag(ring, imsi)))
         plain.append({"msisdn": msisdn, "iccid": iccid, "imsi": imsi, "ki": ki, "opc": opc})
-    await db.copy_records_to_table("chips", records=chip_rows, columns=CHIP_COLUMNS)
-    await db.copy_records_to_table("numbers", records=number_rows, columns=NUMBER_COLUMNS)
-    await db.execute("INSERT INTO chip_counters (chip_id) SELECT id FROM chips WHERE batch_id = $1 "
-                     "ON CONFLICT DO NOTHING", batch_pk)
+    await chip_store.copy_in(db, chip_rows, CHIP_COLUMNS, batch_pk)
+    await number_store.copy_in(db, number_rows, NUMBER_COLUMNS)
     # the operator allocates the batch to the client (§6.2.1.1), through the same use case as `chips allocate`
     await admin.allocate_chips(db, client_id, batch=batch, actor="fleet-generator")
     return Fleet(client_id, client_pk, secret, cb_secret, batch, master, devices, plain)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # Claim the alerts not yet notified (a concurrent pass skips them), mark them, and queue ONE notification
 # listing them all; ref_id is the group's last alert id, so a group is queued once.
 QUEUE_DIGEST = """
@@ -23,3 +25,13 @@ DIGEST_MAX = 10000  # alerts in one post; a larger run goes out in several
 
 # R32 at HELLO: the blacklist entries added since a time (None: all), read once per group of HELLOs
 BLACKLIST_SINCE = "SELECT kind, value, created_at FROM blacklist WHERE $1::timestamptz IS NULL OR created_at >= $1"
+
+
+async def queue_digest(conn: Any, limit: int) -> int:
+    """Up to `limit` alerts not notified yet, queued as one notification; how many were queued."""
+    return int((await conn.execute(QUEUE_DIGEST, limit)).split()[-1])
+
+
+async def blacklist_since(conn: Any, since: Any) -> list[Any]:
+    """Records (kind, value, created_at) of the blacklist entries made since `since` (None: all)."""
+    return await conn.fetch(BLACKLIST_SINCE, since)

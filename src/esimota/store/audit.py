@@ -17,3 +17,8 @@ SELECT id, at, actor, action, target, detail::text AS detail FROM audit_log
 WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR left(action, length($2)) = $2)
   AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC LIMIT $4"""
+
+
+async def page(db: Any, actor: str | None, action: str | None, before: int | None, limit: int) -> list[Any]:
+    """Audit entries (R1, R28), newest first, optionally of one actor or action, ids below `before`."""
+    return await db.fetch(PAGE, actor, action, before, limit)

@@ -14,7 +14,7 @@ import asyncpg
 from ..background import Periodic
 from ..log import SECRET_KEYS
 
-logger = logging.getLogger("esimota.audit")  # the name operators filter on (unchanged)
+logger = logging.getLogger("esimota.call_log")  # "audit" names only the staff audit log (store/audit.py)
 
 FLUSH_S = 0.2
 MAX_PENDING = 50_000  # beyond this (database down for long) the oldest entries are dropped, and counted

@@ -18,6 +18,7 @@ SELECT_CHIP = "SELECT * FROM chips WHERE eid = $1"
 # Every state change of a card goes through one of these row locks (DESIGN §3: serialised per chip).
 LOCK_CHIP = "SELECT * FROM chips WHERE eid = $1 FOR UPDATE"
 LOCK_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1 FOR UPDATE"
+SELECT_CHIP_BY_ID = "SELECT * FROM chips WHERE id = $1"
 SET_STATE = "UPDATE chips SET state = $2, state_changed_at = now() WHERE id = $1"
 # A partner sees only the chips allocated to it (§6.2.1.1, DESIGN §6): the owner is part of the look-up,
 # so another client's chip and an unknown EID take the same path and give the same answer.
@@ -34,6 +35,24 @@ RELEASE = f"""
 UPDATE chips c SET owner_client_id = NULL, allocated_at = NULL
 WHERE c.eid = ANY($2::text[]) AND c.owner_client_id = $1
   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.chip_id = c.id AND t.state IN ({_OPEN})) RETURNING eid"""
+# the chip a number is bound to, else the chip whose open task reserved it
+CHIP_OF_NUMBER = f"""
+SELECT c.* FROM chips c WHERE c.id = $1
+UNION ALL
+SELECT c.* FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE $1::bigint IS NULL AND t.number_id = $2
+  AND t.state IN ({_OPEN})
+LIMIT 1"""
+BATCH_COUNTERS = """
+INSERT INTO chip_counters (chip_id) SELECT id FROM chips WHERE batch_id = $1 ON CONFLICT DO NOTHING"""
+REPROVISION = """
+UPDATE chips SET temp_iccid = $2, temp_msisdn = $3, open_time = $4, temp_expires_on = $5 WHERE id = $1"""
+# the exception of table 4 (临时号码过期) and the R12 expiry alert are about the old number: both end here
+CLOSE_EXPIRED = """
+UPDATE exceptions SET closed_at = now(), resolution = $2, closed_by = $3
+WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRED' AND closed_at IS NULL RETURNING id"""
+CLOSE_EXPIRING = """
+UPDATE alerts SET closed_at = now(), resolution = $2
+WHERE chip_id = $1 AND kind = 'TEMP_NUMBER_EXPIRING' AND closed_at IS NULL"""
 SET_ACTIVE_ICCID = "UPDATE chips SET active_iccid = $2 WHERE id = $1"
 CHARGE_FLOW = """
 UPDATE chips c SET remaining_flow_bytes = greatest(0, c.remaining_flow_bytes - u.used)
@@ -103,3 +122,67 @@ async def blacklisted(db: Any, eid: str, imei: str | None) -> list[str]:
 
 async def add_blacklist(db: Any, kind: str, value: str, reason: str) -> None:
     await db.execute(ADD_BLACKLIST, kind, value, reason)
+
+
+async def charge_flow(conn: Any, used: dict[int, int]) -> None:
+    """{chip_id: bytes}: test traffic spent by channels, in one statement (R3: never restored)."""
+    ids = sorted(used)
+    await conn.execute(CHARGE_FLOW, ids, [used[i] for i in ids])
+
+
+async def by_id(conn: Any, chip_id: int, *, lock: bool = False) -> Any:
+    """The chip row of this id (locked FOR UPDATE if asked), or None."""
+    return await conn.fetchrow(LOCK_CHIP_BY_ID if lock else SELECT_CHIP_BY_ID, chip_id)
+
+
+async def set_state(conn: Any, chip_id: int, state: int) -> None:
+    """The chip's card state changes (the caller checked the edge against domain/lifecycle)."""
+    await conn.execute(SET_STATE, chip_id, state)
+
+
+async def of_number(db: Any, chip_id: int | None, number_id: int) -> Any:
+    """The chip row a number belongs to (bound, or reserved by an open task), or None."""
+    return await db.fetchrow(CHIP_OF_NUMBER, chip_id, number_id)
+
+
+async def expiring(db: Any, until: Any, client_pk: int | None, limit: int) -> list[Any]:
+    """Chips whose temporary number expires by `until` (R12), of one client or all; Records of EXPIRING."""
+    return await db.fetch(EXPIRING, until, client_pk, limit)
+
+
+async def batch_eids(conn: Any, batch: str) -> list[str]:
+    """The EIDs of a batch, in import order."""
+    return [r["eid"] for r in await conn.fetch(BATCH_EIDS, batch)]
+
+
+async def allocation_state(conn: Any, eids: list[str]) -> list[Any]:
+    """Records (eid, owner_client_id, busy) of the chips named (ALLOCATION_STATE)."""
+    return await conn.fetch(ALLOCATION_STATE, eids)
+
+
+async def allocate(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
+    """Records (eid) of the chips whose owner changed to the client."""
+    return await conn.fetch(ALLOCATE, client_pk, eids)
+
+
+async def release(conn: Any, client_pk: int, eids: list[str]) -> list[Any]:
+    """Records (eid) of the client's chips released (none with an open task)."""
+    return await conn.fetch(RELEASE, client_pk, eids)
+
+
+async def copy_in(db: Any, rows: list[tuple], columns: list[str], batch_pk: int) -> None:
+    """Bulk load of a batch's chips (COPY; the simulator's fleets), with their counters."""
+    await db.copy_records_to_table("chips", records=rows, columns=columns)
+    await db.execute(BATCH_COUNTERS, batch_pk)
+
+
+async def reprovision(conn: Any, chip_id: int, iccid: str, msisdn: str, opened: Any, expires: Any) -> None:
+    """A new temporary number (R12); UniqueViolationError if another chip holds its ICCID or MSISDN."""
+    await conn.execute(REPROVISION, chip_id, iccid, msisdn, opened, expires)
+
+
+async def close_expiry_notices(conn: Any, chip_id: int, why: str, actor: str) -> list[int]:
+    """Close the chip's TEMP_NUMBER_EXPIRED exception and TEMP_NUMBER_EXPIRING alert; the exceptions closed."""
+    closed = [r["id"] for r in await conn.fetch(CLOSE_EXPIRED, chip_id, why, actor)]
+    await conn.execute(CLOSE_EXPIRING, chip_id, why)
+    return closed

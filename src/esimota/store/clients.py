@@ -21,6 +21,11 @@ INSERT INTO clients (client_id, name, phone, secret_hash, ip_whitelist, permissi
                      callback_secret_enc, rate_limit_per_min)
 VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9) RETURNING *"""
 SELECT = "SELECT * FROM clients WHERE client_id = $1"
+# CredentialRow: what authentication needs of a client (no callback secret), an asyncpg Record of these columns
+CLIENT_COLUMNS = """
+SELECT id, client_id, name, phone, ip_whitelist, permissions, callback_url, rate_limit_per_min, disabled_at,
+       secret_rotated_at, secret_hash FROM clients"""
+CREDENTIAL = CLIENT_COLUMNS + " WHERE client_id = $1"
 # `--client` takes a client's id or its name (DESIGN §7): the id first, then a name that names one client
 SELECT_BY_NAME = "SELECT * FROM clients WHERE name = $1 ORDER BY id LIMIT 2"
 SELECT_BY_ID = "SELECT * FROM clients WHERE id = $1"
@@ -135,3 +140,27 @@ async def callback_secret(db: Any, client_id: str) -> bytes:
 async def encrypt_callback_secret(db: Any, client_id: str, secret: str) -> bytes:
     ring = await crypto.keyring(db)
     return ring.encrypt(secret.encode(), aad(CALLBACK_AAD, client_id))
+
+
+async def credentials(db: Any) -> list[Any]:
+    """The CredentialRows of every client (the token cache's view)."""
+    return await db.fetch(CLIENT_COLUMNS)
+
+
+async def credential(db: Any, client_id: str) -> Any:
+    """The CredentialRow of one client, or None."""
+    return await db.fetchrow(CREDENTIAL, client_id)
+
+
+_UPDATES = {"secret": UPDATE_SECRET, "callback_secret": UPDATE_CALLBACK_SECRET, "whitelist": UPDATE_WHITELIST,
+            "permissions": UPDATE_PERMISSIONS, "disable": DISABLE}
+
+
+async def insert(conn: Any, *values: Any) -> Any:
+    """A new client row from the columns of INSERT, in its order."""
+    return await conn.fetchrow(INSERT, *values)
+
+
+async def update(conn: Any, change: str, client_id: str, *args: Any) -> Any:
+    """One change of a client (secret, callback_secret, whitelist, permissions, disable); the row after it."""
+    return await conn.fetchrow(_UPDATES[change], client_id, *args)

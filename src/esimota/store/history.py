@@ -90,3 +90,29 @@ async def sessions(db: Any, task_pk: int) -> list[SessionRow]:
 
 async def callback_attempts(db: Any, task_pk: int) -> list[AttemptRow]:
     return _rows(AttemptRow, await db.fetch(CALLBACK_ATTEMPTS, task_pk))
+
+
+async def task_by_id(db: Any, task_id: str) -> Any:
+    """The TASK row of this task id, or None."""
+    return await db.fetchrow(TASK_BY_ID, task_id)
+
+
+async def latest_task_of_eid(db: Any, eid: str, client_pk: int | None) -> Any:
+    """The TASK row of the chip's latest task (of that client's, if given), or None."""
+    if client_pk is None:
+        return await db.fetchrow(TASK_LATEST_OF_EID, eid)
+    return await db.fetchrow(TASK_LATEST_OF_EID_FOR, eid, client_pk)
+
+
+async def supersede_sessions(conn: Any, chip_ids: list[int]) -> None:
+    await conn.execute(SUPERSEDE_SESSIONS, chip_ids)
+
+
+async def start_sessions(conn: Any, rows: list[tuple]) -> None:
+    """Channel sessions (ref, chip_id, task_pk, resumed) started in one group, in one statement."""
+    await conn.execute(START_SESSIONS, *[list(col) for col in zip(*rows)])
+
+
+async def end_sessions(conn: Any, rows: list[tuple]) -> None:
+    """Channel sessions ended in one group (ref, ending, close reason, frames, bytes), in one statement."""
+    await conn.execute(END_SESSIONS, *[list(col) for col in zip(*rows)])

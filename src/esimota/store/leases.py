@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # Take each lease that is free, expired (by the database's clock), or already ours (a renewal), in one
 # statement for all of a runner's jobs; returns the jobs this runner holds afterwards.
 ACQUIRE = """
@@ -30,9 +32,61 @@ UPDATE job_runs SET status = $4, finished_at = now(), detail = $5
 WHERE job = $1 AND period = $2 AND token = $3 AND status = 'running'"""
 # the current slot of a fixed interval, by the database's clock: the same on every node
 SLOT = "SELECT floor(extract(epoch FROM now()) / $1)::bigint"
+NOW_EPOCH = "SELECT extract(epoch FROM now())::float8"
 PURGE_RUNS = "DELETE FROM job_runs WHERE started_at < now() - make_interval(days => $1)"
 
 # -- backups (R26): "is one due?" is asked of the database, not of a node's folder ----------------------------
 RECORD_BACKUP = """
 INSERT INTO backups (file, manifest, sha256, bytes, node, created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"""
 BACKUP_AGE_S = "SELECT extract(epoch FROM now() - max(created_at))::float8 FROM backups"
+
+
+async def slot(db: Any, interval_s: float) -> int:
+    """The current slot of a fixed interval, by the database's clock (the same on every node)."""
+    return int(await db.fetchval(SLOT, interval_s))
+
+
+async def claim(db: Any, job: str, period: str, node: str, token: Any) -> int | None:
+    """Claim `period` of `job` for the lease holder `token`: the attempt number, or None (ran, or not ours)."""
+    return await db.fetchval(CLAIM, job, period, node, token)
+
+
+async def finish(db: Any, job: str, period: str, token: Any, status: str, detail: str | None) -> None:
+    """Record how a claimed period ended ('done' or 'failed')."""
+    await db.execute(FINISH, job, period, token, status, detail)
+
+
+async def acquire(conn: Any, jobs: list[str], node: str, tokens: list, ttl: float, timeout: float) -> list[Any]:
+    """Take or renew each lease that is free, expired or ours, in one statement: Records (job) held afterwards."""
+    return await conn.fetch(ACQUIRE, jobs, node, tokens, ttl, timeout=timeout)
+
+
+async def release(db: Any, job: str, token: Any, timeout: float) -> None:
+    """Give a lease back (drain), so that another node takes it at once."""
+    await db.execute(RELEASE, job, token, timeout=timeout)
+
+
+async def holders(db: Any) -> list[Any]:
+    """Every lease: Records (job, node, token, valid)."""
+    return await db.fetch(HOLDERS)
+
+
+async def purge_runs(db: Any, days: int) -> None:
+    """Delete job runs older than `days`."""
+    await db.execute(PURGE_RUNS, days)
+
+
+async def record_backup(conn: Any, file: str, manifest: str, sha256: str, nbytes: int, node: str,
+                        actor: str) -> int:
+    """A backup made (R26): its row, whichever node made it; the id."""
+    return await conn.fetchval(RECORD_BACKUP, file, manifest, sha256, nbytes, node, actor)
+
+
+async def backup_age_s(db: Any) -> float | None:
+    """Seconds since the newest backup of any node (None: none yet)."""
+    return await db.fetchval(BACKUP_AGE_S)
+
+
+async def now_epoch(db: Any) -> float:
+    """The database's clock in seconds since the epoch (the same on every node)."""
+    return await db.fetchval(NOW_EPOCH)

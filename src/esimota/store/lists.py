@@ -290,3 +290,19 @@ BATCH_PK = "SELECT id FROM chip_batches WHERE name = $1"
 PROJECT_PK = "SELECT id FROM projects WHERE name = $1 OR id::text = $1 ORDER BY id"
 CHIP_PK = "SELECT id FROM chips WHERE eid = $1"
 TASK_PK = "SELECT id FROM tasks WHERE task_id = $1"
+
+
+_PKS = {"batch": BATCH_PK, "project": PROJECT_PK}
+
+
+async def pks(db: Any, which: str, name: str) -> list[Any]:
+    """Records (id) of the batches or projects ("batch", "project") a name (or id) given by an operator names."""
+    return await db.fetch(_PKS[which], name)
+
+
+async def client_exists(db: Any, ref: str) -> bool:
+    return bool(await db.fetchval(CLIENT_EXISTS, ref))
+
+
+async def chip_pk(db: Any, eid: str) -> int | None:
+    return await db.fetchval(CHIP_PK, eid)

@@ -28,6 +28,14 @@ CLOSE_NO_RESOURCE = """
 UPDATE exceptions SET closed_at = now(), closed_by = 'platform', resolution = $2
 WHERE kind = 'NO_RESOURCE:' || $1 AND closed_at IS NULL AND severity = 'general'
   AND EXISTS (SELECT 1 FROM numbers WHERE province_code = $1 AND status = 'available')"""
+# §7.2.2.1 当前可写入: a province is listed while an auto-allocation for this caller can succeed now —
+# it is open (writable) and holds a number available to the caller (unallocated, or allocated to it).
+WRITABLE_PROVINCES = """
+SELECT p.code, p.name FROM provinces p
+WHERE p.writable AND EXISTS (SELECT 1 FROM numbers n WHERE n.province_code = p.code AND n.status = 'available'
+                             AND (n.client_id IS NULL OR n.client_id = $1))
+ORDER BY p.code"""
+BOUND_TO = "SELECT msisdn FROM numbers WHERE chip_id = $1"
 SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
 SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
 ALLOCATE = """
@@ -94,3 +102,55 @@ async def decrypt_secrets(db: Any, row: Any) -> tuple[str, bytes, bytes]:
     imsi = (await crypto.decrypt(db, row["imsi_enc"], aad(IMSI_AAD, row["iccid"]))).decode()
     keys = await crypto.decrypt(db, row["keys_enc"], aad(KEYS_AAD, row["iccid"]))
     return imsi, keys[:16], keys[16:]
+
+
+# -- numbers (asyncpg Records of the numbers table, `SELECT *`) -------------------------------------
+async def by_id(conn: Any, number_id: int) -> Any:
+    return await conn.fetchrow(SELECT_BY_ID, number_id)
+
+
+async def pick_free(conn: Any, province_code: str, client_pk: int) -> Any:
+    """A free number of the province allocated to the client, locked; None when there is none (R5)."""
+    return await conn.fetchrow(PICK_FREE, province_code, client_pk)
+
+
+async def lock_by_iccid(conn: Any, iccid: str) -> Any:
+    return await conn.fetchrow(LOCK_BY_ICCID, iccid)
+
+
+async def reserve(conn: Any, number_id: int) -> None:
+    """An available number is reserved by a task (DESIGN §3)."""
+    await conn.execute(RESERVE, number_id)
+
+
+async def by_msisdn(db: Any, msisdn: str) -> Any:
+    return await db.fetchrow(SELECT_BY_MSISDN, msisdn)
+
+
+async def by_iccid(db: Any, iccid: str) -> Any:
+    return await db.fetchrow(SELECT_BY_ICCID, iccid)
+
+
+async def bound_to(db: Any, chip_id: int) -> Any:
+    """The number bound to the chip (a Record with msisdn), or None."""
+    return await db.fetchrow(BOUND_TO, chip_id)
+
+
+async def writable_provinces(db: Any, client_pk: int | None) -> list[tuple[str, str]]:
+    """(code, name) of the open provinces holding a number the client (or anyone: None) may auto-allocate."""
+    return [(r["code"], r["name"]) for r in await db.fetch(WRITABLE_PROVINCES, client_pk)]
+
+
+async def allocation_state(conn: Any, iccids: list[str]) -> list[Any]:
+    """Records (iccid, client_id, status) of the numbers named."""
+    return await conn.fetch(ALLOCATION_STATE, iccids)
+
+
+async def allocate(conn: Any, client_pk: int, iccids: list[str]) -> list[Any]:
+    """Records (iccid) of the numbers allocated to the client."""
+    return await conn.fetch(ALLOCATE, client_pk, iccids)
+
+
+async def copy_in(db: Any, rows: list[tuple], columns: list[str]) -> None:
+    """Bulk load of numbers (COPY; the simulator's fleets): secrets already encrypted, tags computed."""
+    await db.copy_records_to_table("numbers", records=rows, columns=columns)

@@ -25,9 +25,23 @@ UPDATE exceptions e SET class = c.cls, severity = c.severity, deadline_at = e.op
 FROM unnest($1::text[], $2::text[], $3::text[], $4::interval[]) AS c(kind, cls, severity, deadline)
 WHERE upper(split_part(e.kind, ':', 1)) = c.kind AND e.closed_at IS NULL AND e.escalated_at IS NULL
   AND (e.class <> c.cls OR e.severity <> c.severity OR e.deadline_at <> e.opened_at + c.deadline)"""
+SELECT_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1"
+KINDS_OF = "SELECT kind FROM exceptions WHERE id = ANY($1)"
+TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock($1)"
 GET_EXCEPTION = "SELECT * FROM exceptions WHERE id = $1 FOR UPDATE"
 CLOSE_ONE = "UPDATE exceptions SET closed_at = now(), resolution = $2, report = $3, closed_by = $4 WHERE id = $1"
 MARK_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
+EXCEPTIONS_OPEN = """
+SELECT class, severity, deadline_at < now() AS overdue, count(*) FROM exceptions WHERE closed_at IS NULL
+GROUP BY 1, 2, 3"""
+# temporary numbers of chips not yet written (R12): expired, within 30 days (the alert), within 90 days
+TEMP_EXPIRING = """
+SELECT count(*) FILTER (WHERE temp_expires_on < current_date) AS expired,
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 30) AS "30d",
+       count(*) FILTER (WHERE temp_expires_on <= current_date + 90) AS "90d"
+FROM chips WHERE state IN (1, 2, 3, 5, 6) AND temp_expires_on <= current_date + 90"""
+TASKS_WAITING = "SELECT state, count(*) FROM chips WHERE state IN (2, 3) GROUP BY 1"
+CALLBACKS_QUEUED = "SELECT status, count(*) FROM callback_outbox WHERE status IN ('pending', 'exhausted') GROUP BY 1"
 
 # stuck writing (DESIGN §3, table 4 row 1): no progress for 30 min → general, 1 h → severe
 STUCK = """
@@ -114,7 +128,6 @@ NOTIFY_RETRY = """
 UPDATE notifications SET attempts = attempts + 1, last_error = $2,
     next_attempt_at = now() + least(interval '10 minutes', interval '15 seconds' * power(2, attempts))
 WHERE id = $1"""
-EXCEPTION_REPORTED = "UPDATE exceptions SET reported_at = coalesce(reported_at, now()) WHERE id = $1"
 
 # -- alerts (R32, R12) ----------------------------------------------------------------------
 OPEN_ALERTS = """
@@ -134,3 +147,156 @@ async def cursor(db: Any, name: str) -> int | None:
 
 async def set_cursor(db: Any, name: str, value: int) -> None:
     await db.execute(SET_CURSOR, "ops.cursor." + name, str(value))
+
+
+async def exception(db: Any, exception_id: int) -> Any:
+    """One row of the exceptions table, or None."""
+    return await db.fetchrow(SELECT_EXCEPTION, exception_id)
+
+
+async def kinds_of(db: Any, ids: list[int]) -> list[str]:
+    """The kinds of these exceptions (the order of the table, not of `ids`)."""
+    return [r["kind"] for r in await db.fetch(KINDS_OF, ids)]
+
+
+async def open_exception_counts(db: Any) -> list[Any]:
+    """Open exceptions per (class, severity, overdue): Records (class, severity, overdue, count)."""
+    return await db.fetch(EXCEPTIONS_OPEN)
+
+
+async def temp_expiring(db: Any) -> Any:
+    """Temporary numbers of chips not yet written (R12): a Record of expired, "30d" and "90d" counts."""
+    return await db.fetchrow(TEMP_EXPIRING)
+
+
+async def tasks_waiting(db: Any) -> list[Any]:
+    """Chips waiting for power-on (2) or writing (3): Records (state, count)."""
+    return await db.fetch(TASKS_WAITING)
+
+
+async def callbacks_queued(db: Any) -> list[Any]:
+    """Callbacks pending or exhausted in the outbox: Records (status, count)."""
+    return await db.fetch(CALLBACKS_QUEUED)
+
+
+async def try_session_lock(conn: Any, key: int) -> bool:
+    """A session-level advisory lock on `key`, if no other session holds it (held until `conn` closes)."""
+    return bool(await conn.fetchval(TRY_SESSION_LOCK, key))
+
+
+async def open_alerts(conn: Any, kind: str, severity: str, subjects: list[str], chip_ids: list, number_ids: list,
+                      details: list) -> list[Any]:
+    """Open an alert of `kind` for each subject not alerted yet (R32); the rows opened."""
+    return await conn.fetch(OPEN_ALERTS, kind, severity, subjects, chip_ids, number_ids, details)
+
+
+async def close_alerts(conn: Any, kind: str, keep: list[str], why: str) -> list[Any]:
+    """Close the open alerts of `kind` whose subject is not in `keep`; the rows closed."""
+    return await conn.fetch(CLOSE_ALERTS, kind, keep, why)
+
+
+
+# -- exceptions of §8 (rows: asyncpg Records with the columns each statement names) ----------------------
+def _count(status: str) -> int:
+    """Rows a command touched, from its status text ("UPDATE 3")."""
+    return int(status.split()[-1])
+
+
+async def is_open(conn: Any, kind: str, chip_id: int | None) -> bool:
+    return bool(await conn.fetchval(IS_OPEN, kind, chip_id))
+
+
+async def close_auto(conn: Any, kind: str, why: str) -> None:
+    await conn.execute(CLOSE_AUTO, kind, why)
+
+
+async def reconcile(conn: Any, kinds: list, classes: list, severities: list, deadlines: list) -> int:
+    """Open rows get the catalogue's class, severity and deadline; rows changed."""
+    return _count(await conn.execute(RECONCILE, kinds, classes, severities, deadlines))
+
+
+async def stuck(conn: Any, after: Any) -> list[Any]:
+    return await conn.fetch(STUCK, after)
+
+
+async def escalate_stuck(conn: Any, after: Any, deadline: Any) -> list[Any]:
+    return await conn.fetch(ESCALATE_STUCK, after, deadline)
+
+
+async def unstuck(conn: Any, after: Any) -> list[Any]:
+    return await conn.fetch(UNSTUCK, after)
+
+
+async def close_general(conn: Any, ids: list[int], kinds: list[str], why: str) -> int:
+    """Close these general exceptions (severe ones wait for a report); rows closed."""
+    return _count(await conn.execute(CLOSE_GENERAL, ids, kinds, why))
+
+
+async def no_resource_open(conn: Any) -> list[Any]:
+    return await conn.fetch(NO_RESOURCE_OPEN)
+
+
+async def available_in(conn: Any, province: str) -> int:
+    return await conn.fetchval(AVAILABLE_IN, province)
+
+
+async def expired_waiting(conn: Any, today: Any) -> list[Any]:
+    return await conn.fetch(EXPIRED_WAITING, today)
+
+
+async def callbacks_failing(conn: Any, after: int) -> list[Any]:
+    return await conn.fetch(CALLBACKS_FAILING, after)
+
+
+async def callbacks_recovered(conn: Any) -> list[Any]:
+    return await conn.fetch(CALLBACKS_RECOVERED)
+
+
+async def api_failures(conn: Any, window: Any, codes: list[int], reasons: list[str] | None, route: str | None,
+                       threshold: int) -> list[Any]:
+    return await conn.fetch(API_FAILURES, window, codes, reasons, route, threshold)
+
+
+async def opened_since(conn: Any, kind: str, window: Any) -> bool:
+    return bool(await conn.fetchval(OPENED_SINCE, kind, window))
+
+
+async def quiet_subjects(conn: Any, prefix: str, window: Any, codes: list[int]) -> list[Any]:
+    return await conn.fetch(QUIET_SUBJECTS, prefix, window, codes)
+
+
+async def bip_attempts(conn: Any, after_id: int, reasons: list[int]) -> list[Any]:
+    return await conn.fetch(BIP_ATTEMPTS, after_id, reasons)
+
+
+async def lock_exception(conn: Any, exception_id: int) -> Any:
+    """The exception row, locked FOR UPDATE, or None."""
+    return await conn.fetchrow(GET_EXCEPTION, exception_id)
+
+
+async def mark_reported(conn: Any, exception_id: int) -> None:
+    """§8.3.1: the exception was reported (the first time counts)."""
+    await conn.execute(MARK_REPORTED, exception_id)
+
+
+async def close_one(conn: Any, exception_id: int, resolution: str, report: str | None, actor: str) -> None:
+    await conn.execute(CLOSE_ONE, exception_id, resolution, report, actor)
+
+
+# -- the operator's notification outbox (§8.3.1, R24) ----------------------------------------------
+async def queue_severe(conn: Any) -> int:
+    """Queue every open severe exception not yet reported; rows queued."""
+    return _count(await conn.execute(QUEUE_SEVERE))
+
+
+async def claim_notifications(conn: Any, limit: int, claim_s: float) -> list[Any]:
+    """Claim up to `limit` due notifications by moving them `claim_s` ahead (one statement, no lock held)."""
+    return await conn.fetch(CLAIM_NOTIFICATIONS, limit, claim_s)
+
+
+async def notified(conn: Any, notification_id: int) -> None:
+    await conn.execute(NOTIFIED, notification_id)
+
+
+async def notify_retry(conn: Any, notification_id: int, error: str) -> None:
+    await conn.execute(NOTIFY_RETRY, notification_id, error)

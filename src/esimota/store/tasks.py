@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from ..domain.lifecycle import OPEN_STATES, CardState
+from . import coalescing
 
 # States are domain/lifecycle's (DESIGN §3): the new task's state is the apply's target, passed in.
 _OPEN = ", ".join(str(int(s)) for s in sorted(OPEN_STATES))
@@ -48,6 +49,20 @@ WHERE $4::bigint IS NOT NULL OR NOT EXISTS (
     SELECT 1 FROM exceptions WHERE kind = $3 AND chip_id IS NULL AND closed_at IS NULL)
 ON CONFLICT DO NOTHING"""
 LOCK_KIND = "SELECT pg_advisory_xact_lock(hashtext($1))"
+# §7.2.2.3 in one round trip (the status query is the hottest partner call): the chip and its latest task.
+# StatusRow: an asyncpg Record of eid, chip_state, owner_client_id and the task's task_id, client_id,
+# state, script_acked, script_total, script_done, write_time (NULL without a task).
+_STATUS_COLUMNS = """c.eid, c.state AS chip_state, c.owner_client_id, t.task_id, t.client_id, t.state,
+       t.script_acked, t.script_total, t.script_done, t.write_time"""
+STATUS_BY_EID = f"""SELECT {_STATUS_COLUMNS}
+FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+WHERE c.eid = $1"""
+STATUS_BY_TASK = f"SELECT {_STATUS_COLUMNS} FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = $1"
+STATUSES_BY_EID = f"""SELECT c.eid AS _key, {_STATUS_COLUMNS}
+FROM chips c LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+WHERE c.eid = ANY($1::bpchar[])"""
+STATUSES_BY_TASK = f"""SELECT t.task_id AS _key, {_STATUS_COLUMNS}
+FROM tasks t JOIN chips c ON c.id = t.chip_id WHERE t.task_id = ANY($1::text[])"""
 
 
 def new_task_id() -> str:
@@ -81,3 +96,52 @@ async def open_exception(conn: Any, cls: str, severity: str, kind: str, deadline
     if chip_id is None:
         await conn.execute(LOCK_KIND, kind)
     await conn.execute(OPEN_EXCEPTION, cls, severity, kind, chip_id, task_id, client_id, detail, deadline)
+
+
+async def write_progress(conn: Any, progress: dict[int, tuple[int, int, bool]], at: dt.datetime) -> None:
+    """{task_pk: (acked, total, done)} written behind in one statement (DESIGN §5.5); only ever forward."""
+    ids = sorted(progress)
+    await conn.execute(PROGRESS, ids, [progress[i][0] for i in ids], [progress[i][1] for i in ids],
+                       [progress[i][2] for i in ids], at)
+
+
+# -- tasks (asyncpg Records of the tasks table, `SELECT *`) -----------------------------------------
+async def insert(conn: Any, chip_id: int, client_pk: int, write_type: int, province_code: str | None,
+                 number_id: int, state: int) -> Any:
+    """A new task with a new opaque task id; returns its row."""
+    return await conn.fetchrow(INSERT_TASK, new_task_id(), chip_id, client_pk, write_type, province_code,
+                               number_id, state)
+
+
+async def open_task(conn: Any, chip_id: int) -> Any:
+    """The chip's task in an open state (2 or 3), or None."""
+    return await conn.fetchrow(OPEN_TASK, chip_id)
+
+
+async def latest(conn: Any, chip_id: int) -> Any:
+    """The chip's latest task, or None."""
+    return await conn.fetchrow(LATEST_TASK, chip_id)
+
+
+async def by_task_id(conn: Any, task_id: str) -> Any:
+    """The task of this opaque id, or None."""
+    return await conn.fetchrow(SELECT_TASK, task_id)
+
+
+async def cancel(conn: Any, task_pk: int, at: dt.datetime, state: int) -> None:
+    """The task is cancelled at `at` (§7.2.2.4)."""
+    await conn.execute(CANCEL_TASK, task_pk, at, state)
+
+
+async def status_by_task(db: Any, task_id: str) -> Any:
+    """The StatusRow of a task id, or None; from a pool, shared with the same lookups of this moment."""
+    if hasattr(db, "acquire"):
+        return await coalescing.coalescer(db, STATUSES_BY_TASK).get(task_id)
+    return await db.fetchrow(STATUS_BY_TASK, task_id)
+
+
+async def status_by_eid(db: Any, eid: str) -> Any:
+    """The StatusRow of an EID, or None; from a pool, shared with the same lookups of this moment."""
+    if hasattr(db, "acquire"):
+        return await coalescing.coalescer(db, STATUSES_BY_EID).get(eid)
+    return await db.fetchrow(STATUS_BY_EID, eid)

@@ -9,8 +9,9 @@ import json
 
 import pytest
 
+from esimota.codec import bcp
 from esimota.errors import PermissionDenied
-from esimota.ota import driver as bip_driver
+from esimota.api.bip import driver as bip_driver
 from esimota.ota import wire
 from esimota.service import writing
 from esimota.service.bip import ChannelService
@@ -55,7 +56,7 @@ async def _send(port: int, frame: bytes) -> int:
     try:
         writer.write(frame)
         answer = await reader.read()
-        assert answer[2] == wire.T_CLOSE, answer
+        assert answer[2] == bcp.CLOSE, answer
         return answer[3]
     finally:
         writer.close()
@@ -164,11 +165,11 @@ async def test_a_buffer_too_small_is_refused_alone(pool, seeded):
         driver.mux.feed(cid, wire.hello_frame(spec.kid, eid(i), spec.temp_iccid, None, 1, buffer, 1), 0.0)
     _, _, events = driver.mux.drain()
     assert len(events) == 2
-    await driver.service.handle(events, driver)
+    driver.answer(await driver.service.handle(events, driver.guard.source))
     out, cuts, _ = driver.mux.drain()
     answers = {cid: frame[2:4] for cid, frame in out}
-    assert answers[1] == bytes((wire.T_CLOSE, 6)) and 1 in cuts
-    assert answers[2][:1] == bytes((wire.T_COMMAND,)) and 2 not in cuts
+    assert answers[1] == bytes((bcp.CLOSE, bcp.CLOSE_PROTOCOL)) and 1 in cuts
+    assert answers[2][:1] == bytes((bcp.COMMAND,)) and 2 not in cuts
     assert (await _state(pool, 6), await _state(pool, 7)) == (2, 3)
     assert (await _exceptions(pool, 6))[0] == [("CHANNEL_PROTOCOL_ERROR", False)]
     assert (await _exceptions(pool, 7))[0] == []

@@ -2,6 +2,7 @@
 
 from esimota.service import callbacks, writing
 from esimota.service.writing import ApplyRequest
+from esimota.store import callback_outbox as outbox
 
 from ..conftest import eid
 
@@ -13,7 +14,7 @@ async def _outbox(pool, client, n: int) -> list:
         task_pk = await pool.fetchval("SELECT id FROM tasks WHERE task_id = $1", res.task_id)
         await pool.execute("INSERT INTO callback_outbox (event_id, client_id, task_id, payload) "
                            "VALUES ($1, $2, $3, '{}')", f"ev-{i}", client.id, task_pk)
-    return await pool.fetch(callbacks.CLAIM, 64, callbacks.LEASE_S)
+    return await pool.fetch(outbox.CLAIM, 64, callbacks.LEASE_S)
 
 
 async def test_a_round_is_recorded_together_delivered_retried_and_exhausted(pool, seeded):

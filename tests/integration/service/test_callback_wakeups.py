@@ -12,6 +12,7 @@ import asyncpg
 from esimota.jobs.callbacks import Dispatcher
 from esimota.service import callbacks, writing
 from esimota.service.writing import ApplyRequest
+from esimota.store import callback_outbox as outbox
 
 from ..conftest import eid
 
@@ -37,17 +38,17 @@ async def test_only_due_callbacks_send_a_wake_up(db_url, pool, seeded):
         return len(heard)
 
     try:
-        assert await wakes(callbacks.CLAIM, 64, callbacks.LEASE_S) == 0          # empty outbox: nothing due
+        assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # empty outbox: nothing due
         heard.clear()
         await _queue(pool, a, 1)
         await listener.execute("SELECT 1")
         await asyncio.sleep(0.05)
         assert len(heard) == 1                                                    # a new callback is due now
-        assert await wakes(callbacks.CLAIM, 64, callbacks.LEASE_S) == 0          # claimed: a lease ahead
-        assert await wakes(callbacks.CLAIM, 64, callbacks.LEASE_S) == 0          # nothing left to claim
+        assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # claimed: a lease ahead
+        assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # nothing left to claim
         assert await wakes("UPDATE callback_outbox SET next_attempt_at = now() + interval '30 seconds', "
                            "attempts = attempts + 1") == 0                        # a retry's backoff
-        assert await wakes(callbacks.REPUSH, "ev-1") == 1                         # an operator's re-push
+        assert await wakes(outbox.REPUSH, "ev-1") == 1                         # an operator's re-push
         assert await wakes("UPDATE callback_outbox SET status = 'delivered'") == 0
     finally:
         await listener.close()

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from esimota.errors import InvalidArgument, NotFound, PermissionDenied
-from esimota.service import admin, imports, lists, monitoring, ops_chips, writing
+from esimota.service import admin, imports, lists, monitoring, chip_management, writing
 from esimota.service.common import CST
 from esimota.service.writing import ApplyRequest
 
@@ -72,8 +72,8 @@ async def test_task_filters_state_client_province_batch_eid_time(pool, fleet):
 
 async def test_task_project_filter(pool, fleet):
     a, _ = fleet
-    await ops_chips.create_project(pool, a.client_id, "meters", "智能表计", "root")
-    await ops_chips.assign(pool, a.client_id, "meters", [eid(1), eid(2)], "root")
+    await chip_management.create_project(pool, a.client_id, "meters", "智能表计", "root")
+    await chip_management.assign(pool, a.client_id, "meters", [eid(1), eid(2)], "root")
     got = await lists.list_tasks(pool, project="meters")
     assert [(r.eid, r.project) for r in got.rows] == [(eid(2), "meters"), (eid(1), "meters")]
     chips = await lists.list_chips(pool, project="meters")
@@ -107,7 +107,7 @@ async def test_chip_filters(pool, fleet, tmp_path):
     assert [r.eid for r in (await lists.list_chips(pool, batch="B2")).rows] == [eid(33), eid(32), eid(31)]
     assert {r.eid for r in (await lists.list_chips(pool, client=b.client_id)).rows} == {eid(11), eid(12)}
     assert (await lists.list_chips(pool, state_=6)).rows[0].eid == eid(6)
-    await ops_chips.set_status(pool, "B2", "root", eids=[eid(32)], production="qc_failed", logistics="shipped")
+    await chip_management.set_status(pool, "B2", "root", eids=[eid(32)], production="qc_failed", logistics="shipped")
     got = await lists.list_chips(pool, production_status="qc_failed", logistics_status="shipped")
     assert [r.eid for r in got.rows] == [eid(32)]
     soon = dt.date.today() - dt.timedelta(days=170)  # NB-IoT numbers live 180 days: 10 left

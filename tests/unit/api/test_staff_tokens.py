@@ -7,6 +7,7 @@ import pytest
 from esimota import errors
 from esimota.api.registry import METHODS
 from esimota.service import staff, staff_auth
+from esimota.store import staff as staff_store
 
 MASTER = bytes(range(32))
 
@@ -55,7 +56,7 @@ class FakePool:
         self.accounts, self.fetches, self.executed = accounts, 0, []
 
     async def fetch(self, sql, *args):
-        assert sql == staff_auth.ACCOUNTS
+        assert sql == staff_store.ACCOUNTS
         self.fetches += 1
         return [{"username": u, "roles": r, "revoked": 0} for u, r in self.accounts.items()]
 
@@ -84,5 +85,5 @@ async def test_gate_checks_roles_from_its_cache_and_records_denials():
     assert [(a[0], a[1], a[2]) for a in denials] == [("staff:audrey", "denied", "client.manage"),
                                                     ("staff:ghost", "denied", "exception.read")]
     await gate.reload()  # activity is written back with the reloads, each account once
-    touched = [name for sql, args in pool.executed if sql == staff_auth.TOUCH for name in args[0]]
+    touched = [name for sql, args in pool.executed if sql == staff_store.TOUCH_NAMES for name in args[0]]
     assert sorted(touched) == ["audrey", "olga", "root"] and not gate.seen

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from esimota._impl import load_source
-from esimota.codec import frames
+from esimota.codec import bcp, frames
 from esimota.codec.keys import derive_keys
 from esimota.ota import _mux as compiled_or_source
 from esimota.ota import personalise as P
@@ -55,7 +55,7 @@ def _drive(M, mux, cid, applet, now=0.0, limit=50):
     for _ in range(limit):
         out, cuts, events = mux.drain()
         seen += events
-        commands = [f for c, f in out if c == cid and f[2] == wire.T_COMMAND]
+        commands = [f for c, f in out if c == cid and f[2] == bcp.COMMAND]
         if not commands:
             return seen, out, cuts
         mux.feed(cid, _card_answer(applet, commands[-1]), now)
@@ -69,17 +69,17 @@ def test_hello_is_reported_then_the_whole_script_runs(M):
     assert mux.drain() == ([], [], [])
     mux.feed(1, _hello()[5:], 0.0)
     _, _, events = mux.drain()
-    assert [(e[0], e[1]) for e in events] == [(M.EV_HELLO, 1)]
-    assert events[0][2]["eid"] == EID and events[0][2]["counter"] == 1
+    assert [(type(e), e.cid) for e in events] == [(M.Hello, 1)]
+    assert events[0].fields["eid"] == EID and events[0].fields["counter"] == 1
     applet = Applet(CardFiles(), DEK)
     mux.start_write(1, _session(M), 1024, 0.0)
     seen, out, cuts = _drive(M, mux, 1, applet)
-    kinds = [e[0] for e in seen]
-    assert kinds.count(M.EV_DONE) == 1 and M.EV_ACK in kinds
+    kinds = [type(e) for e in seen]
+    assert kinds.count(M.ScriptDone) == 1 and M.Acked in kinds
     assert cuts == []  # the service closes once the end of the script is durable
-    mux.close(1, M.C_DONE)
+    mux.close(1, bcp.CLOSE_DONE)
     out, cuts, _ = mux.drain()
-    assert out[-1][1] == frames.encode_close(M.C_DONE) and cuts == [1]
+    assert out[-1][1] == frames.encode_close(bcp.CLOSE_DONE) and cuts == [1]
     assert applet.committed
 
 
@@ -95,8 +95,8 @@ def test_the_services_owner_reference_rides_on_every_session_event(M):
     s = M.Session(s.eid, s.task_id, s.kic, s.kid, s.cntr, s.cntr_end, s.apdus, s.context, s.expect, 0, owner=4242)
     mux.start_write(1, s, 1024, 0.0)
     seen, _, _ = _drive(M, mux, 1, Applet(CardFiles(), DEK))
-    assert seen and all(e[2].owner == 4242 for e in seen)
-    assert {e[0] for e in seen} >= {M.EV_ACK, M.EV_DONE}
+    assert seen and all(e.session.owner == 4242 for e in seen)
+    assert {type(e) for e in seen} >= {M.Acked, M.ScriptDone}
 
 
 def test_chunks_fit_the_buffer_and_split_between_apdus(M):
@@ -144,8 +144,8 @@ def test_protocol_errors_close_with_06(M, data, why):
     mux.open(1, 0.0)
     mux.feed(1, data, 0.0)
     out, cuts, events = mux.drain()
-    assert out == [(1, frames.encode_close(M.C_PROTOCOL))], why
-    assert cuts == [1] and events[0][0] == M.EV_PROTOCOL
+    assert out == [(1, frames.encode_close(bcp.CLOSE_PROTOCOL))], why
+    assert cuts == [1] and type(events[0]) is M.ProtocolError
     mux.feed(1, _hello(), 0.0)  # nothing more is read from a closing channel
     assert mux.drain() == ([], [], [])
 
@@ -161,7 +161,7 @@ def test_a_response_with_a_bad_cc_is_a_protocol_error(M):
     answer[-1] ^= 0x01
     mux.feed(1, bytes(answer), 0.0)
     _, cuts, events = mux.drain()
-    assert events[0][0] == M.EV_PROTOCOL and cuts == [1]
+    assert type(events[0]) is M.ProtocolError and cuts == [1]
 
 
 def test_bad_status_word_is_retried_once_then_fails(M):
@@ -172,12 +172,12 @@ def test_bad_status_word_is_retried_once_then_fails(M):
     mux.start_write(1, _session(M), 1024, 0.0)
     faulty = Applet(CardFiles(), DEK, chip_fault=True)
     seen, out, cuts = _drive(M, mux, 1, faulty)
-    failed = [e for e in seen if e[0] == M.EV_FAILED]
-    assert len(failed) == 1 and failed[0][3] == M.F_CHIP_FAULT
+    failed = [e for e in seen if type(e) is M.WriteFailed]
+    assert len(failed) == 1 and failed[0].failure == M.F_CHIP_FAULT
     commands = 2  # the first chunk and its one retry
-    assert failed[0][2].cntr == 101 + commands
+    assert failed[0].session.cntr == 101 + commands
     assert cuts == []  # the service makes the failure durable, then closes
-    mux.close(1, M.C_DONE)
+    mux.close(1, bcp.CLOSE_DONE)
     assert mux.drain()[1] == [1]
 
 
@@ -191,10 +191,10 @@ def test_silent_cards_time_out(M):
     mux.drain()
     mux.tick(6.0)
     _, cuts, events = mux.drain()
-    assert cuts == [1] and [(e[0], e[1]) for e in events] == [(M.EV_TIMEOUT, 1)]
+    assert cuts == [1] and [(type(e), e.cid) for e in events] == [(M.TimedOut, 1)]
     mux.tick(22.0)
     _, cuts, events = mux.drain()
-    assert cuts == [2] and events[0][0] == M.EV_TIMEOUT and events[0][2] is not None
+    assert cuts == [2] and type(events[0]) is M.TimedOut and events[0].session is not None
 
 
 def test_a_newer_channel_takes_the_session_over(M):
@@ -219,5 +219,5 @@ def test_lost_channel_is_reported_with_its_session(M):
     mux.drain()
     mux.lost(1, 1.0)
     _, _, events = mux.drain()
-    assert events[0][0] == M.EV_GONE and events[0][2].task_id == 7
+    assert type(events[0]) is M.Gone and events[0].session.task_id == 7
     assert len(mux) == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from esimota.ota import endpoint
+from esimota.api.bip import endpoint
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen backlog")

@@ -6,7 +6,8 @@ import asyncpg
 import pytest
 
 from esimota.errors import NotFound
-from esimota.service import batch, writing
+from esimota.service import writing
+from esimota.store import coalescing, tasks as task_store
 from esimota.service.writing import ApplyRequest
 
 from esimota.sim.device import Device, Faults
@@ -46,19 +47,19 @@ async def test_concurrent_status_calls_share_queries_and_match_single_queries(po
     for i in range(1, 6):
         tasks[i] = (await writing.apply_write(pool, a, ApplyRequest(eid(i), 1, province_code="44"))).task_id
     await _partly_written(pool, eid(2))
-    by_eid = writing.STATUSES_BY_EID
-    before = (batch.batcher(pool, by_eid).batches, batch.batcher(pool, by_eid).keys)
+    by_eid = task_store.STATUSES_BY_EID
+    before = (coalescing.coalescer(pool, by_eid).queries, coalescing.coalescer(pool, by_eid).keys)
     asks = [dict(eid=eid(i)) for i in range(1, 16)] + [dict(eid=eid(i)) for i in range(1, 6)] \
         + [dict(task_id=t) for t in tasks.values()]
     together = await asyncio.gather(*(writing.write_status(pool, a, **ask) for ask in asks))
-    async with pool.acquire() as conn:  # a connection: the one-statement path, no batching
+    async with pool.acquire() as conn:  # a connection: the one-statement path, no coalescing
         alone = [await writing.write_status(conn, a, **ask) for ask in asks]
     assert [_fields(r) for r in together] == [_fields(r) for r in alone]
     acked, total = await pool.fetchrow("SELECT script_acked, script_total FROM tasks WHERE task_id = $1", tasks[2])
     assert together[1].card_status == 3 and together[1].progress == 90 * acked // total > 0  # R8: acked/total × 90
     assert together[0].card_status == 2 and together[10].task_id == ""  # a chip without a task
-    eid_batcher = batch.batcher(pool, by_eid)
-    sent, keys = eid_batcher.batches - before[0], eid_batcher.keys - before[1]
+    eid_coalescer = coalescing.coalescer(pool, by_eid)
+    sent, keys = eid_coalescer.queries - before[0], eid_coalescer.keys - before[1]
     assert keys == 15  # the five repeats rode along with their first ask
     assert 1 <= sent < 15
 
@@ -85,17 +86,17 @@ async def test_batched_status_keeps_errors_per_caller(pool, seeded):
 
 async def test_a_failed_batch_query_reaches_every_waiter_and_the_next_batch_works(pool, seeded):
     """A database error is every waiter's error (→ 503 upstream); nobody hangs; later batches run."""
-    broken = batch.RowBatcher(pool, "SELECT no_such_column AS _key FROM chips WHERE eid = ANY($1::bpchar[])")
+    broken = coalescing.Coalescer(pool, "SELECT no_such_column AS _key FROM chips WHERE eid = ANY($1::bpchar[])")
     results = await asyncio.gather(*(broken.get(eid(i)) for i in range(1, 4)), return_exceptions=True)
     assert all(isinstance(r, asyncpg.UndefinedColumnError) for r in results)
     assert broken.in_flight == 0 and not broken.pending
-    good = batch.RowBatcher(pool, "SELECT eid AS _key, state FROM chips WHERE eid = ANY($1::bpchar[])")
+    good = coalescing.Coalescer(pool, "SELECT eid AS _key, state FROM chips WHERE eid = ANY($1::bpchar[])")
     assert (await good.get(eid(1)))["state"] == 1 and await good.get("0" * 32) is None
 
 
 async def test_a_caller_that_leaves_does_not_disturb_its_batch(pool, seeded):
     """A cancelled waiter (the partner hung up) is skipped; the others of its batch are answered."""
-    rows = batch.RowBatcher(pool, "SELECT eid AS _key, pg_sleep(0.05) IS NULL AS slept FROM chips "
+    rows = coalescing.Coalescer(pool, "SELECT eid AS _key, pg_sleep(0.05) IS NULL AS slept FROM chips "
                                   "WHERE eid = ANY($1::bpchar[])")
     leaving = asyncio.ensure_future(rows.get(eid(1)))
     staying = asyncio.ensure_future(rows.get(eid(2)))
@@ -108,8 +109,8 @@ async def test_a_caller_that_leaves_does_not_disturb_its_batch(pool, seeded):
 
 
 async def test_batches_are_bounded(pool, seeded):
-    """No query carries more than max_batch keys; the rest go in the next ones."""
-    rows = batch.RowBatcher(pool, "SELECT eid AS _key FROM chips WHERE eid = ANY($1::bpchar[])", max_batch=4)
+    """No query carries more than max_keys keys; the rest go in the next ones."""
+    rows = coalescing.Coalescer(pool, "SELECT eid AS _key FROM chips WHERE eid = ANY($1::bpchar[])", max_keys=4)
     found = await asyncio.gather(*(rows.get(eid(i)) for i in range(1, 21)))
     assert [r["_key"] for r in found] == [eid(i) for i in range(1, 21)]
-    assert rows.batches >= 5 and rows.keys == 20
+    assert rows.queries >= 5 and rows.keys == 20

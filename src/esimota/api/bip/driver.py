@@ -1,4 +1,7 @@
-"""The asyncio driver of the BIP endpoint: sockets ↔ the sans-IO multiplexer ↔ the channel service (§5.5)."""
+"""The asyncio driver of the BIP endpoint: sockets ↔ the sans-IO multiplexer ↔ the channel service (§5.5).
+
+The service is handed each group of events and returns its answers (StartWrite, Close); the driver
+applies them to the multiplexer. The service never calls back into the driver."""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ import itertools
 import logging
 import time
 
-from .. import metrics
-from . import _mux as M
+from ... import metrics
+from ...codec.bcp import CLOSE_BAD_MAC, CLOSE_BUSY, CLOSE_UNKNOWN_CARD
+from ...ota.guard import SourceGuard
+from ...ota.mux import CARD_EVENTS, Close, Mux, ProtocolError, StartWrite
 from . import endpoint
-from .guard import SourceGuard
-from .mux import Mux
 from .telemetry import ChannelTelemetry
 
 log = logging.getLogger("esimota.bip")
@@ -81,10 +84,11 @@ class Driver:
         """Protocol errors cost their source a token; cards of a source with none left are cut unread."""
         guard, now, kept = self.guard, time.monotonic(), []
         for ev in events:
-            if ev[0] == M.EV_PROTOCOL:
-                guard.refused(ev[1], now)
-            elif ev[0] in (M.EV_HELLO, M.EV_REPORT) and guard.drained and guard.blocked(guard.source(ev[1]), now):
-                tr = self.transports.pop(ev[1], None)
+            kind = type(ev)
+            if kind is ProtocolError:
+                guard.refused(ev.cid, now)
+            elif kind in CARD_EVENTS and guard.drained and guard.blocked(guard.source(ev.cid), now):
+                tr = self.transports.pop(ev.cid, None)
                 if tr is not None:
                     tr.abort()
                 continue
@@ -107,13 +111,13 @@ class Driver:
             self.wakeup.clear()
             while len(inflight) >= self.groups:
                 _, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-            batch, self.pending = self.pending, []
-            if batch:
-                inflight.add(asyncio.create_task(self._group(batch)))
+            group, self.pending = self.pending, []
+            if group:
+                inflight.add(asyncio.create_task(self._group(group)))
 
-    async def _group(self, batch: list) -> None:
+    async def _group(self, group: list) -> None:
         try:
-            await self.service.handle(batch, self)
+            answers = await self.service.handle(group, self.guard.source)
         except Exception:  # the service failed as a whole (database down): busy, retry after 30 s
             self.failed_groups += 1
             metrics.GROUP_FAILURES.inc()
@@ -121,12 +125,24 @@ class Driver:
             if now - self.failure_logged_at >= 30.0:  # one traceback per 30 s, not one per group
                 self.failure_logged_at = now
                 log.exception("channel service failed on a group of %d events (%d failed groups so far); "
-                              "cards are told CLOSE(07, retry after 30)", len(batch), self.failed_groups)
-            for ev in batch:
-                self.mux.close(ev[1], 7, 30)
+                              "cards are told CLOSE(07, retry after 30)", len(group), self.failed_groups)
+            answers = [Close(ev.cid, CLOSE_BUSY, 30) for ev in group]
+        self.answer(answers)
         self.schedule_flush()
         if self.pending:
             self.wakeup.set()
+
+
+    def answer(self, answers: list) -> None:
+        """Apply the service's decisions; a card refused before its MAC verified costs its source a token."""
+        now, mux, guard = time.monotonic(), self.mux, self.guard
+        for a in answers:
+            if type(a) is StartWrite:
+                mux.start_write(a.cid, a.session, a.buffer_size, now)
+            else:
+                mux.close(a.cid, a.reason, a.retry_after)
+                if a.reason == CLOSE_UNKNOWN_CARD or a.reason == CLOSE_BAD_MAC:
+                    guard.refused(a.cid, now)
 
 
 class _Channel(asyncio.Protocol):

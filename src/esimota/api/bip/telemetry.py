@@ -1,6 +1,6 @@
 """What the BIP driver tells about its channels: frames by type, CLOSE reasons, one log line per session end.
 
-Called by ota.driver at two points only: after each drain of the multiplexer (frames out, frames in,
+Called by the driver (api.bip.driver) at two points only: after each drain of the multiplexer (frames out, frames in,
 events) and when a transport is lost (the channel's end). The multiplexer stays sans-IO: it only counts.
 """
 
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 
-from .. import metrics
-from . import _mux as M  # constants only: the facade's class is what the driver runs
+from ... import metrics
+from ...codec.bcp import CLOSE
+from ...ota.mux import Gone, ProtocolError, TimedOut
 
 log = logging.getLogger("esimota.bip")
 
-_EV_TIMEOUT, _EV_PROTOCOL, _EV_GONE = M.EV_TIMEOUT, M.EV_PROTOCOL, M.EV_GONE
-_T_CLOSE = M.T_CLOSE
-# how a channel ends when the multiplexer tells it by an event (a card's CLOSE arrives as EV_GONE;
+_T_CLOSE = CLOSE
+# how a channel ends when the multiplexer tells it by an event (a card's CLOSE arrives as Gone;
 # a lost transport is told in lost())
-_ENDS = {_EV_TIMEOUT: "timeout", _EV_PROTOCOL: "protocol_error", _EV_GONE: "closed_by_card"}
+_ENDS = {TimedOut: "timeout", ProtocolError: "protocol_error", Gone: "closed_by_card"}
 
 
 class ChannelTelemetry:
@@ -45,12 +45,11 @@ class ChannelTelemetry:
             if counter is None:
                 counter = metrics.BIP_FRAMES.labels("sent", "other")
             counter.inc(n)
-        for ev in events:  # the hot path: plain indexing, most events (HELLO, ACK) fall through
-            kind = ev[0]
-            if kind >= _EV_TIMEOUT:
-                end = _ENDS.get(kind)
-                if end is not None:
-                    self.ending.setdefault(ev[1], end)
+        ends = _ENDS
+        for ev in events:  # the hot path: one dict look-up, most events (Hello, Acked) fall through
+            end = ends.get(type(ev))
+            if end is not None:
+                self.ending.setdefault(ev.cid, end)
         received = mux.received
         for t in range(6):
             n = received[t] - self.seen[t]

@@ -1,0 +1,48 @@
+"""The registry of regulator exports (R34): what was exported, where, by whom, until when it is kept.
+
+Rows are asyncpg Records of the regulator_exports table unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+INSERT = """
+INSERT INTO regulator_exports (kind, period, path, sha256, rows, created_by, expires_at, node)
+VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval, $8) RETURNING id"""
+EXPIRED = "SELECT id, path FROM regulator_exports WHERE deleted_at IS NULL AND expires_at < now()"
+DELETED = "UPDATE regulator_exports SET deleted_at = now() WHERE id = $1"
+ALL = "SELECT * FROM regulator_exports ORDER BY id"
+SUBSCRIBERS_MADE = """SELECT EXISTS (SELECT 1 FROM regulator_exports WHERE kind = 'subscribers' AND period = $1
+                         AND deleted_at IS NULL)"""
+KEPT = "SELECT * FROM regulator_exports WHERE id = $1 AND deleted_at IS NULL"
+
+
+async def register(db: Any, kind: str, period: str, path: str, sha256: str, rows: int, actor: str,
+                   keep: dt.timedelta, node: str) -> int:
+    """A new export made on `node`, kept for `keep`; its id."""
+    return await db.fetchval(INSERT, kind, period, path, sha256, rows, actor, keep, node)
+
+
+async def all_exports(db: Any) -> list[Any]:
+    return await db.fetch(ALL)
+
+
+async def kept(db: Any, export_id: int) -> Any:
+    """The export if it is still kept (not deleted), else None."""
+    return await db.fetchrow(KEPT, export_id)
+
+
+async def expired(db: Any) -> list[Any]:
+    """Records (id, path) of the exports past their keeping time and not deleted yet."""
+    return await db.fetch(EXPIRED)
+
+
+async def mark_deleted(db: Any, export_id: int) -> None:
+    await db.execute(DELETED, export_id)
+
+
+async def subscribers_made(db: Any, month: str) -> bool:
+    """The subscribers export of `month` (YYYY-MM) exists and is kept (whichever node made it, R34)."""
+    return bool(await db.fetchval(SUBSCRIBERS_MADE, month))
