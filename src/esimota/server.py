@@ -218,7 +218,8 @@ async def _run_worker(settings: config.Settings, worker_id: int) -> None:
                                        "admin": f"{settings.admin_host}:{p.ports['admin']}",
                                        "admin_http": f"{scheme}://{settings.admin_host}:{p.ports['admin_http']}",
                                        "tls": settings.tls, "jobs": [j.__module__.rsplit(".", 1)[-1] + "."
-                                                                     + j.__name__ for j in JOBS] if worker_id == 0 else []})
+                                                                     + j.__name__ for j in JOBS] if worker_id == 0 else [],
+                                       "leased_jobs": [name for name, _ in LEASED_JOBS] if worker_id == 0 else []})
     await stop.wait()
     logger.info("draining", extra={"worker": worker_id})
     await stop_worker(p, settings.shutdown_grace)
@@ -365,7 +366,7 @@ def _keys_given(settings: config.Settings) -> bool:
     try:
         config.require_keys(settings.backup_interval_h > 0, settings.exports_on)
     except ConfigError as exc:
-        print(f"esimota: {exc.reason}: {exc.message}", file=sys.stderr)
+        print(f"esimota: refusing to start: {exc.reason}: {exc.message}", file=sys.stderr)
         return False
     return True
 

@@ -17,6 +17,8 @@ IMPORT_ALL = """
 import importlib, json, pkgutil, sys, esimota
 bad = []
 for m in pkgutil.walk_packages(esimota.__path__, "esimota."):
+    if m.name.endswith(".__main__"):  # `python -m esimota.cli` runs the command: not a module to import
+        continue
     try:
         importlib.import_module(m.name)
     except Exception as exc:

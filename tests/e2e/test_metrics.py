@@ -80,10 +80,13 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
         assert out.ok and out.close_reason == 0, out
         async with grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch:
             await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        async with http.get(f"http://127.0.0.1:{p.ports['http']}/api/v1/write/provinces") as r:  # a partner's call
+            assert r.status == 401
         after = before
         for _ in range(100):  # the callback dispatcher attempts the partner's URL (refused here)
             after = _samples(await _metrics(http, port))
-            if _total(after, "esimota_callbacks_total") > _total(before, "esimota_callbacks_total"):
+            refreshed = any(k[0] == "esimota_tasks_waiting" for k in after)  # worker 0's database gauges
+            if refreshed and _total(after, "esimota_callbacks_total") > _total(before, "esimota_callbacks_total"):
                 break
             await asyncio.sleep(0.1)
         text = await _metrics(http, port)

@@ -288,6 +288,7 @@ def test_start_up_is_logged_without_the_database_password(platform, db_url):
     assert password and password not in ready["database"] and "***" in ready["database"]
     assert ready["schema"] >= 14 and isinstance(ready["migrations_applied"], list)
     assert by_msg["starting"]["workers"] == 1 and by_msg["starting"]["bip"].endswith(str(platform.bip_port))
-    assert "callbacks.job" in by_msg["worker ready"]["jobs"]
+    assert "ops.quality_job" in by_msg["worker ready"]["jobs"]  # every node's own
+    assert "callbacks" in by_msg["worker ready"]["leased_jobs"]  # one node at a time (issue 18)
     assert all("raw" not in ln for ln in platform.lines)  # JSON lines only
     assert password not in "\n".join(str(ln) for ln in platform.lines)
