@@ -4,7 +4,7 @@ An ast walk of src/esimota: every `import` and `from … import` (relative ones 
 functions too) of each module is checked against what its layer may not import:
 codec and domain import nothing above them; store imports no service, api or cli; service imports no
 api or cli; the sans-IO ota core imports neither asyncio nor the layers that do I/O. And no SQL
-statement is written in service/ or jobs/: store/ owns them all.
+statement is written in service/, jobs/ or api/: store/ owns them all.
 """
 
 from __future__ import annotations
@@ -114,9 +114,10 @@ def _sql_literals(path: Path, root: Path = SRC) -> list[str]:
             and SQL.search(n.value)]
 
 
-@pytest.mark.parametrize("layer", ["service", "jobs"])
-def test_store_owns_every_sql_statement_of_services_and_jobs(layer):
-    """DESIGN §1: store/ holds the repositories that own every SQL statement; services and jobs call them."""
+@pytest.mark.parametrize("layer", ["service", "jobs", "api"])
+def test_store_owns_every_sql_statement_of_services_jobs_and_adapters(layer):
+    """DESIGN §1: store/ holds the repositories that own every SQL statement; services, jobs and the api
+    adapters (rate windows, exception lists, the readiness probe included) call them."""
     assert [hit for path in sorted((PKG / layer).rglob("*.py")) for hit in _sql_literals(path)] == []
 
 
@@ -126,3 +127,12 @@ def test_the_sql_finder_finds_sql(tmp_path):
     f.parent.mkdir(parents=True)
     f.write_text('"""One UPDATE per refresh."""\nQ = "UPDATE chips SET state = $2 WHERE id = $1"\n', encoding="utf-8")
     assert _sql_literals(f, tmp_path) == ["esimota/service/x.py:2"]
+
+
+def test_the_sql_finder_finds_a_probe_in_an_adapter(tmp_path):
+    """The checker itself: a bare `SELECT 1` handed to the pool from api/ is found too."""
+    f = tmp_path / "esimota" / "api" / "x.py"
+    f.parent.mkdir(parents=True)
+    f.write_text('"""`SELECT 1` in a docstring is fine."""\n\nasync def f(pool):\n    return await pool.fetchval("SELECT 1")\n',
+                 encoding="utf-8")
+    assert _sql_literals(f, tmp_path) == ["esimota/api/x.py:4"]

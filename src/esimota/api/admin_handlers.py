@@ -6,18 +6,8 @@ from typing import Any, Callable
 
 from ..errors import InvalidArgument
 from ..service import admin, callbacks, ops
+from ..store import ops as ops_store
 from ..v1 import admin_pb2
-
-_EXCEPTIONS = """
-SELECT e.id, e.class, e.severity, e.kind, c.eid, t.task_id, cl.client_id, e.detail, e.opened_at,
-       e.deadline_at, e.closed_at
-FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id LEFT JOIN tasks t ON t.id = e.task_id
-     LEFT JOIN clients cl ON cl.id = e.client_id"""
-LIST_EXCEPTIONS = _EXCEPTIONS + """
-WHERE ($1 OR e.closed_at IS NULL) AND ($2::text IS NULL OR e.class = $2)
-ORDER BY e.id DESC LIMIT $3"""
-ONE_EXCEPTION = _EXCEPTIONS + " WHERE e.id = $1"
-
 
 def client_info(c: Any) -> admin_pb2.ClientInfo:
     return admin_pb2.ClientInfo(client_id=c.client_id, name=c.name, ip_whitelist=list(c.ip_whitelist),
@@ -91,8 +81,8 @@ def register(rpc: Callable, iso: Callable) -> None:
 
     @rpc
     async def list_exceptions(call, req):
-        rows = await call.pool.fetch(LIST_EXCEPTIONS, req.include_closed, req.category or None,
-                                     min(max(req.limit or 100, 1), 1000))
+        rows = await ops_store.list_exceptions(call.pool, req.include_closed, req.category or None,
+                                               min(max(req.limit or 100, 1), 1000))
         return admin_pb2.ListExceptionsResponse(exceptions=[_exception_info(r, iso) for r in rows])
 
     @rpc
@@ -100,7 +90,7 @@ def register(rpc: Callable, iso: Callable) -> None:
         if req.id <= 0:
             raise InvalidArgument("id is required", reason="PARAM_INVALID")
         await ops.close(call.pool, req.id, call.actor, req.resolution, req.report or None)
-        return _exception_info(await call.pool.fetchrow(ONE_EXCEPTION, req.id), iso)
+        return _exception_info(await ops_store.exception_info(call.pool, req.id), iso)
 
     @rpc
     async def list_callbacks(call, req):

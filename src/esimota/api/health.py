@@ -14,6 +14,8 @@ from typing import Any
 
 from grpc_health.v1 import health_pb2
 
+from ..store import health as health_store
+
 log = logging.getLogger("esimota.health")
 PROBE_TIMEOUT_S = 2.0
 
@@ -54,7 +56,7 @@ class Readiness:
         """`SELECT 1` within PROBE_TIMEOUT_S: "up" or "down" (never raises)."""
         if self.pool is None:
             return "down"
-        probe = asyncio.ensure_future(self.pool.fetchval("SELECT 1"))
+        probe = asyncio.ensure_future(health_store.ping(self.pool))
         done, _ = await asyncio.wait([probe], timeout=PROBE_TIMEOUT_S)
         if not done:
             probe.cancel()

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..background import Periodic
 from ..errors import RateLimited
+from ..store import rate_windows
 
 WINDOW_S = 60.0
 
@@ -98,14 +99,6 @@ class StreamCap:
             self.open.pop(key, None)
 
 
-SYNC = """
-INSERT INTO rate_windows (client_id, window_no, calls)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[]) ORDER BY 1
-ON CONFLICT (client_id, window_no) DO UPDATE SET calls = rate_windows.calls + EXCLUDED.calls"""
-TOTALS = "SELECT client_id, calls FROM rate_windows WHERE window_no = $1"
-FORGET = "DELETE FROM rate_windows WHERE window_no < $1"
-
-
 class SharedWindows(Periodic):
     """Syncs a RateLimiter's client counts through the database every 0.25 s: one round trip per worker
     per tick, none per call. A client can overshoot its limit by what the other workers let through
@@ -124,13 +117,12 @@ class SharedWindows(Periodic):
         sent = self.limiter.unsynced(index)
         async with self.pool.acquire() as conn:
             if sent:
-                keys = sorted(sent)
-                await conn.execute(SYNC, keys, [index] * len(keys), [sent[k] for k in keys])
-            rows = await conn.fetch(TOTALS, index)
+                await rate_windows.add_calls(conn, index, sent)
+            totals = await rate_windows.totals(conn, index)
             if self._forgot != index:  # once a window: rows of windows gone by
-                await conn.execute(FORGET, index - 1)
+                await rate_windows.forget_before(conn, index - 1)
                 self._forgot = index
-        self.limiter.synced(index, sent, {r["client_id"]: r["calls"] for r in rows})
+        self.limiter.synced(index, sent, totals)
 
     async def tick(self) -> None:  # the database being down leaves each worker counting alone meanwhile
         await self.sync()

@@ -140,6 +140,18 @@ UPDATE alerts SET closed_at = now(), resolution = $3
 WHERE kind = $1 AND closed_at IS NULL AND NOT (subject = ANY($2::text[])) RETURNING id"""
 
 
+# -- the operations console's list of exceptions (R22) ------------------------------------------
+_EXCEPTIONS = """
+SELECT e.id, e.class, e.severity, e.kind, c.eid, t.task_id, cl.client_id, e.detail, e.opened_at,
+       e.deadline_at, e.closed_at
+FROM exceptions e LEFT JOIN chips c ON c.id = e.chip_id LEFT JOIN tasks t ON t.id = e.task_id
+     LEFT JOIN clients cl ON cl.id = e.client_id"""
+LIST_EXCEPTIONS = _EXCEPTIONS + """
+WHERE ($1 OR e.closed_at IS NULL) AND ($2::text IS NULL OR e.class = $2)
+ORDER BY e.id DESC LIMIT $3"""
+ONE_EXCEPTION = _EXCEPTIONS + " WHERE e.id = $1"
+
+
 async def cursor(db: Any, name: str) -> int | None:
     value = await db.fetchval(GET_CURSOR, "ops.cursor." + name)
     return None if value is None else int(value)
@@ -153,6 +165,15 @@ async def exception(db: Any, exception_id: int) -> Any:
     """One row of the exceptions table, or None."""
     return await db.fetchrow(SELECT_EXCEPTION, exception_id)
 
+
+async def list_exceptions(db: Any, include_closed: bool, category: str | None, limit: int) -> list[Any]:
+    """Exceptions newest first with their chip's EID, task id and client id; open ones only unless asked."""
+    return await db.fetch(LIST_EXCEPTIONS, include_closed, category, limit)
+
+
+async def exception_info(db: Any, exception_id: int) -> Any:
+    """One exception as list_exceptions gives it, or None."""
+    return await db.fetchrow(ONE_EXCEPTION, exception_id)
 
 async def kinds_of(db: Any, ids: list[int]) -> list[str]:
     """The kinds of these exceptions (the order of the table, not of `ids`)."""
