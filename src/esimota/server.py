@@ -109,7 +109,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
     p.readiness = Readiness(p.pool, interval=health.interval_from_env())
-    p.api = Api(p.pool, p.settings)
+    p.api = Api(p.pool, p.settings, worker_id=worker_id)
     await p.api.start()
     p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
@@ -199,6 +199,8 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
             t.cancel()
         if late:
             logger.warning("drain timed out; stopping anyway", extra={"worker": p.worker_id})
+    if p.api is not None:  # its streams have ended: their places go back now, not when they expire
+        await asyncio.wait([asyncio.ensure_future(p.api.watches.give_back_all())], timeout=2)
     if p.pool is not None:
         closing = asyncio.ensure_future(p.pool.close())
         _, late = await asyncio.wait([closing], timeout=2)
