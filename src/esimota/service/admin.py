@@ -44,14 +44,24 @@ def _check_phone(phone: str) -> str:
     return phone
 
 
+MAX_RATE_LIMIT = 1_000_000  # calls a minute: far above any partner, and inside the integer column
+
+
+def _check_rate(rate_limit_per_min: int) -> int:
+    if isinstance(rate_limit_per_min, bool) or not isinstance(rate_limit_per_min, int) \
+            or not 0 < rate_limit_per_min <= MAX_RATE_LIMIT:
+        raise InvalidArgument(f"rate limit must be 1 … {MAX_RATE_LIMIT:,} calls a minute",
+                              reason="RATE_LIMIT_INVALID")
+    return rate_limit_per_min
+
+
 async def create_client(db: Any, *, name: str, phone: str, ip: str | list[str], callback_url: str,
                         permissions: str | list[str] = "write,chip,number", rate_limit_per_min: int = 600,
                         actor: str = "admin") -> NewClient:
     """A client account from a registered phone (§6.2.1.1, R15): only administrators call this (R31)."""
     if not name.strip():
         raise InvalidArgument("client name is empty", reason="NAME_INVALID")
-    if rate_limit_per_min <= 0:
-        raise InvalidArgument("rate limit must be positive", reason="RATE_LIMIT_INVALID")
+    _check_rate(rate_limit_per_min)
     whitelist, perms = client_store.parse_whitelist(ip), client_store.parse_permissions(permissions)
     client_id = "c" + secrets.token_hex(8)
     secret, cb_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -92,6 +102,24 @@ async def rotate_secret(db: Any, client_id: str, *, callback: bool = False,
 async def set_whitelist(db: Any, client_id: str, ip: str | list[str], *, actor: str = "admin") -> Client:
     nets = client_store.parse_whitelist(ip)
     return await _update(db, actor, "client.whitelist", client_id, "whitelist", nets, whitelist=nets)
+
+
+async def update_client(db: Any, client_id: str, *, rate_limit_per_min: int | None = None,
+                        ip: str | list[str] | None = None, actor: str = "admin") -> Client:
+    """`client update`: a client's rate limit (calls a minute, R17) and/or IP whitelist, audited as
+    `client.update`; every worker applies it within ClientCache's refresh (2 s), no restart."""
+    if rate_limit_per_min is None and ip is None:
+        raise InvalidArgument("nothing to change: give a rate limit or a whitelist", reason="UPDATE_EMPTY")
+    rate = None if rate_limit_per_min is None else _check_rate(rate_limit_per_min)
+    nets = None if ip is None else client_store.parse_whitelist(ip)
+    async with connection(db) as conn, conn.transaction():
+        before = await client_store.resolve(conn, client_id)  # NotFound first
+        row = await client_store.update(conn, "limits", before.client_id, rate, nets)
+        changed = {"rate_limit_per_min": (before.rate_limit_per_min, rate),
+                   "whitelist": (list(before.ip_whitelist), nets)}
+        await audit.record(conn, actor, "client.update", before.client_id,
+                           **{k: {"from": old, "to": new} for k, (old, new) in changed.items() if new is not None})
+    return Client.from_row(row)
 
 
 async def set_permissions(db: Any, client_id: str, permissions: str | list[str], *, actor: str = "admin") -> Client:

@@ -35,6 +35,7 @@ def test_staff_token_round_trip_expiry_and_tampering():
 def test_every_admin_rpc_names_a_staff_action():
     """admin.proto: every AdminService rpc needs a staff token and one action of the role matrix."""
     want = {"CreateClient": "client.manage", "RotateClientSecret": "client.manage", "SetWhitelist": "client.manage",
+            "UpdateClient": "client.manage",
             "SetPermissions": "client.manage", "DisableClient": "client.manage", "AllocateNumbers": "resources.import",
             "AllocateChips": "resources.import", "ReleaseChips": "resources.import",
             "ListExceptions": "exception.read", "ListCallbacks": "exception.read",
