@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -31,6 +32,7 @@ RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: 
                 "(ESIMOTA_HOME/export-signing.key); a new master key cannot read this data and serve "
                 "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
+PARTIAL = ".partial"  # a dump being written, or left by a process killed mid-dump
 
 
 def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
@@ -135,13 +137,17 @@ def _dump(url: str, snapshot: str, out: Path, key: bytes, major: int) -> None:
     env, dbname = pg_env(url)
     argv = [str(find_client_tool("pg_dump", major)), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", dbname]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # written as NAME.partial and renamed once whole: a process killed mid-dump leaves an evident leftover
+    # (deleted by `prune` a day later), never a file that looks like a backup
+    partial = out.with_name(out.name + PARTIAL)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as dst:
         _seal(proc.stdout, dst, key)
     err = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
-        out.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise ConfigError(f"pg_dump failed: {err.strip()[:300]}")
+    partial.rename(out)
 
 
 def _copy(files: list[Path], copy_dir: Path) -> None:
@@ -200,6 +206,10 @@ def prune(dirs: list[Path], keep_days: int) -> list[str]:
                 (d / m.name.replace(".manifest.json", ".dump.enc")).unlink(missing_ok=True)
                 m.unlink()
                 gone.append(str(m))
+        for left in d.glob(f"esimota-*{PARTIAL}"):  # a dump cut short by a death (a day is past any dump's run)
+            if left.stat().st_mtime < time.time() - 86400:
+                left.unlink(missing_ok=True)
+                gone.append(str(left))
     return gone
 
 
