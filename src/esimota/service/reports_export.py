@@ -173,12 +173,30 @@ def verify(directory: str, public_key_hex_text: str) -> dict:
     return {"ok": True, "kind": meta["kind"], "period": meta["period"], "files": meta["files"]}
 
 
-async def list_exports(db: Any, actor: str) -> list[dict]:
-    """Every export kept (R34); the listing is itself an audited access."""
+KINDS = {"subscribers": reports.month_range, "service": reports.half_range}  # kind -> its period's parser
+
+
+async def list_exports(db: Any, actor: str, *, kind: str | None = None, period: str | None = None) -> list[dict]:
+    """Every export registered (R33, R34), of `kind` and `period` when given; the listing is itself an audited
+    access."""
+    if kind is not None and kind not in KINDS:
+        raise InvalidArgument("kind must be subscribers or service", reason="EXPORT_KIND_INVALID")
+    if period is not None and kind is not None:
+        KINDS[kind](period)  # a typed error for a period of the wrong shape
+    elif period is not None and not any(_parses(parse, period) for parse in KINDS.values()):
+        raise InvalidArgument("period must be YYYY-MM, YYYY-H1 or YYYY-H2", reason="PERIOD_INVALID")
     async with connection(db) as conn:
-        rows = await export_store.all_exports(conn)
-        await audit.record(conn, actor, "export.list", None, count=len(rows))
+        rows = await export_store.all_exports(conn, kind, period)
+        await audit.record(conn, actor, "export.list", None, count=len(rows), kind=kind, period=period)
     return [dict(r) for r in rows]
+
+
+def _parses(parse: Any, text: str) -> bool:
+    try:
+        parse(text)
+    except InvalidArgument:
+        return False
+    return True
 
 
 async def open_export(db: Any, export_id: int, actor: str) -> dict:
