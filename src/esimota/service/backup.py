@@ -20,8 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
-from ..errors import ConfigError, InvalidArgument
+from ..errors import ConfigError, Conflict, InvalidArgument
 from ..store import leases, snapshots
+from ..store import ops as ops_store
 from ..store.embedded import find_client_tool
 from ..store.snapshots import table_checksums
 
@@ -33,6 +34,7 @@ RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: 
                 "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
 PARTIAL = ".partial"  # a dump being written, or left by a process killed mid-dump
+BUSY_KEY = 0x65_42_41_4B  # session advisory lock held by the session of the backup being made
 
 
 def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
@@ -168,6 +170,11 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
     dump, manifest_path = out_dir / f"esimota-{stamp}.dump.enc", out_dir / f"esimota-{stamp}.manifest.json"
     conn = await asyncpg.connect(url)
     try:
+        # One backup at a time on the whole platform. The lock lives as long as the session of the backup
+        # being made, which outlives a scheduled job stopped mid-pass (its dump goes on in a thread of its
+        # own until the process exits): the next holder of the lease must not make a second one beside it.
+        if not await ops_store.try_session_lock(conn, BUSY_KEY):
+            raise Conflict("another backup is being made now", reason="BACKUP_BUSY")
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             major = await server_major(conn)
             snapshot = await snapshots.export_snapshot(conn)

@@ -212,3 +212,49 @@ async def test_a_backup_cut_short_by_a_death_is_made_by_the_next_holder_in_the_s
     assert tuple(run) == ("node-b", "done", 2)
     assert sorted(p.name for p in (home / "backups").iterdir()) == sorted([Path(made["file"]).name,
                                                                           Path(made["manifest"]).name])
+
+
+async def test_a_backup_still_being_made_by_a_drained_node_is_not_made_twice(pool, db_url, tmp_path, monkeypatch):
+    """Issue 18: node A drains mid-backup — its job stops and its lease goes back at once, but the dump, in a
+    thread of its own, goes on. Node B, holding the lease next, claims the period again: its pass finds the
+    backup being made (BACKUP_BUSY, no alert) instead of making a second one; once A's backup is recorded,
+    the period has one backup and B's next pass makes none."""
+    import asyncpg
+
+    from esimota.errors import Conflict
+
+    _env(monkeypatch, tmp_path, ESIMOTA_NODE_ID="node-a")
+    interval_s = 1e9  # one period for the whole test
+    runner_a, lease_a = await _lease(pool, "node-a")
+    blocker = await asyncpg.connect(db_url)
+    lock = blocker.transaction()
+    await lock.start()
+    await blocker.execute("LOCK TABLE chips IN ACCESS EXCLUSIVE MODE")  # A's backup waits mid-way
+    pass_a = asyncio.create_task(backups.run_once(pool, db_url, interval_s, lease_a))
+    deadline = time.monotonic() + 60
+    while await pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                              "relation = 'chips'::regclass") != 1:
+        assert time.monotonic() < deadline and not pass_a.done(), pass_a
+        await asyncio.sleep(0.05)
+    pass_a.cancel()  # SIGTERM: the job stops and the lease is given back
+    await asyncio.gather(pass_a, return_exceptions=True)
+    await runner_a.release()
+
+    runner_b, lease_b = await _lease(pool, "node-b")  # (one process: ESIMOTA_NODE_ID stays A's for its thread)
+    assert runner_b.running() == ["backups"]
+    try:
+        await backups.run_once(pool, db_url, interval_s, lease_b)
+        raise AssertionError("node B made a second backup beside node A's")
+    except Conflict as exc:
+        assert exc.reason == "BACKUP_BUSY"
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'BACKUP_FAILED'") == 0
+    assert tuple(await pool.fetchrow("SELECT node, status FROM job_runs WHERE job = 'backups'")) == ("node-b",
+                                                                                                   "failed")
+    await lock.rollback()  # A's dump goes on and is recorded
+    await blocker.close()
+    while await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") != 0:
+        assert time.monotonic() < deadline  # A's backup session ends with its backup recorded
+        await asyncio.sleep(0.05)
+    assert await backups.run_once(pool, db_url, interval_s, lease_b) is None  # not due: A's counts
+    await runner_b.release()
+    assert [tuple(r) for r in await pool.fetch("SELECT node FROM backups")] == [("node-a",)]
