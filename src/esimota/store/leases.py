@@ -14,7 +14,16 @@ ON CONFLICT (job) DO UPDATE SET node = excluded.node, token = excluded.token, ex
 WHERE l.token = excluded.token OR l.expires_at < now()
 RETURNING job"""
 RELEASE = "DELETE FROM job_leases WHERE job = $1 AND token = $2"
-HOLDERS = "SELECT job, node, token, expires_at > now() AS valid FROM job_leases ORDER BY job"
+HOLDERS = """SELECT job, node, token, acquired_at, renewed_at, expires_at, expires_at > now() AS valid FROM job_leases
+ORDER BY job"""
+# recent periods, newest first; cut_short: left 'running' by a runner that no longer holds the job's lease (the
+# next holder finishes it)
+RUNS = """
+SELECT r.job, r.period, r.node, r.status, r.attempts, r.started_at, r.finished_at, r.detail,
+       r.status = 'running' AND NOT coalesce(l.token = r.token AND l.expires_at > now(), false) AS cut_short
+FROM job_runs r LEFT JOIN job_leases l ON l.job = r.job
+WHERE ($1::text IS NULL OR r.job = $1) AND ($2::text IS NULL OR r.status = $2)
+ORDER BY r.started_at DESC LIMIT $3"""
 
 _HELD = "EXISTS (SELECT 1 FROM job_leases WHERE job = $1 AND token = $4 AND expires_at > now())"
 # A period is claimed only by the runner that holds the job's lease now. A done period is never claimed
@@ -71,8 +80,13 @@ async def release(db: Any, job: str, token: Any, timeout: float) -> None:
 
 
 async def holders(db: Any) -> list[Any]:
-    """Every lease: Records (job, node, token, valid)."""
+    """Every lease: Records (job, node, token, acquired_at, renewed_at, expires_at, valid)."""
     return await db.fetch(HOLDERS)
+
+
+async def runs(db: Any, job: str | None, status: str | None, limit: int) -> list[Any]:
+    """The `limit` newest job periods (of `job`, in `status`, when given), each with `cut_short`."""
+    return await db.fetch(RUNS, job, status, limit)
 
 
 async def purge_runs(db: Any, days: int) -> None:

@@ -165,11 +165,11 @@ def _export_env(monkeypatch, tmp_path, node: str):
     return home
 
 
-def _cli(db_url: str, home, *argv: str) -> dict:
+def _cli(db_url: str, home, *argv: str, code: int = 0) -> dict:
     env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=db_url, ESIMOTA_STAFF="root")
     proc = subprocess.run([sys.executable, "-m", "esimota.cli", *argv, "--json"], env=env, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.returncode == code, proc.stderr + proc.stdout
     return json.loads(proc.stdout)
 
 
@@ -217,9 +217,10 @@ async def test_the_half_years_service_report_is_made_once_on_schedule(pool, db_u
 async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(pool, db_url, tmp_path, monkeypatch):
     """Issue 18: node A's pass registers the half-year's report and is killed before it can mark the period done;
     node B, once A's lease expired, claims the period again, finds the report registered and makes none: one
-    report, the period done by B (attempt 2)."""
+    report, the period done by B (attempt 2). `esimota monitor jobs` shows the period cut short, then done."""
     monkeypatch.setenv("ESIMOTA_LEASE_TTL", "1.5")
-    _export_env(monkeypatch, tmp_path, "node-a")
+    home = _export_env(monkeypatch, tmp_path, "node-a")
+    await staff.add(pool, "root", "Root", "admin", None)
     jobs = (("regulator-exports", _idle),)
     pool_a = await asyncpg.create_pool(db_url, min_size=1, max_size=3)
     a, b = JobRunner(pool_a, "node-a", jobs), JobRunner(pool, "node-b", jobs)
@@ -249,6 +250,13 @@ async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(p
     await blocker.close()
     lease_b = b.jobs["regulator-exports"].lease
     deadline = time.monotonic() + 60
+    while await pool.fetchval("SELECT count(*) FROM job_leases WHERE expires_at > now()"):
+        assert time.monotonic() < deadline, "node A's lease never expired"
+        await asyncio.sleep(0.1)
+    seen = _cli(db_url, home, "monitor", "jobs", "--job", "regulator-exports")
+    assert [(r["node"], r["status"], r["cut_short"]) for r in seen["runs"]] == [("node-a", "running", True)]
+    assert [(ls["job"], ls["node"], ls["valid"]) for ls in seen["leases"]] == [("regulator-exports", "node-a", False)]
+    assert "token" not in seen["leases"][0]
     while not b.running():  # A's lease expires by the database's clock; B takes it
         assert time.monotonic() < deadline, "node B never took the lease"
         await b.step()
@@ -262,6 +270,11 @@ async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(p
     assert tuple(run) == ("node-b", "done", 2)
     assert [p.name for p in (tmp_path / "shared-exports").iterdir()] == [os.path.basename(
         await pool.fetchval("SELECT path FROM regulator_exports"))]
+    seen = _cli(db_url, home, "monitor", "jobs", "--status", "done")
+    assert [(r["period"], r["node"], r["attempts"], r["cut_short"]) for r in seen["runs"]] == [
+        ("service/2026-H2", "node-b", 2, False)]
+    bad = _cli(db_url, home, "monitor", "jobs", "--status", "skipped", code=2)
+    assert bad["error"] == "STATUS_INVALID"
 
 
 async def _terminate_waiters(conn) -> None:
