@@ -88,8 +88,8 @@ async def _register(db: Any, kind: str, period: str, directory: Path, digest: st
             await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
             staging.rename(directory)
             return export_id
-    except BaseException:
-        if directory.is_dir() and not staging.exists():  # the commit failed after the rename
+    except Exception:  # the commit failed after the rename (a cancel mid-commit is left as it is: it may have)
+        if directory.is_dir() and not staging.exists():
             directory.rename(staging)
         raise
 

@@ -165,12 +165,12 @@ def _export_env(monkeypatch, tmp_path, node: str):
     return home
 
 
-def _cli(db_url: str, home, *argv: str, code: int = 0) -> dict:
+def _cli(db_url: str, home, *argv: str, code: int = 0, as_json: bool = True) -> dict | str:
     env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=db_url, ESIMOTA_STAFF="root")
-    proc = subprocess.run([sys.executable, "-m", "esimota.cli", *argv, "--json"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "esimota.cli", *argv] + ["--json"] * as_json, env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == code, proc.stderr + proc.stdout
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout) if as_json else proc.stdout
 
 
 async def test_the_half_years_service_report_is_made_once_on_schedule(pool, db_url, tmp_path, monkeypatch):
@@ -273,6 +273,8 @@ async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(p
     seen = _cli(db_url, home, "monitor", "jobs", "--status", "done")
     assert [(r["period"], r["node"], r["attempts"], r["cut_short"]) for r in seen["runs"]] == [
         ("service/2026-H2", "node-b", 2, False)]
+    table = _cli(db_url, home, "monitor", "jobs", as_json=False)  # on a terminal: readable tables
+    assert "service/2026-H2" in table and "node-b" in table and "{" not in table
     bad = _cli(db_url, home, "monitor", "jobs", "--status", "skipped", code=2)
     assert bad["error"] == "STATUS_INVALID"
 
