@@ -187,7 +187,18 @@ async def test_the_half_years_service_report_is_made_once_on_schedule(pool, db_u
     await b.step()
     jan = dt.datetime(2027, 1, 2, 9, 0, tzinfo=CST)
     assert await exports.run_once(pool, b.jobs["regulator-exports"].lease, jan, kind="service") is None  # no lease
+    shared = tmp_path / "shared-exports"
+    left, fresh, other = (shared / f"service-{p}-20270102T0{i}0000000000Z{reports_export.PARTIAL}"
+                          for i, p in enumerate(("2026-H2", "2026-H2", "2026-H1")))
+    for d in (left, fresh, other):  # what passes cut short leave (an unregistered DIR.partial), and one being written
+        d.mkdir(parents=True)
+    an_hour_ago = time.time() - 3600
+    for d in (left, other):
+        os.utime(d, (an_hour_ago, an_hour_ago))
     made = await exports.run_once(pool, a.jobs["regulator-exports"].lease, jan, kind="service")
+    assert not left.exists() and fresh.is_dir() and other.is_dir()  # only this period's stale leftover goes
+    for d in (fresh, other):
+        d.rmdir()
     assert made["report"]["period"] == "2026-H2" and made["report"]["to"].startswith("2027-01-01T00:00:00+08:00")
     assert reports_export.verify(made["path"], reports_export.public_key_hex(home))["kind"] == "service"
     await a.release()
