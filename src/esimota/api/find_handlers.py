@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..domain.lifecycle import CardState, progress
 from ..errors import DomainError, InvalidArgument
-from ..service import history, lists, temp_numbers, write_batch, writing
+from ..service import history, lists, reports_export, temp_numbers, write_batch, writing
 from ..v1 import admin_pb2, writing_pb2
 from . import status
 
@@ -133,6 +133,13 @@ def _summary(r: Any, iso: Callable) -> writing_pb2.WriteTaskSummary:
     return out
 
 
+def export_record(r: dict, iso: Callable) -> admin_pb2.ExportRecord:
+    return admin_pb2.ExportRecord(id=r["id"], kind=r["kind"], period=r["period"], path=r["path"],
+                                  manifest_sha256=r["sha256"], rows=r["rows"], created_by=r["created_by"],
+                                  created_at=iso(r["created_at"]), expires_at=iso(r["expires_at"]),
+                                  node=_s(r["node"]), deleted_at=iso(r["deleted_at"]) or "")
+
+
 def _batch_item(req: writing_pb2.ApplyWriteRequest) -> writing.ApplyRequest | DomainError:
     if not req.HasField("write_type"):
         return InvalidArgument("write_type is required (0 designated, 1 auto)", reason="WRITE_TYPE_REQUIRED")
@@ -236,6 +243,18 @@ def register(rpc: Callable, iso: Callable) -> None:
                                           page_token=req.page_token, page_size_=req.page_size)
         return admin_pb2.SearchCallbacksResponse(callbacks=[callback_record(r, iso) for r in page.rows],
                                                  next_page_token=page.next_page_token, total=page.total)
+
+    @rpc
+    async def list_exports(call, req):
+        rows = await reports_export.list_exports(call.pool, call.actor, kind=req.kind or None,
+                                                 period=req.period or None)
+        return admin_pb2.ListExportsResponse(exports=[export_record(r, iso) for r in rows])
+
+    @rpc
+    async def open_export(call, req):
+        if req.id <= 0:
+            raise InvalidArgument("id is required", reason="PARAM_INVALID")
+        return export_record(await reports_export.open_export(call.pool, req.id, call.actor), iso)
 
     @rpc
     async def reprovision_chip(call, req):

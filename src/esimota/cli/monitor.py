@@ -1,4 +1,5 @@
-"""`esimota monitor scan|region|high-risk|blacklist`: number monitoring (R32) and a detector pass (§8)."""
+"""`esimota monitor scan|jobs|region|high-risk|blacklist`: number monitoring (R32), a detector pass (§8) and the
+background jobs (issue 18)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from .common import run_with_pool, staff_flags
 
 
 async def _monitor(pool, args: argparse.Namespace) -> dict:
-    from ..service import admin, monitoring, ops, ops_notify, staff
+    from ..service import admin, jobs, monitoring, ops, ops_notify, staff
     what = args.monitor_action
+    if what == "jobs":
+        await staff.authorize(pool, args.as_, "exception.read")
+        return {"ok": True, **await jobs.status(pool, job=args.job, state=args.status, limit=args.limit)}
     if what == "scan":
         await staff.authorize(pool, args.as_, "exception.handle")
         res = await ops.scan(pool)
@@ -30,6 +34,10 @@ def register(sub) -> None:
     mon = sub.add_parser("monitor", help="number monitoring (R32) and a detector pass (§8)")
     acts = mon.add_subparsers(dest="monitor_action", metavar="ACTION", required=True)
     staff_flags(acts.add_parser("scan", help="run every exception detector and monitoring check once"))
+    jobs = staff_flags(acts.add_parser("jobs", help="background jobs: which node holds each, how recent periods ended"))
+    jobs.add_argument("--job", help="one job (callbacks, backups, regulator-exports, …)")
+    jobs.add_argument("--status", help="running, done or failed")
+    jobs.add_argument("--limit", type=int, default=20, help="periods shown, newest first (default 20)")
     region = staff_flags(acts.add_parser("region", help="restrict a fixed-location number to cities"))
     region.add_argument("msisdn")
     region.add_argument("--cities", default="", help="comma-separated; empty lifts the restriction")
