@@ -97,6 +97,25 @@ def text(payload: Any) -> str:
     return "\n\n".join(x for x in ["\n".join(lines)] + blocks if x)
 
 
+def tree(payload: Any, indent: int = 0) -> str:
+    """Deeply nested records (a decoded frame down to its APDUs) as indented "key: value" lines; a list
+    of records as "[i]:" items, a list of plain values as one cell."""
+    pad = " " * indent
+    payload = plain(payload)
+    if isinstance(payload, list) and any(isinstance(v, (dict, list)) for v in payload):
+        items = payload
+        return "\n".join(f"{pad}[{i}]:\n" + tree(v, indent + 2) if isinstance(v, (dict, list))
+                         else f"{pad}[{i}]: {cell(v)}" for i, v in enumerate(items))
+    if not isinstance(payload, dict):
+        return pad + cell(payload)
+    lines = []
+    for key, value in payload.items():
+        nested = (isinstance(value, dict) and value) or (isinstance(value, list)
+                                                           and any(isinstance(v, (dict, list)) for v in value))
+        lines.append(f"{pad}{key}:\n" + tree(value, indent + 2) if nested else f"{pad}{key}: {cell(value)}")
+    return "\n".join(lines)
+
+
 def parse_text(out: str) -> dict:
     """The inverse of `text` for a record (used by tests and scripts): keys to cell strings, tables to
     lists of dicts of cell strings, nested records to dicts."""
