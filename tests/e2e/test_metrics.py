@@ -40,6 +40,24 @@ def test_alert_rules_load_with_promtool():
     assert "SUCCESS" in res.stdout and "12 rules found" in res.stdout
 
 
+def test_dashboard_loads_and_its_expressions_are_promql(tmp_path):
+    """deploy/grafana/esimota.json imports as it is (its data source an input of the import) and every panel's
+    expression is valid PromQL: promtool checks them as recording rules (JSON is YAML)."""
+    board = json.loads(DASHBOARD.read_text())
+    assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"]
+    exprs = []
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        exprs += [t["expr"] for t in panel["targets"]]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"esimota:dashboard:expr{i}", "expr": e}
+                                                         for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(json.dumps(rules))
+    res = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and f"{len(exprs)} rules found" in res.stdout, res.stdout + res.stderr
+
+
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
     out = {}
     for family in text_string_to_metric_families(text):
