@@ -129,6 +129,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
     # one line per session end and per write outcome, no secret in any of them
     ends = [r for r in caplog.records if r.getMessage() == "bip session end" and r.eid == fleet.devices[0].eid]
     assert len(ends) >= 2 and all(r.frames > 0 and r.bytes > 0 and r.close_reason == "done" for r in ends)
+    assert [r.task_id for r in ends if r.task_id] == [applied.task_id]  # the write's channel names its task
     [outcome] = [r for r in caplog.records if r.getMessage() == "write outcome"]
     assert (outcome.task_id, outcome.eid, outcome.result) == (applied.task_id, fleet.devices[0].eid, "success")
     logged = json.dumps([r.__dict__ for r in caplog.records], default=str).lower()
