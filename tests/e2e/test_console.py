@@ -274,6 +274,14 @@ async def test_every_page_escaped_charted_and_shot(db, platform, browser, screen
             assert await page.locator("#review tbody tr").count() == 4  # the four classes of §8.1
         if name == "":
             assert await page.locator("#chart-states rect").count() == 6
+        if name == "chips":  # R13 statuses in the page's language, as every other status word
+            shown = await page.inner_text("#chips")
+            assert "在库" in shown and "in_stock" not in shown and "produced" not in shown
+    # a console URL that names no page: the console's own 404 page for the browser (JSON stays with the API)
+    resp = await page.goto(f"{platform.admin_url}/console/no/such/page")
+    assert resp.status == 404 and resp.headers["content-type"].startswith("text/html")
+    assert await page.inner_text("h1") == "未找到" and "PAGE_NOT_FOUND" in await page.inner_text("#error")
+    assert await page.locator("nav a").count() >= 6  # signed in: the layout with its sections
     await page.goto(f"{platform.admin_url}/console/clients")
     await page.click("summary")
     form = page.locator("form[action='/console/clients']")

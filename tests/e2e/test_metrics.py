@@ -40,6 +40,24 @@ def test_alert_rules_load_with_promtool():
     assert "SUCCESS" in res.stdout and "12 rules found" in res.stdout
 
 
+def test_dashboard_loads_and_its_expressions_are_promql(tmp_path):
+    """deploy/grafana/esimota.json imports as it is (its data source an input of the import) and every panel's
+    expression is valid PromQL: promtool checks them as recording rules (JSON is YAML)."""
+    board = json.loads(DASHBOARD.read_text())
+    assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"]
+    exprs = []
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        exprs += [t["expr"] for t in panel["targets"]]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"esimota:dashboard:expr{i}", "expr": e}
+                                                         for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(json.dumps(rules))
+    res = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and f"{len(exprs)} rules found" in res.stdout, res.stdout + res.stderr
+
+
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
     out = {}
     for family in text_string_to_metric_families(text):
@@ -111,6 +129,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
     # one line per session end and per write outcome, no secret in any of them
     ends = [r for r in caplog.records if r.getMessage() == "bip session end" and r.eid == fleet.devices[0].eid]
     assert len(ends) >= 2 and all(r.frames > 0 and r.bytes > 0 and r.close_reason == "done" for r in ends)
+    assert [r.task_id for r in ends if r.task_id] == [applied.task_id]  # the write's channel names its task
     [outcome] = [r for r in caplog.records if r.getMessage() == "write outcome"]
     assert (outcome.task_id, outcome.eid, outcome.result) == (applied.task_id, fleet.devices[0].eid, "success")
     logged = json.dumps([r.__dict__ for r in caplog.records], default=str).lower()

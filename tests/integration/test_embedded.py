@@ -27,6 +27,13 @@ async def test_cluster_lifecycle_in_a_fresh_home(tmp_path):
         assert cluster.start() == url
         assert (cluster.datadir / "postmaster.pid").read_text().split()[0] == postmaster
         assert oct((tmp_path / "home" / "pg.password").stat().st_mode & 0o777) == "0o600"
+        # stopped and started again (`esimota db stop` / `db start` under a running `serve`), it comes
+        # back on the same port, where the platform's pool reconnects, even with a just-closed
+        # connection's socket in TIME_WAIT on that port
+        conn = await asyncpg.connect(url)
+        await conn.close()
+        assert cluster.stop() is True
+        assert cluster.start() == url
     finally:
         assert cluster.stop() is True
     assert not cluster.running()

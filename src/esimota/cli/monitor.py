@@ -22,12 +22,15 @@ async def _monitor(pool, args: argparse.Namespace) -> dict:
                 "alerts": alerts, "notified": await ops_notify.queue_alerts(pool)}  # one post per run
     actor = await staff.authorize(pool, args.as_, "monitor.configure")
     if what == "region":
-        await monitoring.restrict_region(pool, args.msisdn, (args.cities or "").split(","), actor)
-    elif what == "high-risk":
-        await monitoring.set_high_risk(pool, args.city, None if args.remove else (args.reason or "configured"), actor)
-    else:
-        await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
-    return {"ok": True}
+        cities = [c.strip() for c in (args.cities or "").split(",") if c.strip()]
+        await monitoring.restrict_region(pool, args.msisdn, cities, actor)
+        return {"ok": True, "msisdn": args.msisdn, "cities": cities, "restricted": bool(cities)}
+    if what == "high-risk":
+        reason = None if args.remove else (args.reason or "configured")
+        await monitoring.set_high_risk(pool, args.city, reason, actor)
+        return {"ok": True, "city": args.city, "high_risk": not args.remove, "reason": reason}
+    await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
+    return {"ok": True, args.kind: args.value, "blacklisted": True, "reason": args.reason}
 
 
 def register(sub) -> None:

@@ -144,11 +144,13 @@ async def create_batch(db: Any, name: str, master_key_hex: str, *, actor: str = 
     return batch_id
 
 
-async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor: str = "admin") -> list[str]:
-    """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done."""
+async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor: str = "admin",
+                           lines: list[int] | None = None, source: str = "allocation") -> list[str]:
+    """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done, every
+    bad one listed (by `lines`, the file's line numbers of `source`, when the ICCIDs come from a file)."""
     problems: list[tuple[int, str, str]] = []
     wanted_lines: list[tuple[int, str]] = []
-    for line, raw in enumerate(iccids, start=1):
+    for line, raw in zip(lines or range(1, len(iccids) + 1), iccids):
         try:
             wanted_lines.append((line, identifiers.validate_iccid(raw.strip())))
         except InvalidArgument as exc:
@@ -164,21 +166,21 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
             elif row["client_id"] not in (None, client.id) or row["status"] != "available":
                 problems.append((line, "NUMBER_UNAVAILABLE", iccid))
         if problems:
-            raise ImportRejected(sorted(problems), source="allocation")
+            raise ImportRejected(sorted(problems), source=source)
         done = [r["iccid"] for r in await number_store.allocate(conn, client.id, wanted)]
         await audit.record(conn, actor, "numbers.allocate", client.client_id, count=len(done))
     return done
 
 
 async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
-                     problems: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
-    """(line, EID) of the EIDs named (one per line of a file or argument), or of every chip of a batch;
-    bad ones noted in `problems`."""
+                     problems: list[tuple[int, str, str]], lines: list[int] | None = None) -> list[tuple[int, str]]:
+    """(line, EID) of the EIDs named (one per line of a file, numbered by `lines`, or argument), or of every
+    chip of a batch; bad ones noted in `problems`."""
     if batch:
         await chip_store.batch_id(conn, batch)  # BATCH_NOT_FOUND
         return list(enumerate(await chip_store.batch_eids(conn, batch), start=1))
     out = []
-    for line, raw in enumerate(eids or [], start=1):
+    for line, raw in zip(lines or range(1, len(eids or []) + 1), eids or []):
         try:
             out.append((line, identifiers.validate_eid(raw.strip())))
         except InvalidArgument as exc:
@@ -189,7 +191,8 @@ async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
 
 
 async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
-                         actor: str = "admin") -> list[str]:
+                         actor: str = "admin", lines: list[int] | None = None,
+                         source: str = "allocation") -> list[str]:
     """分配数据资源 (§6.2.1.1, DESIGN §3): chips to the one client that may apply for them.
 
     All or nothing: an unknown EID or a chip allocated to another client refuses the whole request.
@@ -198,7 +201,7 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
     problems: list[tuple[int, str, str]] = []
     async with connection(db) as conn, conn.transaction():
         client = await client_store.resolve(conn, client_ref)
-        named = await _chip_list(conn, eids, batch, problems)
+        named = await _chip_list(conn, eids, batch, problems, lines)
         wanted = [e for _, e in named]
         state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
@@ -208,7 +211,7 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
             elif row["owner_client_id"] not in (None, client.id):
                 problems.append((line, "CHIP_ALLOCATED", f"{eid} is allocated to another client"))
         if problems:
-            raise ImportRejected(sorted(problems), source="allocation")
+            raise ImportRejected(sorted(problems), source=source)
         changed = {r["eid"] for r in await chip_store.allocate(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
         await audit.record(conn, actor, "chips.allocate", client.client_id, count=len(done), batch=batch)
@@ -216,12 +219,12 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
 
 
 async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
-                        actor: str = "admin") -> list[str]:
+                        actor: str = "admin", lines: list[int] | None = None, source: str = "release") -> list[str]:
     """Undo an allocation while no task is open on the chips (DESIGN §7 `chips release`); all or nothing."""
     problems: list[tuple[int, str, str]] = []
     async with connection(db) as conn, conn.transaction():
         client = await client_store.resolve(conn, client_ref)
-        named = await _chip_list(conn, eids, batch, problems)
+        named = await _chip_list(conn, eids, batch, problems, lines)
         wanted = [e for _, e in named]
         state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
@@ -231,7 +234,7 @@ async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None,
             elif row["busy"] and row["owner_client_id"] == client.id:
                 problems.append((line, "TASK_OPEN", f"{eid} has an open write task"))
         if problems:
-            raise ImportRejected(sorted(problems), source="release")
+            raise ImportRejected(sorted(problems), source=source)
         changed = {r["eid"] for r in await chip_store.release(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
         await audit.record(conn, actor, "chips.release", client.client_id, count=len(done), batch=batch)

@@ -116,10 +116,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(preferred: int = 0) -> int:
+    """`preferred` when it can be bound on 127.0.0.1, else a port the kernel picks."""
+    for port in ((preferred, 0) if preferred else (0,)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the postmaster binds: TIME_WAIT is no clash
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise ConfigError("no free TCP port on 127.0.0.1 for the embedded PostgreSQL")
 
 
 @dataclass
@@ -204,7 +211,9 @@ class Cluster:
         if self.running():
             self._ensure_database(self.port())
             return self.url()
-        port = _free_port()
+        # the port of the last start when it is still free: a `serve` whose cluster was stopped and
+        # started again (`esimota db stop` / `db start`) finds it where its pool connects
+        port = _free_port(self._last_port())
         (self.home / "pg.port").write_text(f"{port}\n")
         user = _os_user()
         if not self.logfile.exists():
@@ -221,6 +230,12 @@ class Cluster:
         self._wait_ready(port)
         self._ensure_database(port)
         return self.url()
+
+    def _last_port(self) -> int:
+        try:
+            return int((self.home / "pg.port").read_text().strip())
+        except (OSError, ValueError):
+            return 0
 
     def _log_tail(self) -> str:
         """What the server logged since this start (the file is appended to across starts)."""

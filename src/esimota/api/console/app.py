@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ...errors import EsimotaError, PermissionDenied
+from ...errors import EsimotaError, NotFound, PermissionDenied
 from ...service import console_auth, staff
 from ..addresses import CallerAddress
 from ..status import outcome
@@ -70,6 +70,16 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 OPEN_PATHS = ("/signin", "/static/", "/lang")
+
+
+@web.middleware
+async def _no_such_page(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A console URL that names no page is a page too: 404 in the console's layout, for the browser that
+    asked (the JSON envelope stays with the API routes). Signed out, the sign-in comes first."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_page(request, NotFound(f"no page {request.path}", reason="PAGE_NOT_FOUND"))
 
 
 @web.middleware
@@ -267,7 +277,7 @@ async def switch_lang(request: web.Request) -> web.StreamResponse:
 def create_app(db: Any, addresses: CallerAddress, routes: Callable[[web.Application], None]) -> web.Application:
     """The console sub-application (server.py mounts it at /console/ on the operations listener);
     `routes` adds the pages (pages.register)."""
-    app = web.Application(middlewares=[_headers, _signed_in])
+    app = web.Application(middlewares=[_headers, _no_such_page, _signed_in])
     app[POOL] = db
     app[ADDRESSES] = addresses
     app.router.add_get("/signin", signin_form)

@@ -192,7 +192,8 @@ async def chips(request: web.Request) -> web.Response:
                field(request, "batch", "batch", q.get("batch")), field(request, "client", "client", q.get("client")),
                tag("button", t(request, "search"), type="submit"), method="get", class_="filters")
     rows = [[link(f"/chips/{r.eid}", r.eid), r.batch, r.chip_model, badge(request, r.state), r.temp_msisdn,
-             r.temp_expires_on.isoformat(), r.production_status, r.logistics_status, r.client_id or ""]
+             r.temp_expires_on.isoformat(), t(request, r.production_status), t(request, r.logistics_status),
+             r.client_id or ""]
             for r in got.rows]
     listing = table([t(request, "eid"), t(request, "batch"), t(request, "chip_model"), t(request, "state"),
                      t(request, "temp_msisdn"), t(request, "expires_on"), t(request, "production"),
@@ -212,8 +213,8 @@ async def chip(request: web.Request) -> web.Response:
     facts = [("eid", c.eid), ("batch", c.batch), ("chip_model", c.chip_model), ("imei", c.imei or ""),
              ("state", badge(request, c.state)), ("temp_iccid", c.temp_iccid), ("temp_msisdn", c.temp_msisdn),
              ("network_type", c.network_type), ("open_time", c.open_time.isoformat()),
-             ("expires_on", c.temp_expires_on.isoformat()), ("production", c.production_status),
-             ("logistics", c.logistics_status), ("allocated_to", c.client_id or ""),
+             ("expires_on", c.temp_expires_on.isoformat()), ("production", t(request, c.production_status)),
+             ("logistics", t(request, c.logistics_status)), ("allocated_to", c.client_id or ""),
              ("active_iccid", c.active_iccid or ""), ("remaining_flow", f"{c.remaining_flow_bytes / 1048576:.2f} MB")]
     kv = tag("dl", [join([tag("dt", t(request, k)), tag("dd", v, id=f"chip-{k}")]) for k, v in facts],
              class_="kv card")
