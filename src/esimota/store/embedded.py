@@ -236,10 +236,10 @@ class Cluster:
         reaches `ready`; pg_ctl -w, running as the cluster's user, polls postmaster.pid by its absolute
         path, gets EACCES on every poll, and after -t seconds says "server did not start in time".
         Reproduced exactly by revoking o+x on the home's ancestor the moment postmaster.pid says
-        `ready` (server ready 49 ms after "starting", pg_ctl gave up after -t). A loop of 40 starts in
-        tmp_path beside a loop of pytest sessions failed 6 times (initdb PANIC on pg_control, pg_ctl
-        "could not start server", pg_ctl "could not access directory": the same cause landing at
-        other moments); without the concurrent sessions, 30 of 30 passed. Ruled out by measurement:
+        `ready` (server ready 49 ms after "starting", pg_ctl gave up after -t). Starts in tmp_path
+        beside a loop of pytest sessions failed 6 of 40 and 26 of 60 times (initdb PANIC on
+        pg_control, pg_ctl "could not start server" or "could not access directory": the same cause
+        landing at other moments); without the concurrent sessions, 30 of 30 passed. Ruled out by measurement:
         CPU load (8 clusters started at once beside 6 busy loops, load 13: 40 of 40 ready, pg_ctl's
         longest wait 1.34 s) and the pid/start-time check (pg_ctl's pid always matched; only a wall
         clock stepping back more than 2 s would fail it, none seen here).
