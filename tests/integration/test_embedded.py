@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -192,4 +193,23 @@ def test_a_home_whose_parent_lost_its_search_permission(cluster_dir):
         assert cluster.start() == url
         assert (cluster.datadir / "postmaster.pid").read_text().split()[0] == postmaster
     finally:
+        assert cluster.stop() is True
+
+
+def test_a_port_taken_before_the_postmaster_binds_it_is_left_for_another(cluster_dir, monkeypatch):
+    """The port is chosen free, then bound by the postmaster a moment later; on a busy machine another
+    process may take it in between. The postmaster's 'could not bind' makes the start choose again."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    choices = iter([taken.getsockname()[1]])
+    real = embedded._free_port
+    monkeypatch.setattr(embedded, "_free_port", lambda: next(choices, None) or real())
+    cluster = embedded.Cluster(cluster_dir / "home")
+    try:
+        cluster.start()
+        assert cluster.port() != taken.getsockname()[1]
+        assert "could not bind" in cluster.logfile.read_text()  # the first postmaster really met the clash
+    finally:
+        taken.close()
         assert cluster.stop() is True

@@ -209,16 +209,23 @@ class Cluster:
         if self.running():
             self._ensure_database(self.port())
             return self.url()
-        port = _free_port()
-        (self.home / "pg.port").write_text(f"{port}\n")
         user = _os_user()
         if not self.logfile.exists():
             self.logfile.touch(mode=0o600)
         if user is not None:
             os.chown(self.logfile, user.pw_uid, user.pw_gid)
-        self._log_from = self.logfile.stat().st_size
-        postmaster = self._postmaster = self._launch(port)
-        self._wait_ready(postmaster, port)
+        for attempt in range(3):
+            # the port was free when we looked; another process may bind it before the postmaster does
+            port = _free_port()
+            (self.home / "pg.port").write_text(f"{port}\n")
+            self._log_from = self.logfile.stat().st_size
+            postmaster = self._postmaster = self._launch(port)
+            try:
+                self._wait_ready(postmaster, port)
+                break
+            except ConfigError:
+                if attempt == 2 or postmaster.returncode is None or "could not bind" not in self._log_tail():
+                    raise
         self._ensure_database(port)
         return self.url()
 
