@@ -18,8 +18,8 @@ _INLINE = [
     # key=value and "key": "value" pairs in free text
     (re.compile(r"(?i)\b(ki|opc|kic|kid|dek|client_secret|callback_secret|secret|password|token|master_key)"
                 r"(\s*[=:]\s*\"?)([^\s\"&,;]+)"), r"\1\2***"),
-    # passwords inside connection URLs
-    (re.compile(r"(postgres(?:ql)?://[^:/\s]+:)[^@\s]+@"), r"\1***@"),
+    # passwords inside URLs of any scheme (a DATABASE_URL written mysql:// or http:// by mistake too)
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
     # bearer tokens
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
 ]

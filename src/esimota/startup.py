@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -61,12 +62,29 @@ def check_listeners(listeners: list[tuple[str, str, int, str]]) -> None:
                               f"(is another esimota or service running there? choose another with {flag})") from None
 
 
+def check_database_url(url: str) -> None:
+    """A DATABASE_URL that cannot name a PostgreSQL server is refused at once: no wait can mend it, and a
+    port out of range or not a number reached the socket layer as a traceback (OverflowError, ValueError)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise Refused(f"DATABASE_URL {redact_text(url)} is not a PostgreSQL URL: it must begin postgresql://")
+    for hostport in parts.netloc.rpartition("@")[2].split(","):  # asyncpg takes host1:p1,host2:p2
+        host_end = hostport.rpartition("]")[2]  # [::1]:5432
+        port = host_end.rpartition(":")[2] if ":" in host_end else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise Refused(f"DATABASE_URL {redact_text(url)} names port {port!r}: a port is a number from 1 to 65535")
+
+
 async def wait_for_database(url: str, seconds: float) -> asyncpg.Connection:
     """A connection, retried until `seconds` have passed; Refused names the database without its password."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             return await asyncpg.connect(url, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+        except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as exc:
+            # the server answered: a wrong password or user, or no such database; waiting will not change it
+            detail = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise Refused(f"database {redact_text(url)} refused the connection: {detail} (check DATABASE_URL)") from None
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if time.monotonic() >= deadline:
                 detail = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -118,6 +136,7 @@ async def check_master_key(conn: asyncpg.Connection) -> None:
 
 async def prepare_database(url: str, wait_s: float) -> Prepared:
     """Wait for the database, check schema and master key, then apply the migrations this code has."""
+    check_database_url(url)
     conn = await wait_for_database(url, wait_s)
     try:
         known = len(migrate.load())
