@@ -211,7 +211,7 @@ def test_a_port_taken_before_the_postmaster_binds_it_is_left_for_another(cluster
     taken.listen()
     choices = iter([taken.getsockname()[1]])
     real = embedded._free_port
-    monkeypatch.setattr(embedded, "_free_port", lambda: next(choices, None) or real())
+    monkeypatch.setattr(embedded, "_free_port", lambda preferred=0: next(choices, None) or real(preferred))
     cluster = embedded.Cluster(cluster_dir / "home")
     try:
         cluster.start()
