@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.imports import imported, module_name
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 PKG = SRC / "esimota"
 ABOVE_DOMAIN = ("ota", "store", "service", "api", "jobs", "sim", "cli", "server")  # DESIGN §1, in its order
@@ -28,31 +30,9 @@ FORBIDDEN = {
 }
 
 
-def _module(path: Path, root: Path) -> tuple[str, bool]:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    is_package = parts[-1] == "__init__"
-    if is_package:
-        parts.pop()
-    return ".".join(parts), is_package
-
-
 def _imports(path: Path, root: Path = SRC) -> set[str]:
     """Every esimota module this file imports (absolute names)."""
-    module, is_package = _module(path, root)
-    package = module if is_package else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
-    return {n for n in names if n == "esimota" or n.startswith("esimota.")}
+    return {n for n in imported(path, *module_name(path, root)) if n == "esimota" or n.startswith("esimota.")}
 
 
 def _layer(name: str) -> str:
