@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from esimota.jobs.leader import JobRunner
+from tests.support.databases import via_port
 from tests.support.faultproxy import FaultProxy
 
 PERIOD_S = 0.2
@@ -40,12 +41,6 @@ async def _until(predicate, what: str, limit: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _via(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{port}"))
-
-
 def _kill(runner: JobRunner, task: asyncio.Task) -> None:
     """As kill -9 would: the runner and its jobs stop at once, the lease is not given back."""
     task.cancel()
@@ -61,7 +56,7 @@ async def test_one_node_runs_a_job_cut_off_or_killed_another_takes_over(pool, db
     jobs = (("tick", _ticking(events)),)
     host = urlsplit(db_url)
     async with FaultProxy(host.hostname, host.port) as proxy:
-        pool_a = await asyncpg.create_pool(_via(db_url, proxy.port), min_size=1, max_size=3)
+        pool_a = await asyncpg.create_pool(via_port(db_url, proxy.port), min_size=1, max_size=3)
         a, b = JobRunner(pool_a, "node-a", jobs), JobRunner(pool, "node-b", jobs)
         run_a = asyncio.create_task(a.run())
         await _until(lambda: ("start", "node-a", None) in events, "node A starts the job")
