@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -131,7 +132,7 @@ async def _start_listeners(p: Platform) -> None:
         p.tls_paths = tls.ensure_certificate(config.home())
         ssl_ctx = tls.server_context(*p.tls_paths)
         creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
-    app = http_app.create_app(p.pool, registrars=(bridge.register,))
+    app = http_app.create_app(p.pool, registrars=(functools.partial(bridge.register, api=p.api),))
     app[http_app.PLATFORM] = p
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
@@ -170,7 +171,8 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
-    """Drain: stop accepting, let calls in flight finish within `grace`, close the pool.
+    """Drain: stop accepting, let calls in flight finish within `grace`, stop the Api (its caches, and its
+    call log written to the last row), close the pool.
 
     asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
     """
@@ -199,6 +201,10 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
             t.cancel()
         if late:
             logger.warning("drain timed out; stopping anyway", extra={"worker": p.worker_id})
+    if p.api is not None:  # no call is in flight on any listener now: the call log's last rows are written
+        _, late = await asyncio.wait([asyncio.ensure_future(p.api.stop())], timeout=2)
+        for t in late:
+            t.cancel()
     if p.pool is not None:
         closing = asyncio.ensure_future(p.pool.close())
         _, late = await asyncio.wait([closing], timeout=2)
