@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from esimota.codec import bcp
 from esimota.errors import PermissionDenied
 from esimota.service import admin, history, lists, temp_numbers
 from esimota.sim import fleetdata
@@ -56,12 +57,12 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
     [applied] = await apply_all(pool, fleet)
     spec.temp_iccid = new_iccid  # the card now carries the new temporary profile
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert out.ok and out.report_result == 0, out
+    assert out.ok and out.report_result == bcp.REPORT_SUCCESS, out
     h = await history.task_history(pool, applied.task_id)
     assert [(e.operation, e.from_state, e.to_state) for e in h.events] == [
         ("apply", 6, 2), ("power_on", 2, 3), ("succeed", 3, 4)]
     [s] = h.sessions
-    assert (s.resumed, s.end_event, s.close_reason) == (False, "done", 0) and s.ended_at >= s.started_at
+    assert (s.resumed, s.end_event, s.close_reason) == (False, "done", bcp.CLOSE_DONE) and s.ended_at >= s.started_at
     assert s.frames == 4  # HELLO, one COMMAND (the whole script fits the buffer), its RESPONSE, CLOSE
     charged = 10 * 1024 * 1024 - await pool.fetchval("SELECT remaining_flow_bytes FROM chips WHERE eid = $1", spec.eid)
     assert s.bytes == charged > 0  # the session's bytes are the test traffic it was charged (R3)
@@ -104,9 +105,9 @@ async def test_a_chip_blacklisted_after_its_apply_is_refused_at_hello(pool, plat
     [applied] = await apply_all(pool, fleet)
     await admin.blacklist(pool, kind, spec.eid if kind == "eid" else spec.imei, "reported stolen")
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert not out.ok and out.close_reason == 4
+    assert not out.ok and out.close_reason == bcp.CLOSE_STATE
     attempt = await pool.fetchrow("SELECT close_reason, detail FROM bip_attempts WHERE eid = $1", spec.eid)
-    assert (attempt["close_reason"], attempt["detail"]) == (4, "blacklisted")
+    assert (attempt["close_reason"], attempt["detail"]) == (bcp.CLOSE_STATE, "blacklisted")
     [exc] = (await lists.list_exceptions(pool, open_=True)).rows
     assert (exc.kind, exc.severity, exc.eid, exc.task_id) == ("BLACKLISTED_AT_HELLO", "severe", spec.eid,
                                                               applied.task_id)

@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from esimota.codec import bcp
 from tests.support.bip import worker
 from tests.support.platform import serve
 
@@ -109,7 +110,7 @@ def test_bip_endpoint_accepts_channels(platform):
     with socket.create_connection(("127.0.0.1", platform.bip_port), timeout=5) as s:
         s.sendall(bytes([0x00, 0x02, 0x7F, 0x00]))
         data = s.recv(16)
-        assert data[:3] == bytes([0x00, 0x04, 0x05]) and data[3] in range(0x00, 0x08)
+        assert data[:3] == bytes([0x00, 0x04, bcp.CLOSE]) and data[3] == bcp.CLOSE_PROTOCOL
 
 
 def test_sigterm_drains_and_stops_within_10s(platform):
