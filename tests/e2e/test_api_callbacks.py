@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -13,6 +12,7 @@ from esimota.service import callbacks
 from esimota.v1 import admin_pb2, admin_pb2_grpc
 from tests.support import cards
 from tests.support.receiver import CALLBACK_FIELDS, LOOPBACK_RECEIVER, Receiver
+from tests.support.waiting import until_query
 
 from .test_api_harness import start, stop
 
@@ -28,13 +28,6 @@ async def _write(r, pool, i: int = 0) -> str:
     return eid
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, pool):
     """Two failed attempts then success; every attempt signed, same event_id, all recorded (R10, R27)."""
     rx = Receiver(failures=2)
@@ -43,7 +36,7 @@ async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, 
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01", **LOOPBACK_RECEIVER})
     try:
         eid = await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+        await until_query(pool, "SELECT status = 'delivered' FROM callback_outbox", limit=20)
         assert len(rx.bodies) == 3
         for body in rx.bodies:
             assert set(body) == CALLBACK_FIELDS and callbacks.verify(body, r.fleet.callback_secret)
@@ -69,7 +62,7 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
     try:
         assert sum(callbacks.SCHEDULE_S) >= 24 * 3600
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT status = 'exhausted' FROM callback_outbox"), 40)
+        await until_query(pool, "SELECT status = 'exhausted' FROM callback_outbox", limit=40)
         assert len(rx.bodies) == len(callbacks.SCHEDULE_S) + 1
         assert await pool.fetchval("SELECT count(*) FROM callback_attempts") == len(rx.bodies)
         kind = await pool.fetchrow("SELECT class, kind FROM exceptions WHERE kind = 'CALLBACK_FAILED'")
@@ -81,7 +74,7 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
             md = (("authorization", f"Bearer {r.staff_token}"),)
             info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
             assert info.status == "pending"
-            await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+            await until_query(pool, "SELECT status = 'delivered' FROM callback_outbox", limit=20)
             listed = await admin.ListCallbacks(admin_pb2.ListCallbacksRequest(event_id=event_id), metadata=md)
         assert rx.bodies[-1]["event_id"] == event_id and callbacks.verify(rx.bodies[-1], r.fleet.callback_secret)
         assert listed.callbacks[0].status == "delivered"
@@ -113,7 +106,7 @@ async def test_a_redirect_is_not_followed_and_is_a_failed_attempt(tmp_path, monk
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", **LOOPBACK_RECEIVER})
     try:
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert tuple(attempt) == (307, "failed", "HTTP 307: redirect not followed")
         assert len(rx.bodies) == 1 and inside.bodies == []  # the signed body never reached the inside
@@ -133,7 +126,7 @@ async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkey
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
     try:
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
         assert attempt["detail"].startswith("refused: target ") and "internal address" in attempt["detail"]

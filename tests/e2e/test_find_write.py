@@ -1,7 +1,6 @@
 """Issue 15 over real sockets: re-provisioning a temporary number then a write that completes (R12), the
 write's history with its channel sessions (R1, 记录查询), a chip blacklisted after its apply (R32)."""
 
-import asyncio
 import datetime as dt
 
 import pytest
@@ -12,6 +11,7 @@ from esimota.service import admin, history, lists, temp_numbers
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all, worker
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.pure_twin
 
@@ -20,16 +20,6 @@ pytestmark = pytest.mark.pure_twin
 async def platform(db_url):
     async with worker(db_url) as p:
         yield p
-
-
-async def _until(check, seconds: float = 30.0):
-    """Wait for something a background job does (not a timing assertion: the bound only ends a hang)."""
-    for _ in range(int(seconds / 0.1)):
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError("the platform never got there")
 
 
 async def test_reprovision_then_a_write_that_completes_with_its_history(pool, platform):
@@ -70,7 +60,7 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
     assert same.task["task_id"] == applied.task_id and same.task["state"] == 4
     # the §7.3 callback's delivery attempts join the history as the dispatcher makes them (its target
     # here, port 9 on loopback, never answers 200: each attempt is recorded with why)
-    attempts = await _until(lambda: _attempts(pool, applied.task_id))
+    attempts = await until(lambda: _attempts(pool, applied.task_id), "the callback attempt", 30)
     event_id = await pool.fetchval("SELECT event_id FROM callback_outbox")
     assert attempts[0].event_id == event_id and attempts[0].outcome != "delivered"
 
@@ -81,7 +71,7 @@ async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platfo
     [applied] = await apply_all(pool, fleet)
     out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
     assert out.ok, out
-    sessions = await _until(lambda: _ended(pool, applied.task_id, 2))
+    sessions = await until(lambda: _ended(pool, applied.task_id, 2), "two sessions ended", 30)
     assert [(s.resumed, s.end_event) for s in sessions] == [(False, "gone"), (True, "done")]
     events = (await history.task_history(pool, applied.task_id)).events
     assert [e.reason for e in events if e.operation == "power_on"] == ["power-on", "resume after a drop"]

@@ -20,6 +20,7 @@ from esimota.sim.device import Device, Faults
 from tests.support import cards
 from tests.support.bip import apply_all, worker
 from tests.support.receiver import Receiver
+from tests.support.waiting import until_query
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def test_stuck_writing_general_then_severe_notified_and_closed_with_report
     await apply_all(pool, fleet)
     out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"], max_channels=1).run()
     assert not out.ok and await pool.fetchval("SELECT state FROM chips") == 3
-    await asyncio.sleep(0.5)  # progress is written behind (DESIGN §5.5): let the last batch land
+    await until_query(pool, "SELECT script_acked > 0 FROM tasks")  # progress is written behind (DESIGN §5.5)
     await pool.execute("UPDATE tasks SET progress_at = now() - interval '31 minutes'")
     res = await ops.scan(pool)
     [row] = await _open(pool, "STUCK%")

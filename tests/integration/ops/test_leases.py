@@ -4,7 +4,6 @@ over; a period never runs twice."""
 from __future__ import annotations
 
 import asyncio
-import time
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -13,6 +12,7 @@ import pytest
 from esimota.jobs.leader import JobRunner
 from tests.support.databases import via_port
 from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import until
 
 PERIOD_S = 0.2
 
@@ -34,13 +34,6 @@ def _ticking(events: list):
     return job
 
 
-async def _until(predicate, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.05)
-
-
 def _kill(runner: JobRunner, task: asyncio.Task) -> None:
     """As kill -9 would: the runner and its jobs stop at once, the lease is not given back."""
     task.cancel()
@@ -59,22 +52,22 @@ async def test_one_node_runs_a_job_cut_off_or_killed_another_takes_over(pool, db
         pool_a = await asyncpg.create_pool(via_port(db_url, proxy.port), min_size=1, max_size=3)
         a, b = JobRunner(pool_a, "node-a", jobs), JobRunner(pool, "node-b", jobs)
         run_a = asyncio.create_task(a.run())
-        await _until(lambda: ("start", "node-a", None) in events, "node A starts the job")
+        await until(lambda: ("start", "node-a", None) in events, "node A starts the job")
         run_b = asyncio.create_task(b.run())
-        await _until(lambda: sum(e[:2] == ("pass", "node-a") for e in events) >= 5, "node A runs passes")
+        await until(lambda: sum(e[:2] == ("pass", "node-a") for e in events) >= 5, "node A runs passes")
         assert b.running() == [] and a.running() == ["tick"]  # B tried every round and never got it
 
         proxy.pause()  # node A is cut off from PostgreSQL: it stops the job itself, then B takes over
-        await _until(lambda: ("start", "node-b", None) in events, "node B takes over")
+        await until(lambda: ("start", "node-b", None) in events, "node B takes over")
         taken = events.index(("start", "node-b", None))
         assert not [e for e in events[taken:] if e[:2] == ("pass", "node-a")]  # never both at once
-        await _until(lambda: sum(e[:2] == ("pass", "node-b") for e in events) >= 5, "node B runs passes")
+        await until(lambda: sum(e[:2] == ("pass", "node-b") for e in events) >= 5, "node B runs passes")
 
         c = JobRunner(pool, "node-c", jobs)
         run_c = asyncio.create_task(c.run())
         _kill(b, run_b)  # node B dies: C takes over once B's lease expires (by the database's clock)
-        await _until(lambda: ("start", "node-c", None) in events, "node C takes over")
-        await _until(lambda: sum(e[:2] == ("pass", "node-c") for e in events) >= 5, "node C runs passes")
+        await until(lambda: ("start", "node-c", None) in events, "node C takes over")
+        await until(lambda: sum(e[:2] == ("pass", "node-c") for e in events) >= 5, "node C runs passes")
         await c.release()
         run_c.cancel()
         _kill(a, run_a)
