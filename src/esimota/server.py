@@ -132,8 +132,7 @@ async def _start_listeners(p: Platform) -> None:
         p.tls_paths = tls.ensure_certificate(config.home())
         ssl_ctx = tls.server_context(*p.tls_paths)
         creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
-    app = http_app.create_app(p.pool, registrars=(functools.partial(bridge.register, api=p.api),))
-    app[http_app.PLATFORM] = p
+    app = http_app.create_app(p.pool, p.readiness, registrars=(functools.partial(bridge.register, api=p.api),))
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
     site = GuardedTCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,
@@ -141,7 +140,7 @@ async def _start_listeners(p: Platform) -> None:
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p,
+        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p.api,
         readiness=p.readiness)
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
@@ -155,11 +154,10 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     (127.0.0.1), with the same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
     p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
-        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p.api,
         readiness=p.readiness)
     await p.ops_grpc.start()
-    ops_app = http_app.create_ops_app(p.pool)
-    ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    ops_app = http_app.create_ops_app(p.pool, p.readiness)  # /readyz knows the worker drains
     # the operator console (R28): staff sessions on this listener only, never on a partner port
     console_app.mount(ops_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
     p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
