@@ -23,7 +23,6 @@ from .log import redact_text
 from .store import crypto, migrate
 
 EXIT_REFUSED = 2
-HAS_TABLE = "SELECT to_regclass($1) IS NOT NULL"
 
 
 class Refused(Exception):
@@ -95,9 +94,7 @@ async def wait_for_database(url: str, seconds: float) -> asyncpg.Connection:
 
 async def check_schema(conn: asyncpg.Connection, known: int) -> int:
     """The database's newest migration; Refused when it is newer than the newest this code knows."""
-    if not await conn.fetchval(HAS_TABLE, "schema_migrations"):
-        return 0
-    newest = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    newest = await migrate.schema_version(conn)
     if newest > known:
         raise Refused(f"the database schema is at migration {newest:04d}, newer than this esimota knows "
                       f"({known:04d}): run the release that migrated it (or restore a backup made with this one)")
@@ -113,7 +110,7 @@ async def check_master_key(conn: asyncpg.Connection) -> None:
 
     A database with keys and no master key at all is refused before one is generated: a new key could
     never read it."""
-    tables = [t for t in ("data_keys", "index_keys") if await conn.fetchval(HAS_TABLE, t)]
+    tables = [t for t in ("data_keys", "index_keys") if await migrate.has_table(conn, t)]
     keys = await conn.fetch(crypto.SELECT_KEYS) if "data_keys" in tables else []
     index = await conn.fetch(crypto.SELECT_INDEX_KEYS) if "index_keys" in tables else []
     if not keys and not index:

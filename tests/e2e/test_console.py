@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 
 import asyncpg
 import pytest
@@ -24,7 +23,7 @@ from esimota.domain.identifiers import eid_check_digits
 from esimota.service import admin, imports, ops, staff
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
-from tests.conftest import _with_db
+from tests.support import databases
 from tests.support import cards
 from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
@@ -39,14 +38,9 @@ XSS = '<script>document.title="pwned"</script><img src=x onerror="document.title
 @pytest.fixture(scope="module")
 async def console_db(pg_server_url, template_db):
     """A database of this module's own (one platform serves every test here)."""
-    name = f"esimota_console_{uuid.uuid4().hex[:10]}"
-    admin_conn = await asyncpg.connect(pg_server_url)
-    await admin_conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    await admin_conn.close()
-    yield _with_db(pg_server_url, name)
-    admin_conn = await asyncpg.connect(pg_server_url)
-    await admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin_conn.close()
+    name = await databases.create(pg_server_url, "esimota_console_", template=template_db)
+    yield databases.url_of(pg_server_url, name)
+    await databases.drop(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")

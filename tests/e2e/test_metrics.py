@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from esimota.codec import bcp
 from esimota.sim import fleetdata
 from esimota.sim.device import Device
 from tests.support.bip import apply_all, worker
@@ -95,7 +96,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
         port = p.ports["admin_http"]  # /metrics is on the operations listener (DESIGN §6)
         before = _samples(await _metrics(http, port))
         out = await Device(fleet.devices[0], "127.0.0.1", p.ports["bip"]).run()
-        assert out.ok and out.close_reason == 0, out
+        assert out.ok and out.close_reason == bcp.CLOSE_DONE, out
         async with grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch:
             await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         async with http.get(f"http://127.0.0.1:{p.ports['http']}/api/v1/write/provinces") as r:  # a partner's call

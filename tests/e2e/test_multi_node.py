@@ -17,6 +17,7 @@ from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
+from tests.support.waiting import until_query
 
 KEYS = ("ESIMOTA_MASTER_KEY", "ESIMOTA_BACKUP_KEY", "ESIMOTA_EXPORT_SIGNING_KEY")
 
@@ -103,13 +104,6 @@ class Balanced(Device):
             return await super()._connect()
 
 
-async def _until(pool, sql: str, want, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while await pool.fetchval(sql) != want:
-        assert time.monotonic() < deadline, f"never: {sql} = {want}"
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.timeout(240)
 async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path, pool, db_url):
     """SIGTERM to node A mid-write: its listener closes, the card's channel resumes on node B and the write
@@ -120,11 +114,11 @@ async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path
     a = serve(tmp_path / "a", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-a"))
     b = None
     try:
-        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-a'", len(LEASED_JOBS))
+        await until_query(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-a'", len(LEASED_JOBS))
         b = serve(tmp_path / "b", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-b"))
         card = Balanced(fleet.devices[0], [a.bip_port, b.bip_port])
         run = asyncio.create_task(card.run())
-        await _until(pool, "SELECT script_acked > 0 FROM tasks", True)
+        await until_query(pool, "SELECT script_acked > 0 FROM tasks")
         cntr_before = await pool.fetchval("SELECT cntr_reserved FROM chip_counters")
         code, _ = a.stop(signal.SIGTERM, timeout=30)
         assert code == 0
@@ -132,7 +126,7 @@ async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path
         assert out.ok and card.port == b.bip_port and out.channels >= 3, out  # write, resumed on B, report
         assert await pool.fetchval("SELECT state FROM chips") == 4
         assert await pool.fetchval("SELECT cntr_reserved FROM chip_counters") > cntr_before  # a fresh block
-        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-b' AND expires_at > now()",
+        await until_query(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-b' AND expires_at > now()",
                      len(LEASED_JOBS), limit=40)
     finally:
         a.stop(signal.SIGKILL)

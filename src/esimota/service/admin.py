@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .. import config
 from ..domain import identifiers
@@ -198,29 +198,37 @@ async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None
     All or nothing: an unknown EID or a chip allocated to another client refuses the whole request.
     Allocating a chip to the client it is allocated to already changes nothing.
     """
-    problems: list[tuple[int, str, str]] = []
-    async with connection(db) as conn, conn.transaction():
-        client = await client_store.resolve(conn, client_ref)
-        named = await _chip_list(conn, eids, batch, problems, lines)
-        wanted = [e for _, e in named]
-        state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
-        for line, eid in named:
-            row = state.get(eid)
-            if row is None:
-                problems.append((line, "EID_NOT_FOUND", eid))
-            elif row["owner_client_id"] not in (None, client.id):
-                problems.append((line, "CHIP_ALLOCATED", f"{eid} is allocated to another client"))
-        if problems:
-            raise ImportRejected(sorted(problems), source=source)
-        changed = {r["eid"] for r in await chip_store.allocate(conn, client.id, wanted)}
-        done = [e for e in wanted if e in changed]
-        await audit.record(conn, actor, "chips.allocate", client.client_id, count=len(done), batch=batch)
-    return done
+    def refuse(row: Any, client_id: int, eid: str) -> tuple[str, str] | None:
+        if row is None:
+            return "EID_NOT_FOUND", eid
+        if row["owner_client_id"] not in (None, client_id):
+            return "CHIP_ALLOCATED", f"{eid} is allocated to another client"
+        return None
+
+    return await _move_chips(db, client_ref, eids, batch, actor, refuse, chip_store.allocate,
+                             action="chips.allocate", source=source, lines=lines)
 
 
 async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
                         actor: str = "admin", lines: list[int] | None = None, source: str = "release") -> list[str]:
     """Undo an allocation while no task is open on the chips (DESIGN §7 `chips release`); all or nothing."""
+    def refuse(row: Any, client_id: int, eid: str) -> tuple[str, str] | None:
+        if row is None or (row["owner_client_id"] != client_id and not batch):
+            return "CHIP_NOT_ALLOCATED", f"{eid} is not allocated to this client"
+        if row["busy"] and row["owner_client_id"] == client_id:
+            return "TASK_OPEN", f"{eid} has an open write task"
+        return None
+
+    return await _move_chips(db, client_ref, eids, batch, actor, refuse, chip_store.release,
+                             action="chips.release", source=source, lines=lines)
+
+
+async def _move_chips(db: Any, client_ref: str, eids: list[str] | None, batch: str | None, actor: str,
+                      refuse: Callable[[Any, int, str], tuple[str, str] | None],
+                      change: Callable[[Any, int, list[str]], Awaitable[list]], *, action: str,
+                      source: str, lines: list[int] | None) -> list[str]:
+    """The one body of allocate and release: resolve the client, name the chips, refuse the whole request
+    (every problem, by line) if `refuse` finds one, else change the chips and audit it, in one transaction."""
     problems: list[tuple[int, str, str]] = []
     async with connection(db) as conn, conn.transaction():
         client = await client_store.resolve(conn, client_ref)
@@ -228,16 +236,14 @@ async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None,
         wanted = [e for _, e in named]
         state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
-            row = state.get(eid)
-            if row is None or (row["owner_client_id"] != client.id and not batch):
-                problems.append((line, "CHIP_NOT_ALLOCATED", f"{eid} is not allocated to this client"))
-            elif row["busy"] and row["owner_client_id"] == client.id:
-                problems.append((line, "TASK_OPEN", f"{eid} has an open write task"))
+            problem = refuse(state.get(eid), client.id, eid)
+            if problem is not None:
+                problems.append((line, *problem))
         if problems:
             raise ImportRejected(sorted(problems), source=source)
-        changed = {r["eid"] for r in await chip_store.release(conn, client.id, wanted)}
+        changed = {r["eid"] for r in await change(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
-        await audit.record(conn, actor, "chips.release", client.client_id, count=len(done), batch=batch)
+        await audit.record(conn, actor, action, client.client_id, count=len(done), batch=batch)
     return done
 
 

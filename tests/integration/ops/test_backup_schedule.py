@@ -15,9 +15,9 @@ from esimota.jobs import backups
 from esimota.jobs.leader import JobRunner
 from esimota.service import backup, ops_notify, staff
 from esimota.sim import fleetdata
-from tests.conftest import _with_db
+from tests.support import databases
 
-from .test_backup import _drop, _empty_db, esimota
+from .test_backup import esimota
 
 
 def _env(monkeypatch, tmp_path, **extra) -> Path:
@@ -56,14 +56,14 @@ async def test_scheduled_backup_is_restorable_and_old_ones_are_deleted(pool, db_
     row = await pool.fetchrow("SELECT actor, target FROM audit_log WHERE action = 'backup.create'")
     assert tuple(row) == (backups.ACTOR, dump.name)
 
-    name = await _empty_db(pg_server_url)
+    name = await databases.create(pg_server_url, "esimota_r_")
     try:
         proc = esimota(db_url, home, "backup", "restore", str(offsite / dump.name), "--database-url",
-                       _with_db(pg_server_url, name), "--json")
+                       databases.url_of(pg_server_url, name), "--json")
         assert proc.returncode == 0, proc.stderr + proc.stdout
         assert json.loads(proc.stdout)["verified"]
     finally:
-        await _drop(pg_server_url, name)
+        await databases.drop(pg_server_url, name)
 
     old = time.time() - 40 * 86400  # older than ESIMOTA_BACKUP_KEEP_DAYS (30): the next pass deletes it
     for d in (home / "backups", offsite):

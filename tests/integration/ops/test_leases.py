@@ -4,23 +4,23 @@ over; a done period never runs again, and a period cut short is finished by the 
 from __future__ import annotations
 
 import asyncio
-import time
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
-import pytest
-
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
 
 from esimota.jobs import exports
 from esimota.jobs.leader import JobRunner
 from esimota.service import reports_export, staff
 from esimota.service.common import CST
+from tests.support.databases import via_port
 from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import until, until_query
 
 PERIOD_S = 0.2
 
@@ -42,26 +42,6 @@ def _ticking(events: list):
     return job
 
 
-async def _until(predicate, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.05)
-
-
-async def _db_until(pool, sql: str, want, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while await pool.fetchval(sql) != want:
-        assert time.monotonic() < deadline, f"never: {sql} = {want}"
-        await asyncio.sleep(0.05)
-
-
-def _via(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{port}"))
-
-
 def _kill(runner: JobRunner, task: asyncio.Task) -> None:
     """As kill -9 would: the runner and its jobs stop at once, the lease is not given back."""
     task.cancel()
@@ -77,25 +57,25 @@ async def test_one_node_runs_a_job_cut_off_or_killed_another_takes_over(pool, db
     jobs = (("tick", _ticking(events)),)
     host = urlsplit(db_url)
     async with FaultProxy(host.hostname, host.port) as proxy:
-        pool_a = await asyncpg.create_pool(_via(db_url, proxy.port), min_size=1, max_size=3)
+        pool_a = await asyncpg.create_pool(via_port(db_url, proxy.port), min_size=1, max_size=3)
         a, b = JobRunner(pool_a, "node-a", jobs), JobRunner(pool, "node-b", jobs)
         run_a = asyncio.create_task(a.run())
-        await _until(lambda: ("start", "node-a", None) in events, "node A starts the job")
+        await until(lambda: ("start", "node-a", None) in events, "node A starts the job")
         run_b = asyncio.create_task(b.run())
-        await _until(lambda: sum(e[:2] == ("pass", "node-a") for e in events) >= 5, "node A runs passes")
+        await until(lambda: sum(e[:2] == ("pass", "node-a") for e in events) >= 5, "node A runs passes")
         assert b.running() == [] and a.running() == ["tick"]  # B tried every round and never got it
 
         proxy.pause()  # node A is cut off from PostgreSQL: it stops the job itself, then B takes over
-        await _until(lambda: ("start", "node-b", None) in events, "node B takes over")
+        await until(lambda: ("start", "node-b", None) in events, "node B takes over")
         taken = events.index(("start", "node-b", None))
         assert not [e for e in events[taken:] if e[:2] == ("pass", "node-a")]  # never both at once
-        await _until(lambda: sum(e[:2] == ("pass", "node-b") for e in events) >= 5, "node B runs passes")
+        await until(lambda: sum(e[:2] == ("pass", "node-b") for e in events) >= 5, "node B runs passes")
 
         c = JobRunner(pool, "node-c", jobs)
         run_c = asyncio.create_task(c.run())
         _kill(b, run_b)  # node B dies: C takes over once B's lease expires (by the database's clock)
-        await _until(lambda: ("start", "node-c", None) in events, "node C takes over")
-        await _until(lambda: sum(e[:2] == ("pass", "node-c") for e in events) >= 5, "node C runs passes")
+        await until(lambda: ("start", "node-c", None) in events, "node C takes over")
+        await until(lambda: sum(e[:2] == ("pass", "node-c") for e in events) >= 5, "node C runs passes")
         await c.release()
         run_c.cancel()
         _kill(a, run_a)
@@ -236,7 +216,7 @@ async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(p
     pool_a = await asyncpg.create_pool(db_url, min_size=1, max_size=3)
     a, b = JobRunner(pool_a, "node-a", jobs), JobRunner(pool, "node-b", jobs)
     run_a = asyncio.create_task(a.run())
-    await _until(lambda: a.running() == ["regulator-exports"], "node A holds the lease")
+    await until(lambda: a.running() == ["regulator-exports"], "node A holds the lease")
     jan = dt.datetime(2027, 1, 2, 9, 0, tzinfo=CST)
     blocker = await asyncpg.connect(db_url)
     tx = blocker.transaction()
@@ -244,13 +224,13 @@ async def test_a_pass_killed_after_its_work_is_finished_without_doing_it_twice(p
     await blocker.execute("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")  # the report waits mid-pass
     pass_a = asyncio.create_task(exports.run_once(pool_a, a.jobs["regulator-exports"].lease, jan, kind="service"))
     runs = "SELECT status FROM job_runs WHERE job = 'regulator-exports' AND period = 'service/2026-H2'"
-    await _db_until(pool, runs, "running")
+    await until_query(pool, runs, "running")
     holder = await asyncpg.connect(db_url)
     row_lock = holder.transaction()
     await row_lock.start()
     await holder.execute(runs + " FOR UPDATE")  # A's "done" will wait on this row
     await tx.rollback()  # the report goes on: made and registered
-    await _db_until(pool, "SELECT count(*) FROM regulator_exports", 1)
+    await until_query(pool, "SELECT count(*) FROM regulator_exports", 1)
     _kill(a, run_a)  # between the registered report and the period marked done
     pass_a.cancel()
     await asyncio.gather(pass_a, return_exceptions=True)

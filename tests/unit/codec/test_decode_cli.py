@@ -9,7 +9,7 @@ import json
 import pytest
 
 from esimota.cli import decode as decode_cli
-from esimota.codec import frames
+from esimota.codec import bcp, frames
 
 from .corpus import KEY, OPEN_CHANNEL
 
@@ -61,7 +61,7 @@ def test_frame_with_keys_down_to_the_apdus(capsys):
     code, out, _ = _run(capsys, "--kic", KEY.hex(), "--kid", KEY.hex(), frame.hex())
     assert code == 0 and out["kind"] == "frame" and out["type"] == "command"
     assert out["packet"]["command_script"] == [{"c_apdu": a.hex()} for a in apdus]
-    hello = frames.encode_hello(KEY, bytes(16), bytes(10), 1, 512, 1)
+    hello = frames.encode_hello(KEY, bytes(16), bytes(10), 1, 512, bcp.HELLO_POWER_ON)
     code, out, _ = _run(capsys, "--kid", KEY.hex(), hello.hex())
     assert out["mac_verified"] is True and out["buffer_size"] == 512
 

@@ -148,6 +148,12 @@ def select(request: web.Request, key: str, name: str, options: list[tuple[str, s
     return tag("label", t(request, key), tag("select", opts, name=name))
 
 
+def filters(request: web.Request, *inputs: Any, button: str = "search", button_id: str | None = None) -> Safe:
+    """A list's filter form: a GET, so the filters stay in the URL (and in the next page's link)."""
+    return tag("form", *inputs, tag("button", t(request, button), type="submit", id=button_id), method="get",
+               class_="filters")
+
+
 NAV = (("overview", "/", None), ("tasks", "/tasks", None), ("chips", "/chips", None), ("numbers", "/numbers", None),
        ("exceptions", "/exceptions", None), ("clients", "/clients", None), ("quality", "/quality", "report.read"),
        ("audit", "/audit", "audit.read"))
@@ -212,6 +218,11 @@ def next_link(request: web.Request, token: str) -> Safe:
     query = dict(request.query)
     query["page_token"] = token
     return tag("p", tag("a", t(request, "next_page"), href=str(request.rel_url.with_query(query)), id="next"))
+
+
+def listed(request: web.Request, got: Any, listing: Safe) -> Safe:
+    """A page of a list (service.lists.PageResult): its total, its rows, the link to the next page."""
+    return join([tag("p", t(request, "total"), " ", got.total), listing, next_link(request, got.next_page_token)])
 
 
 def notice(request: web.Request) -> Safe:
