@@ -271,6 +271,7 @@ def _prepare(settings: config.Settings) -> bool:
 def _refuse(exc: BaseException) -> int:
     """One line on stderr, exit 2: never a traceback for a reason not to start (issue 17)."""
     line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    eslog.flush()  # the log lines before it come before it
     print(f"esimota: refusing to start: {eslog.redact_text(line)}", file=sys.stderr, flush=True)
     return startup.EXIT_REFUSED
 
@@ -372,6 +373,7 @@ def _keys_given(settings: config.Settings) -> bool:
     try:
         config.require_keys(settings.backup_interval_h > 0, settings.exports_on)
     except ConfigError as exc:
+        eslog.flush()
         print(f"esimota: refusing to start: {exc.reason}: {exc.message}", file=sys.stderr)
         return False
     return True
