@@ -98,13 +98,15 @@ class LineWriter(logging.Handler):
     reader of stderr (a full pipe, a busy journald) never stalls a worker's event loop: a fleet's
     40,000 session lines cost the loop their formatting, not 40,000 blocking writes.
 
-    Lines keep their order. INFO and below are written within FLUSH_S, in one write per batch; a
-    WARNING or worse is written at once, after everything queued before it. Bounded: past MAX_QUEUED
+    Lines keep their order. INFO and below are written within FLUSH_S (at once when BATCH is full),
+    one write per batch; a WARNING or worse is written at once, after everything queued before it.
+    Bounded: past MAX_QUEUED
     characters the caller waits for the writer (back-pressure, as a plain StreamHandler would block).
     `flush()` (called by logging.shutdown at exit, and by `flush()` below) returns when every line
     queued so far is written; a process killed with SIGKILL loses at most FLUSH_S of INFO lines."""
 
     FLUSH_S = 0.05
+    BATCH = 1 << 16  # a pipe's capacity: written at once, without waiting for FLUSH_S
     MAX_QUEUED = 1 << 20
 
     def __init__(self, stream) -> None:
@@ -127,11 +129,11 @@ class LineWriter(logging.Handler):
             return
         with self.cond:
             if self.size > self.MAX_QUEUED and not self.closing:
-                self.cond.notify_all()
                 self.cond.wait_for(lambda: self.size <= self.MAX_QUEUED or self.closing, timeout=5.0)
+            before = self.size
             self.queued.append(line)
             self.size += len(line)
-            if len(self.queued) == 1:
+            if before == 0 or before <= self.BATCH < self.size:  # the first line, or a batch is full
                 self.cond.notify_all()
         if record.levelno >= logging.WARNING or self.closing:
             self._write_queued()
@@ -158,7 +160,8 @@ class LineWriter(logging.Handler):
                 self.cond.wait_for(lambda: self.queued or self.closing)
                 if self.closing and not self.queued:
                     return
-            time.sleep(self.FLUSH_S)  # let a burst gather into one write
+                # let a burst gather into one write, unless a batch is full already
+                self.cond.wait_for(lambda: self.size > self.BATCH or self.closing, timeout=self.FLUSH_S)
             self._write_queued()
 
     def flush(self) -> None:
