@@ -29,7 +29,7 @@ from esimota.errors import PermissionDenied
 from esimota.service import admin, staff, writing
 from esimota.sim import fleetdata
 from esimota.store import clients as client_store
-from tests.conftest import _with_db
+from tests.support.databases import url_of
 from tests.support.bip import apply_all, worker
 
 from ..conftest import BATCH_KEY
@@ -199,7 +199,7 @@ async def platform(pool, db_url, pg_server_url, tmp_path):
             await conn.execute(f'CREATE DATABASE "{name}"')
         yield {"key": str(tmp_path / "batch.key"), "fleet_key": str(tmp_path / "fleet.key"),
                "eid0": fleet.devices[0], "eid1": fleet.devices[1], "exceptions": exceptions,
-               "restore": [_with_db(pg_server_url, n) for n in names], "home": tmp_path / "home"}
+               "restore": [url_of(pg_server_url, n) for n in names], "home": tmp_path / "home"}
     finally:
         for name in names:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
