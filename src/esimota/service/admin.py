@@ -147,7 +147,8 @@ async def create_batch(db: Any, name: str, master_key_hex: str, *, actor: str = 
 async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor: str = "admin",
                            lines: list[int] | None = None, source: str = "allocation") -> list[str]:
     """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done, every
-    bad one listed (by `lines`, the file's line numbers of `source`, when the ICCIDs come from a file)."""
+    bad one listed (by `lines`, the file's line numbers of `source`, when the ICCIDs come from a file).
+    A number allocated to this client already changes nothing; the ICCIDs newly allocated are returned."""
     problems: list[tuple[int, str, str]] = []
     wanted_lines: list[tuple[int, str]] = []
     for line, raw in zip(lines or range(1, len(iccids) + 1), iccids):
@@ -163,7 +164,9 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
             row = state.get(iccid)
             if row is None:
                 problems.append((line, "NUMBER_NOT_FOUND", iccid))
-            elif row["client_id"] not in (None, client.id) or row["status"] != "available":
+            elif row["client_id"] == client.id:
+                continue  # allocated to this client already (in use or not): nothing changes, as for chips
+            elif row["client_id"] is not None or row["status"] != "available":
                 problems.append((line, "NUMBER_UNAVAILABLE", iccid))
         if problems:
             raise ImportRejected(sorted(problems), source=source)

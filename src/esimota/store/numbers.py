@@ -40,7 +40,7 @@ SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
 SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
 ALLOCATE = """
 UPDATE numbers SET client_id = $1, allocated_at = now()
-WHERE iccid = ANY($2::text[]) AND (client_id IS NULL OR client_id = $1) AND status = 'available'
+WHERE iccid = ANY($2::text[]) AND client_id IS NULL AND status = 'available'
 RETURNING iccid"""
 ALLOCATION_STATE = "SELECT iccid, client_id, status FROM numbers WHERE iccid = ANY($1::text[])"
 

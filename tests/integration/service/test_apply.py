@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from esimota.domain.lifecycle import CardState
-from esimota.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from esimota.errors import Conflict, ImportRejected, InvalidArgument, NotFound, PermissionDenied
 from esimota.service import admin, writing
 from esimota.service.writing import ApplyRequest
 
@@ -80,6 +80,11 @@ async def test_designated_only_with_numbers_allocated_to_the_caller(pool, seeded
     with pytest.raises(Conflict) as err:  # the number is taken now
         await writing.apply_write(pool, b, ApplyRequest(eid(8), 0, iccid=iccid(1), msisdn=msisdn(1)))
     assert err.value.reason == "NUMBER_IN_USE"
+    # allocated to b already, in use: allocating it to b again changes nothing (as for chips); to a, refused
+    assert await admin.allocate_numbers(pool, b.client_id, [iccid(1)]) == []
+    with pytest.raises(ImportRejected) as rejected:
+        await admin.allocate_numbers(pool, a.client_id, [iccid(1)])
+    assert [p[1] for p in rejected.value.problems] == ["NUMBER_UNAVAILABLE"]
     with pytest.raises(InvalidArgument) as err:  # the ICCID and the MSISDN name two numbers: 400
         await writing.apply_write(pool, b, ApplyRequest(eid(9), 0, iccid=iccid(1), msisdn=msisdn(2)))
     assert err.value.reason == "NUMBER_MISMATCH"
