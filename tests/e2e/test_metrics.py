@@ -133,6 +133,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
     assert [r.task_id for r in ends if r.task_id] == [applied.task_id]  # the write's channel names its task
     [outcome] = [r for r in caplog.records if r.getMessage() == "write outcome"]
     assert (outcome.task_id, outcome.eid, outcome.result) == (applied.task_id, fleet.devices[0].eid, "success")
+    assert outcome.client == fleet.client_id  # the client's public id, as partners and operators know it
     logged = json.dumps([r.__dict__ for r in caplog.records], default=str).lower()
     for num in fleet.numbers:
         for secret in (num["ki"].hex(), num["opc"].hex(), num["imsi"]):

@@ -44,4 +44,4 @@ def group_committed(events: list, committed: Any) -> None:
     for chip, result in finished:
         metrics.WRITES.labels(result).inc()
         log.info("write outcome", extra={"task_id": chip["task_id"], "eid": chip["eid"], "result": result,
-                                          "client": chip["client_id"]})
+                                          "client": chip["client_ref"]})

@@ -13,19 +13,20 @@ from typing import Any
 #: ChipRow: an asyncpg Record with the columns below — the chip (id, eid, state, remaining_flow_bytes,
 #: chip_model, owner_client_id, imei), its batch (batch, master_key_enc), counters (card_counter,
 #: cntr_reserved), its latest task (task_pk, task_id, client_id, script_acked, script_total,
-#: script_done, number_id, task_result, task_diagnostic) and that task's number (iccid, msisdn,
+#: script_done, number_id, task_result, task_diagnostic), its client's public id (client_ref) and that task's number (iccid, msisdn,
 #: imsi_enc, keys_enc, province_code); task and number columns are NULL for a chip without a task.
 CHIPS_FOR_UPDATE = """
 SELECT c.id, c.eid, c.state, c.remaining_flow_bytes, c.chip_model, c.owner_client_id, c.imei,
        b.name AS batch, b.master_key_enc,
        coalesce(cc.card_counter, -1) AS card_counter, coalesce(cc.cntr_reserved, 0) AS cntr_reserved,
        t.id AS task_pk, t.task_id, t.client_id, t.script_acked, t.script_total, t.script_done, t.number_id,
-       t.result AS task_result, t.diagnostic AS task_diagnostic,
+       t.result AS task_result, t.diagnostic AS task_diagnostic, cl.client_id AS client_ref,
        n.iccid, n.msisdn, n.imsi_enc, n.keys_enc, n.province_code
 FROM chips c
 JOIN chip_batches b ON b.id = c.batch_id
 LEFT JOIN chip_counters cc ON cc.chip_id = c.id
 LEFT JOIN LATERAL (SELECT * FROM tasks WHERE chip_id = c.id ORDER BY id DESC LIMIT 1) t ON true
+LEFT JOIN clients cl ON cl.id = t.client_id
 LEFT JOIN numbers n ON n.id = t.number_id
 WHERE c.eid = ANY($1::text[])
 ORDER BY c.id
