@@ -44,8 +44,9 @@ PARALLEL = {("decode",), ("db",), ("chips", "list"), ("numbers", "list"), ("repo
             ("staff", "token"), ("project", "list"), ("delivery", "progress"), ("api", "admin-token"), ("tasks", "list"),
             ("tasks", "show"), ("clients", "list"), ("exceptions", "list"), ("exceptions", "show"), ("alerts", "list"),
             ("callbacks", "list"), ("batch", "create"), ("client", "create"), ("client", "rotate-secret"),
-            ("client", "whitelist"), ("client", "permissions"), ("client", "disable"), ("staff", "add"),
-            ("staff", "roles"), ("staff", "disable"), ("project", "create"), ("sim", "device"), ("sim", "fleet")}
+            ("client", "whitelist"), ("client", "permissions"), ("client", "update"), ("client", "disable"), ("staff", "add"),
+            ("staff", "roles"), ("staff", "disable"), ("project", "create"), ("sim", "device"), ("sim", "fleet"),
+            ("monitor", "jobs")}
 # the list commands print JSON lines: none when nothing matches
 LISTS = {("chips", "list"), ("numbers", "list"), ("tasks", "list"), ("clients", "list"), ("exceptions", "list"),
          ("alerts", "list"), ("callbacks", "list")}
@@ -75,6 +76,7 @@ def script(w: dict) -> list[tuple[tuple, list, list]]:
         (("client", "rotate-secret"), ["j1"], ["t1"]),
         (("client", "whitelist"), ["j1", "--ip", "10.1.0.0/16"], ["t1", "--ip", "10.1.0.0/16"]),
         (("client", "permissions"), ["j1", "--permissions", "write,chip"], ["t1", "--permissions", "write,chip"]),
+        (("client", "update"), ["j1", "--rate-limit", "50"], ["t1", "--rate-limit", "60", "--ip", "10.2.0.0/16"]),
         (("chips", "allocate"), *same("--client", "j1", "--batch", "B1")),
         (("project", "create"), ["--client", "j1", "--name", "pj", "--field", "智能表计"],
          ["--client", "j1", "--name", "pt", "--field", "智能表计"]),
@@ -113,6 +115,7 @@ def script(w: dict) -> list[tuple[tuple, list, list]]:
         (("staff", "review"), *same()),
         (("staff", "token"), *same("root")),
         (("monitor", "scan"), *same()),
+        (("monitor", "jobs"), *same()),
         (("monitor", "region"), *same("1064000009001", "--cities", "广州,佛山")),
         (("monitor", "high-risk"), *same("某市", "--reason", "drill")),
         (("monitor", "blacklist"), *same("imei", "860000000090026", "--reason", "stolen")),
