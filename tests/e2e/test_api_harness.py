@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -78,7 +77,8 @@ async def start(tmp_path, monkeypatch, db_url, pool, *, chips: int = 6, env: dic
 
 
 async def stop(r: Running) -> None:
-    """server.stop_worker's steps one by one, each bounded, naming the one that hangs."""
+    """server.stop_worker's steps one by one, each bounded, naming the one that hangs (the bound ends a
+    hang; how fast a stop is belongs to benchmarks/)."""
     p = r.platform
     p.bip.close()
     for t in p.tasks:
@@ -86,19 +86,16 @@ async def stop(r: Running) -> None:
     steps = [("jobs", asyncio.gather(*p.tasks, return_exceptions=True)), ("grpc", p.grpc.stop(1.0)),
              ("ops grpc", p.ops_grpc.stop(1.0)), ("http", p.http_runner.cleanup()),
              ("ops http", p.ops_runner.cleanup()), ("api", p.api.stop()), ("pool", p.pool.close())]
-    slow = []
+    hung = []
     for name, step in steps:
-        t0 = time.monotonic()
         try:
             await asyncio.wait_for(step, 10)
         except asyncio.TimeoutError:
-            slow.append(name)
+            hung.append(name)
             for t in p.tasks:
                 if not t.done():
                     t.print_stack()
-        if time.monotonic() - t0 > 2:
-            slow.append(f"{name}: {time.monotonic() - t0:.1f} s")
-    assert not slow, slow
+    assert not hung, hung
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -13,6 +12,7 @@ from esimota.service import admin, usage
 from esimota.sim import fleetdata
 from esimota.v1 import auth_pb2, auth_pb2_grpc
 from tests.support import cards
+from tests.support.waiting import until
 
 from .test_api_harness import running, start, stop  # noqa: F401  (fixture)
 
@@ -188,12 +188,23 @@ async def test_query_errors(running):
 
 
 async def test_permissions_whitelist_limits_and_revocation(running, pool):
-    """DESIGN §6: per-API permission 403, whitelist 403, 429 with Retry-After and RateLimit-*; rotation
-    of the secret revokes tokens within 5 s (R17)."""
+    """DESIGN §6: per-API permission 403, whitelist 403, 429 with Retry-After and RateLimit-*; a changed
+    whitelist and a rotated secret reach the running API by its client cache's refresh, with no restart
+    (R17; the refresh is every auth.REFRESH_S)."""
     cid, _, secret, _ = await fleetdata.create_client(pool, permissions=("chip",))
     await admin.update_client(pool, cid, rate_limit_per_min=3)  # `esimota client update` (R17)
+    clients = running.platform.api.clients
+
+    def limit_seen() -> bool:
+        entry = clients.by_id.get(cid)
+        return entry is not None and entry.client.rate_limit_per_min == 3
+
     async with aiohttp.ClientSession() as http:
-        await asyncio.sleep(2.5)  # the client cache of every process refreshes within 2 s
+        async def refused(reason: str) -> bool:  # an ordinary call, until the refreshed cache refuses it
+            _, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
+            return body.get("error") == reason
+
+        await until(limit_seen, "the API's client cache holds the new client with its limit of 3")
         token = await running.token(http, cid, secret)
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
         assert (code, body["error"]) == (403, "NO_PERMISSION")
@@ -205,7 +216,7 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
         assert 1 <= int(headers["Retry-After"]) <= 60 and headers["RateLimit-Limit"] == "3"
         token = await running.token(http)
         await admin.update_client(pool, running.fleet.client_id, ip="10.0.0.0/8")
-        await asyncio.sleep(2.5)
+        await until(lambda: refused("IP_NOT_WHITELISTED"), "the new whitelist refuses 127.0.0.1", every=0.2)
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
         assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
         code, body, _ = await running.get(http, "/api/v1/auth/token", client_id=running.fleet.client_id,
@@ -213,7 +224,7 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
         assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
         await admin.update_client(pool, running.fleet.client_id, ip="127.0.0.1/32")
         await admin.rotate_secret(pool, running.fleet.client_id)
-        await asyncio.sleep(2.5)
+        await until(lambda: refused("TOKEN_REVOKED"), "the rotated secret revokes the token", every=0.2)
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
         assert (code, body["error"]) == (401, "TOKEN_REVOKED")
 

@@ -157,8 +157,9 @@ async def test_only_a_valid_staff_token_opens_the_admin_service(running, pool):
             await fails(a.ListExceptions(req, metadata=md), grpc.StatusCode.UNAUTHENTICATED, reason)
         await a.ListExceptions(req, metadata=bearer(good))
         ing = ingest_pb2_grpc.IngestServiceStub(ach)
-        await fails(ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]),
-                                    metadata=bearer(running.token_for("sam"))),
+        # refused before a record is read, so sent with none: grpcio aio reports a client stream the server
+        # ends while the client still writes as INTERNAL, now and then (grpc/grpc#36066)
+        await fails(ing.IngestUsage(iter(()), metadata=bearer(running.token_for("sam"))),
                     grpc.StatusCode.PERMISSION_DENIED, "ROLE_FORBIDDEN")
         summary = await ing.IngestUsage(iter([ingest_pb2.UsageRecord(record_id="u1")]), metadata=bearer(good))
         assert summary.received == 1

@@ -66,10 +66,24 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
 
 
 async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platform):
-    """DESIGN §5.4 step 4 in the history: the cut session ends 'gone', the HELLO(02) one is marked resumed."""
+    """DESIGN §5.4 step 4 in the history: the cut session ends 'gone', the HELLO(02) one is marked resumed.
+
+    The card resumes only once the platform has recorded the drop. A HELLO(02) that reaches the platform
+    before it has seen the drop finds the earlier channel still open and takes the session over (§5.4
+    step 4: that session ends 'taken over', which is as correct); this test is about a drop, then a
+    resume, so it does not race the two."""
     fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(drop_at_frame=1))
     [applied] = await apply_all(pool, fleet)
-    out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
+
+    class ResumesOnceTheDropIsRecorded(Device):
+        async def _write_channel(self, reason: int):
+            close = await super()._write_channel(reason)
+            if close is None:  # cut: the next channel is the resume, HELLO(02)
+                [first] = await until(lambda: _ended(pool, applied.task_id, 1), "the cut session's end", 30)
+                assert (first.resumed, first.end_event) == (False, "gone")
+            return close
+
+    out = await ResumesOnceTheDropIsRecorded(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
     assert out.ok, out
     sessions = await until(lambda: _ended(pool, applied.task_id, 2), "two sessions ended", 30)
     assert [(s.resumed, s.end_event) for s in sessions] == [(False, "gone"), (True, "done")]

@@ -20,7 +20,7 @@ from esimota.sim.device import Device, Faults
 from tests.support import cards
 from tests.support.bip import apply_all, worker
 from tests.support.receiver import Receiver
-from tests.support.waiting import until_query
+from tests.support.waiting import until, until_query
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ async def test_stuck_writing_general_then_severe_notified_and_closed_with_report
 
 async def test_no_province_resource_one_then_many_then_replenished(pool, platform):
     """Table 3 row 3: one province 2 h general; several provinces 4 h severe; replenished → closed."""
-    fleet = await _partner_fleet(pool, 3, numbers=0)
+    fleet = await _partner_fleet(pool, platform, 3, numbers=0)
     for eid, province in zip([d.eid for d in fleet.devices], ("11", "12")):
         code, body = await _apply_http(platform, fleet, eid, province)
         assert (code, body["error"]) == (403, "NO_RESOURCE"), body
@@ -100,10 +100,11 @@ async def test_no_province_resource_one_then_many_then_replenished(pool, platfor
     assert await pool.fetchval("SELECT closed_at IS NOT NULL FROM exceptions WHERE kind = 'NO_RESOURCE:11'")
 
 
-async def _partner_fleet(pool, count: int, **kw):
-    """A fleet whose client the API's client cache can see (it reloads at most every 0.25 s)."""
+async def _partner_fleet(pool, platform, count: int, **kw):
+    """A fleet whose client the worker's API knows: a token of a client its cache has not loaded yet is
+    refused until the cache's next load (on demand at most every 0.25 s, else every 2 s)."""
     fleet = await fleetdata.generate(pool, count, **kw)
-    await asyncio.sleep(0.3)
+    await until(lambda: fleet.client_id in platform.api.clients.by_id, "the API's client cache has the fleet's client")
     return fleet
 
 
@@ -138,7 +139,7 @@ async def test_http_refused_applies_token_and_whitelist_bursts(pool, platform, m
     """Table 3 rows 1–2 and table 5 rows 1–2 from the call log (R27): refused applies, bursts of 401 and 403."""
     monkeypatch.setattr(ops, "TOKEN_BURST", 3)
     monkeypatch.setattr(ops, "WHITELIST_BURST", 2)
-    fleet = await _partner_fleet(pool, 2)
+    fleet = await _partner_fleet(pool, platform, 2)
     code, body = await _apply_http(platform, fleet, fleet.devices[0].eid, None)
     assert code == 400, body
     await apply_all(pool, fleet, eids=[fleet.devices[1].eid])  # written through the channel: state 4
@@ -147,8 +148,7 @@ async def test_http_refused_applies_token_and_whitelist_bursts(pool, platform, m
     assert (code, body["error"]) == (403, "ALREADY_WRITTEN")
     for _ in range(3):
         assert (await _http(platform, "/api/v1/write/provinces", token="forged"))[0] == 401
-    walled = await fleetdata.create_client(pool, name="walled", whitelist=("10.0.0.0/8",))
-    await asyncio.sleep(0.3)
+    walled = await fleetdata.create_client(pool, name="walled", whitelist=("10.0.0.0/8",))  # GetToken reads it
     for _ in range(2):
         code, body = await _http(platform, "/api/v1/auth/token", client_id=walled[0], client_secret=walled[2])
         assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
@@ -169,10 +169,7 @@ async def test_callbacks_failing_and_expired_temporary_number(pool, platform, mo
     await apply_all(pool, fleet)
     out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
     assert out.ok
-    for _ in range(100):
-        if await pool.fetchval("SELECT attempts FROM callback_outbox") >= 3:
-            break
-        await asyncio.sleep(0.1)
+    await until_query(pool, "SELECT attempts >= 3 FROM callback_outbox")  # the dispatcher's retries (scaled)
     await pool.execute("UPDATE chips SET temp_expires_on = current_date - 1 WHERE eid = $1", fleet.devices[1].eid)
     await ops.scan(pool)
     rows = {catalogue.base_kind(r["kind"]): r for r in await _open(pool, "%")}
@@ -200,18 +197,16 @@ async def test_jobs_run_in_the_worker_and_metrics_show_quality(db_url, pool, mon
         await cards.start_writing(fleet.devices[0], port)  # HELLO accepted, then silence: 写卡中
     await pool.execute("UPDATE tasks SET started_at = now() - interval '2 hours', "
                        "progress_at = now() - interval '2 hours'")  # two hours pass
-    async with worker(db_url) as p:
-        for _ in range(50):
-            if await pool.fetchval("SELECT severity FROM exceptions WHERE kind LIKE 'STUCK%'") == "severe":
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
-        code, text = 0, ""
-        async with aiohttp.ClientSession() as http:
+    # open exceptions by class, severity and whether their deadline passed (issue 17); the stuck task; quality
+    want = ['esimota_exceptions_open{class="write",overdue="false",severity="severe"} 1.0',
+            'esimota_tasks_waiting{state="writing"} 1.0', "esimota_quality_write_success_ratio"]
+    async with worker(db_url) as p, aiohttp.ClientSession() as http:
+        async def metrics() -> bool:  # the monitor and quality jobs' gauges, once they have run since
             async with http.get(f"http://127.0.0.1:{p.ports['admin_http']}/metrics") as r:
-                code, text = r.status, await r.text()
+                assert r.status == 200
+                text = await r.text()
+            return all(w in text for w in want)
+
+        await until_query(pool, "SELECT severity = 'severe' FROM exceptions WHERE kind LIKE 'STUCK%'")
+        await until(metrics, f"/metrics showing {want}", every=0.2)
     assert await pool.fetchval("SELECT kind FROM exceptions") == "STUCK_WRITING_SEVERE"
-    # open exceptions by class, severity and whether their deadline passed (issue 17)
-    assert code == 200 and 'esimota_exceptions_open{class="write",overdue="false",severity="severe"} 1.0' in text
-    assert 'esimota_tasks_waiting{state="writing"} 1.0' in text
-    assert "esimota_quality_write_success_ratio" in text

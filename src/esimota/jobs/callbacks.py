@@ -41,6 +41,8 @@ def _acknowledged(status: int, text: str) -> bool:
 class Dispatcher:
     """Claims due outbox rows (SKIP LOCKED, with a lease), delivers them concurrently, records each attempt."""
 
+    poll_s = POLL_S  # the longest wait between claims when no wake-up comes
+
     def __init__(self, pool: Any, dsn: str | None = None, policy: TargetPolicy | None = None) -> None:
         self.pool, self.dsn = pool, dsn
         self.policy = policy or TargetPolicy()
@@ -138,10 +140,10 @@ class Dispatcher:
             return None
 
     async def _idle(self) -> None:
-        """Until a NOTIFY or POLL_S; asyncio.wait, unlike 3.11's wait_for, never swallows a cancellation."""
+        """Until a NOTIFY or poll_s; asyncio.wait, unlike 3.11's wait_for, never swallows a cancellation."""
         waiter = asyncio.ensure_future(self.wake.wait())
         try:
-            await asyncio.wait([waiter], timeout=POLL_S)
+            await asyncio.wait([waiter], timeout=self.poll_s)
         finally:
             waiter.cancel()
 

@@ -14,6 +14,8 @@ from esimota.service import callbacks, writing
 from esimota.service.writing import ApplyRequest
 from esimota.store import callback_outbox as outbox
 
+from tests.support.waiting import until
+
 from ..conftest import eid
 
 
@@ -24,26 +26,30 @@ async def _queue(pool, client, i: int) -> None:
                        "VALUES ($1, $2, $3, '{}')", f"ev-{i}", client.id, task_pk)
 
 
+MARK = "esimota_test_mark"  # a notification sent after a statement: it arrives after the statement's own
+
+
 async def test_only_due_callbacks_send_a_wake_up(db_url, pool, seeded):
     a, _ = seeded
     heard: list[str] = []
+    marks: list[str] = []
     listener = await asyncpg.connect(db_url)
     await listener.add_listener("esimota_callbacks", lambda *args: heard.append(args[2]))
+    await listener.add_listener(MARK, lambda *args: marks.append(args[3]))
 
     async def wakes(statement, *args) -> int:
+        """Wake-ups sent by `statement` (SQL, or a coroutine function): PostgreSQL delivers notifications in
+        commit order, so every one of the statement's has been heard once the mark sent after it is."""
         heard.clear()
-        await pool.execute(statement, *args)
-        await listener.execute("SELECT 1")  # a round trip: a notification committed before it has arrived
-        await asyncio.sleep(0.05)
+        await (statement() if callable(statement) else pool.execute(statement, *args))
+        mark = str(len(marks))
+        await pool.execute("SELECT pg_notify($1, $2)", MARK, mark)
+        await until(lambda: mark in marks, f"the mark after {statement!r:.60}")
         return len(heard)
 
     try:
         assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # empty outbox: nothing due
-        heard.clear()
-        await _queue(pool, a, 1)
-        await listener.execute("SELECT 1")
-        await asyncio.sleep(0.05)
-        assert len(heard) == 1                                                    # a new callback is due now
+        assert await wakes(lambda: _queue(pool, a, 1)) == 1                       # a new callback is due now
         assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # claimed: a lease ahead
         assert await wakes(outbox.CLAIM, 64, callbacks.LEASE_S) == 0          # nothing left to claim
         assert await wakes("UPDATE callback_outbox SET next_attempt_at = now() + interval '30 seconds', "
@@ -55,11 +61,15 @@ async def test_only_due_callbacks_send_a_wake_up(db_url, pool, seeded):
 
 
 async def test_an_idle_dispatcher_waits_for_its_poll(db_url, pool, seeded):
-    """With nothing to send the dispatcher claims once per poll (1 s), not in a loop."""
+    """With nothing to send the dispatcher claims once, then waits for a wake-up or its poll (1 s; an hour
+    here, so that every claim after the first is one a wake-up caused): its own claims wake nothing, and
+    each callback that comes due wakes it once."""
     a, _ = seeded
     rounds: list[int] = []
 
     class Counting(Dispatcher):
+        poll_s = 3600.0
+
         async def tick(self) -> int:
             n = await super().tick()
             rounds.append(n)
@@ -67,10 +77,12 @@ async def test_an_idle_dispatcher_waits_for_its_poll(db_url, pool, seeded):
 
     task = asyncio.ensure_future(Counting(pool, db_url).run())
     try:
-        await asyncio.sleep(2.5)
-        idle_rounds = len(rounds)
-        assert 1 <= idle_rounds <= 4, rounds  # one claim at start, then one per 1 s poll
-        assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 0
+        await until(lambda: rounds, "the dispatcher's first claim")
+        await _queue(pool, a, 1)
+        await until(lambda: 1 in rounds, "the claim of the first due callback")
+        await _queue(pool, a, 2)
+        await until(lambda: rounds.count(1) == 2, "the claim of the second due callback")
+        assert rounds == [0, 1, 1]  # a self-woken dispatcher claims again and again in between (0, 0, ...)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
