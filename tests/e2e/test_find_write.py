@@ -1,6 +1,7 @@
 """Issue 15 over real sockets: re-provisioning a temporary number then a write that completes (R12), the
 write's history with its channel sessions (R1, 记录查询), a chip blacklisted after its apply (R32)."""
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from esimota.codec import bcp
 from esimota.errors import PermissionDenied
 from esimota.service import admin, history, lists, temp_numbers
+from esimota.sim import device as device_mod
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all, worker
@@ -89,6 +91,41 @@ async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platfo
     assert [(s.resumed, s.end_event) for s in sessions] == [(False, "gone"), (True, "done")]
     events = (await history.task_history(pool, applied.task_id)).events
     assert [e.reason for e in events if e.operation == "power_on"] == ["power-on", "resume after a drop"]
+
+
+async def test_a_resume_while_the_first_channel_is_open_takes_the_session_over(pool, platform):
+    """DESIGN §5.4 step 4, the other order: the card's network keeps its first channel (the platform still
+    sees it open) and the card resumes with HELLO(02) on a new one. The newer channel takes the session
+    over; the first session ends 'taken over' with the frames and bytes it carried, and the worker keeps
+    no record of it afterwards."""
+    fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(drop_at_frame=1))
+    [applied] = await apply_all(pool, fleet)
+
+    class _Kept(device_mod._Link):
+        def close(self) -> None:  # the card gave up on it, its network did not: the platform sees it open
+            pass
+
+    class TakesOver(Device):
+        kept = None
+
+        async def _connect(self):
+            if self.kept is not None:
+                return await super()._connect()
+            self.out.channels += 1
+            _, self.kept = await asyncio.get_running_loop().create_connection(_Kept, self.host, self.port)
+            return self.kept
+
+    card = TakesOver(fleet.devices[0], "127.0.0.1", platform.ports["bip"])
+    try:
+        out = await card.run()
+    finally:
+        device_mod._Link.close(card.kept)
+    assert out.ok, out
+    sessions = await until(lambda: _ended(pool, applied.task_id, 2), "two sessions ended", 30)
+    assert [(s.resumed, s.end_event) for s in sessions] == [(False, "taken over"), (True, "done")]
+    assert sessions[0].frames >= 1 and sessions[0].bytes > 0  # the HELLO in, the first COMMAND out
+    sessions_open = platform.bip_driver.service.sessions.open
+    assert await until(lambda: not sessions_open, "the worker's session records all ended", 30)
 
 
 async def _attempts(pool, task_id):

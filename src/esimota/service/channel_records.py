@@ -71,22 +71,29 @@ class _Flush:
         self.starts: list[tuple] = []
         self.acks: dict[int, int] = {}
         self.ends: list[tuple] = []  # (id(session), end event, close reason, bytes)
+        self.keys: list[tuple] = []  # (chip id, id(session)) of the sessions started
 
     async def __call__(self, conn: Any) -> None:
-        if self.starts:
-            await history.supersede_sessions(conn, sorted({s[1] for s in self.starts}))
-            await history.start_sessions(conn, self.starts)
-        opened = self.log.open
+        log, opened = self.log, self.log.open
         for key, n in self.acks.items():
             if key in opened:
                 opened[key][1] += n
+        # ends first: a session that dropped in this group ends "gone" even if its card's resuming HELLO
+        # is in the same group (the supersede below then finds it ended and leaves it so)
         rows = []
         for key, name, reason, traffic in self.ends:
             entry = opened.pop(key, None)
             if entry is not None:
+                if log.by_chip.get(entry[2]) == key:
+                    del log.by_chip[entry[2]]
                 rows.append((entry[0], name, reason, 1 + 2 * entry[1] + (reason is not None), traffic))
         if rows:
             await history.end_sessions(conn, rows)
+        if self.starts:  # a session still open on another worker is taken over (DESIGN §5.4 step 4)
+            await history.supersede_sessions(conn, sorted({s[1] for s in self.starts}))
+            await history.start_sessions(conn, self.starts)
+            for chip_id, key in self.keys:
+                log.by_chip[chip_id] = key
 
 
 class SessionLog:
@@ -95,7 +102,9 @@ class SessionLog:
     of a chunk are in the bytes, not in the frames)."""
 
     def __init__(self) -> None:
-        self.open: dict[int, list] = {}  # id(session) -> [session_ref, acknowledged chunks]
+        # id(session) -> [session_ref, acknowledged chunks, chip id, the session] (held until it ends)
+        self.open: dict[int, list] = {}
+        self.by_chip: dict[int, int] = {}  # chip id -> id(session) of its open session here (as committed)
 
     def _flush(self, group: Any) -> _Flush:
         for final in group.finals:
@@ -106,9 +115,16 @@ class SessionLog:
         return flush
 
     def started(self, group: Any, session: Any, chip: Any, resumed: bool) -> None:
-        ref = secrets.randbits(62)
-        self.open[id(session)] = [ref, 0]
-        self._flush(group).starts.append((ref, chip["id"], chip["task_pk"], resumed))
+        """A HELLO accepted. If the chip's earlier session is open on this worker, the multiplexer has just
+        taken it over and tells no end of it: it ends here, "taken over", with its frames and bytes.
+        (A session never ends in the group that starts it: the card hears its start after the commit.)"""
+        ref, key, flush = secrets.randbits(62), id(session), self._flush(group)
+        old = self.by_chip.get(chip["id"])
+        if old is not None and old != key and old in self.open:
+            flush.ends.append((old, "taken over", None, self.open[old][3].traffic))
+        self.open[key] = [ref, 0, chip["id"], session]
+        flush.starts.append((ref, chip["id"], chip["task_pk"], resumed))
+        flush.keys.append((chip["id"], key))
 
     def event(self, group: Any, ev: Any) -> None:
         """Every event of a running session (call before its traffic is charged: the bytes are read here)."""
