@@ -164,15 +164,15 @@ async def test_a_node_killed_mid_export_leaves_the_period_to_the_survivor(tmp_pa
     b = None
     try:
         run = f"SELECT node || ' ' || status FROM job_runs WHERE job = 'regulator-exports' AND period = 'subscribers/{month}'"
-        await _until(pool, run, "node-a running")
-        await _until(pool, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'projects'::regclass",
-                     True)
+        await until_query(pool, run, "node-a running")
+        await until_query(pool, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'projects'::regclass",
+                          True)
         a.stop(signal.SIGKILL)  # mid-pass: the period claimed, its report query waiting
         await _terminate_waiters(blocker)
         await lock.rollback()
         b = serve(tmp_path / "b", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-b"))
         done = "SELECT count(*) FROM job_runs WHERE job = 'regulator-exports' AND status = 'done'"
-        await _until(pool, done, 2)
+        await until_query(pool, done, 2)
     finally:
         await blocker.close()
         a.stop(signal.SIGKILL)
