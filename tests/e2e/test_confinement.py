@@ -14,6 +14,7 @@ import ssl
 import aiohttp
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 
 from esimota.service import admin
 from esimota.sim import fleetdata
@@ -193,6 +194,36 @@ async def _listed(channel) -> set[str]:
     async for answer in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
         return {s.name for s in answer.list_services_response.service}
     return set()
+
+
+async def _described(channel, symbol: str) -> str:
+    """What reflection answers to file_containing_symbol: the file's name, or the error code."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    ask = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    async for answer in stub.ServerReflectionInfo(iter([ask])):
+        if answer.HasField("file_descriptor_response"):
+            found = descriptor_pb2.FileDescriptorProto.FromString(answer.file_descriptor_response.file_descriptor_proto[0])
+            return found.name
+        return f"error {answer.error_response.error_code}"
+    return ""
+
+
+async def test_reflection_describes_only_the_listeners_own_services(tmp_path, monkeypatch, db_url, pool):
+    """R28, issue 14's attack run: the partner port's reflection listed partner services only but still
+    handed out admin.proto to file_containing_symbol (the process's whole descriptor pool); it now
+    describes the partner files alone, and the operations listener its own."""
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
+    try:
+        async with r.channel() as ch, r.admin_channel() as ach:
+            assert await _described(ch, "esimota.v1.WritingService") == "esimota/v1/writing.proto"
+            for symbol in ("esimota.v1.AdminService", "esimota.v1.IngestService", "esimota.v1.AllocateChipsRequest"):
+                assert await _described(ch, symbol) == f"error {grpc.StatusCode.NOT_FOUND.value[0]}"
+            assert await _described(ach, "esimota.v1.AdminService") == "esimota/v1/admin.proto"
+            assert (await _described(ach, "esimota.v1.WritingService")).startswith("error ")
+    finally:
+        await stop(r)
 
 
 async def test_staff_services_and_metrics_only_on_the_operations_listener(tmp_path, monkeypatch, db_url, pool):
