@@ -86,6 +86,29 @@ async def test_every_stream_item_counts_against_the_rate_limit(tmp_path, monkeyp
         await stop(r)
 
 
+async def test_every_item_of_an_apply_batch_counts_against_the_rate_limit(tmp_path, monkeypatch, db_url, pool):
+    """R17, issue 14's attack run: one POST /api/v1/write/apply-batch of 100 items by a client limited to 5
+    calls a minute applied all 100. Now each item is one call (the request itself pays for the first): 5
+    items are judged, the other 95 are answered 429 RATE_LIMITED and touch nothing, as on BulkApplyWrite."""
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=100)
+    try:
+        b = await _client(pool, r, "batcher", rate=5)
+        await admin.release_chips(pool, r.fleet.client_id, batch=r.fleet.batch)
+        await admin.allocate_chips(pool, "batcher", batch=r.fleet.batch)
+        items = [{"eid": d.eid, "write_type": 1, "province_code": "44"} for d in r.fleet.devices]
+        async with aiohttp.ClientSession() as http:
+            token = await r.token(http, b.client.client_id, b.client_secret)
+            code, body, _ = await r.post(http, "/api/v1/write/apply-batch", {"items": items},
+                                         headers={"Authorization": f"Bearer {token}"})
+        assert code == 200 and len(body["items"]) == 100
+        errors = [item["error"] for item in body["items"]]
+        assert set(errors[:5]) == {"NO_RESOURCE"}  # judged: this client has no numbers
+        assert set(errors[5:]) == {"RATE_LIMITED"} and {i["code"] for i in body["items"][5:]} == {429}
+        assert await pool.fetchval("SELECT count(*) FROM task_events") == 5  # 95 items touched nothing
+    finally:
+        await stop(r)
+
+
 async def test_watch_streams_are_capped_per_client_and_end_with_their_lifetime(tmp_path, monkeypatch, db_url, pool):
     """R17: WatchWriteStatus streams a client holds open are capped (RESOURCE_EXHAUSTED beyond), and a
     stream ends by itself once its lifetime is over, giving its place back."""
