@@ -41,7 +41,7 @@ from esimota.store.embedded import Cluster, find_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python benchmarks/reliability.py"
-RETRY = 7  # CLOSE(07) busy, retry after (DESIGN §5.1)
+RETRY = bcp.CLOSE_BUSY  # busy, retry after (DESIGN §5.1)
 
 
 @dataclass
@@ -276,7 +276,7 @@ class Card(Device):
                     await self._power_on()
             except (OSError, asyncio.TimeoutError, wire.CodecError) as exc:
                 self.out.error = f"{type(exc).__name__}: {exc}"
-            early = early + 1 if self.applet.committed and self.out.close_reason == 4 and early < 3 else 0
+            early = early + 1 if self.applet.committed and self.out.close_reason == bcp.CLOSE_STATE and early < 3 else 0
             if self.out.ok or not (self.out.error or early or self.out.close_reason in (None, RETRY)):
                 break
             self.retrying()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from esimota.store import migrate as migrations
 from esimota.store.embedded import Cluster
+from tests.support import databases
 
 ROOT = Path(__file__).resolve().parent.parent
 # One at-rest master key for the test process and every platform process it starts: data keys
@@ -20,11 +19,6 @@ os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
 # Under DATABASE_URL no key is generated (issue 18): the backup and export signing keys are given too.
 os.environ.setdefault("ESIMOTA_BACKUP_KEY", "6b" * 32)
 os.environ.setdefault("ESIMOTA_EXPORT_SIGNING_KEY", "7c" * 32)
-
-
-def _with_db(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
 
 
 @pytest.fixture(scope="session")
@@ -45,36 +39,18 @@ def pg_server_url():
 @pytest.fixture(scope="session")
 async def template_db(pg_server_url: str):
     """One migrated template database per test session; dropped at the end."""
-    name = f"esimota_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    await migrations.migrate_url(_with_db(pg_server_url, name))
+    name = await databases.create(pg_server_url, f"esimota_tpl_{os.getpid()}_")
+    await migrations.migrate_url(databases.url_of(pg_server_url, name))
     yield name
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await databases.drop(pg_server_url, name)
 
 
 @pytest.fixture
 async def db_url(pg_server_url: str, template_db: str):
     """A fresh, migrated database of this test's own, dropped afterwards."""
-    name = f"esimota_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
-    yield _with_db(pg_server_url, name)
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    name = await databases.create(pg_server_url, "esimota_t_", template=template_db)
+    yield databases.url_of(pg_server_url, name)
+    await databases.drop(pg_server_url, name)
 
 
 @pytest.fixture

@@ -94,6 +94,13 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _positive_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, not {value}")
+    return value
+
+
 def _hours_env(name: str) -> float:
     """Hours from the environment; unset, empty or 0 means off."""
     raw = os.environ.get(name, "").strip()
@@ -152,9 +159,11 @@ class Settings:
     trusted_proxies: tuple = field(default_factory=lambda: cidr_list("ESIMOTA_TRUSTED_PROXIES"))
     # callback targets inside private/loopback/link-local ranges that may still be called (CIDR list)
     callback_allow: tuple = field(default_factory=lambda: cidr_list("ESIMOTA_CALLBACK_ALLOW"))
-    # WatchWriteStatus streams one client may hold open per process, and how long one lives
+    # WatchWriteStatus streams one client may hold open over every worker and node, and how long one lives
     watch_streams_per_client: int = field(default_factory=lambda: _int_env("ESIMOTA_WATCH_STREAMS", 100))
     watch_lifetime_s: float = field(default_factory=lambda: float(_int_env("ESIMOTA_WATCH_LIFETIME", 3600)))
+    # seconds a stream's place outlives its worker (renewed every third of it): a killed worker's places free
+    watch_place_ttl_s: float = field(default_factory=lambda: float(_positive_env("ESIMOTA_WATCH_PLACE_TTL", 30)))
     # BIP frames failing before a MAC verifies, per source address and second (token bucket)
     bip_refusals_per_s: float = field(default_factory=lambda: float(_int_env("ESIMOTA_BIP_REFUSALS_PER_S", 20)))
     # seconds a connection may take to send a whole request head (slow-loris clients are cut)

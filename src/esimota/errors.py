@@ -166,7 +166,8 @@ class ImportRejected(DomainError):
     def __init__(self, problems: list[tuple[int, str, str]], *, source: str = "") -> None:
         self.problems = problems
         self.source = source
-        super().__init__(f"{len(problems)} bad row(s) in {source or 'input'}; nothing imported")
+        rows = len({p[0] for p in problems})
+        super().__init__(f"{len(problems)} problem(s) in {rows} bad row(s) of {source or 'input'}; nothing imported")
 
 
 class ConfigError(EsimotaError):

@@ -13,6 +13,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest
 
+from .codec import bcp
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # -- the partner and staff APIs -------------------------------------------------------------------
@@ -66,9 +68,8 @@ BACKUP_LAST = Gauge("esimota_backup_last_success_timestamp_seconds", "Unix time 
 BACKUP_INTERVAL = Gauge("esimota_backup_interval_seconds", "ESIMOTA_BACKUP_INTERVAL in seconds (0: off)",
                         multiprocess_mode="livemax")
 
-FRAME_TYPES = {1: "hello", 2: "command", 3: "response", 4: "report", 5: "close"}
-CLOSE_REASONS = {0: "done", 1: "unknown_card", 2: "bad_mac", 3: "replayed_counter", 4: "state_not_allowed",
-                 5: "no_test_traffic", 6: "protocol_error", 7: "busy"}
+FRAME_TYPES = bcp.FRAME_NAMES      # the label values of BIP_FRAMES, BIP_CLOSES and WRITES: the protocol's
+CLOSE_REASONS = bcp.CLOSE_NAMES    # own names (DESIGN §5.1), defined once in codec/bcp.py
 
 
 def close_reason_name(code: int) -> str:
@@ -89,7 +90,7 @@ def render() -> tuple[bytes, str]:
 
 def _zero() -> None:
     """Known label sets start at 0, so that rate() and increase() see a series before its first event."""
-    for result in ("success", "chip_fault", "data_error", "not_communicating"):
+    for result in bcp.REPORT_NAMES.values():
         WRITES.labels(result)
     for outcome in ("delivered", "retry", "exhausted", "error"):
         CALLBACKS.labels(outcome)

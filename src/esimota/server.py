@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -109,7 +110,7 @@ async def start_worker(settings: config.Settings, worker_id: int = 0) -> Platfor
     p.pool = await runtime.open_pool(settings.database_url, max_size=settings.db_pool_size,
                                      run_migrations=False)
     p.readiness = Readiness(p.pool, interval=health.interval_from_env())
-    p.api = Api(p.pool, p.settings)
+    p.api = Api(p.pool, p.settings, worker_id=worker_id)
     await p.api.start()
     p.bip_driver = _bip_driver(p.pool, settings)
     p.bip_driver.start()
@@ -131,8 +132,7 @@ async def _start_listeners(p: Platform) -> None:
         p.tls_paths = tls.ensure_certificate(config.home())
         ssl_ctx = tls.server_context(*p.tls_paths)
         creds = grpc.ssl_server_credentials([(p.tls_paths[1].read_bytes(), p.tls_paths[0].read_bytes())])
-    app = http_app.create_app(p.pool, registrars=(bridge.register,))
-    app[http_app.PLATFORM] = p
+    app = http_app.create_app(p.pool, p.readiness, registrars=(functools.partial(bridge.register, api=p.api),))
     p.http_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await p.http_runner.setup()
     site = GuardedTCPSite(p.http_runner, settings.host, settings.http_port, ssl_context=ssl_ctx,
@@ -140,7 +140,7 @@ async def _start_listeners(p: Platform) -> None:
     await site.start()
     p.ports["http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     p.grpc, p.ports["grpc"], _ = await grpc_server.create_server(
-        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p,
+        f"{settings.host}:{settings.grpc_port}", registrars=(servicers.register,), credentials=creds, context=p.api,
         readiness=p.readiness)
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
@@ -154,11 +154,10 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
     (127.0.0.1), with the same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
     p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
-        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p,
+        f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p.api,
         readiness=p.readiness)
     await p.ops_grpc.start()
-    ops_app = http_app.create_ops_app(p.pool)
-    ops_app[http_app.PLATFORM] = p  # /readyz knows the worker drains
+    ops_app = http_app.create_ops_app(p.pool, p.readiness)  # /readyz knows the worker drains
     # the operator console (R28): staff sessions on this listener only, never on a partner port
     console_app.mount(ops_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
     p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
@@ -170,7 +169,8 @@ async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
 
 
 async def stop_worker(p: Platform, grace: float = 8.0) -> None:
-    """Drain: stop accepting, let calls in flight finish within `grace`, close the pool.
+    """Drain: stop accepting, let calls in flight finish within `grace`, stop the Api (its caches, and its
+    call log written to the last row), close the pool.
 
     asyncio.wait (not wait_for) bounds the waits: on Python 3.11 wait_for can swallow a cancellation.
     """
@@ -199,6 +199,12 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
             t.cancel()
         if late:
             logger.warning("drain timed out; stopping anyway", extra={"worker": p.worker_id})
+    if p.api is not None:  # its streams have ended: their places go back now, not when they expire
+        await asyncio.wait([asyncio.ensure_future(p.api.watches.give_back_all())], timeout=2)
+    if p.api is not None:  # no call is in flight on any listener now: the call log's last rows are written
+        _, late = await asyncio.wait([asyncio.ensure_future(p.api.stop())], timeout=2)
+        for t in late:
+            t.cancel()
     if p.pool is not None:
         closing = asyncio.ensure_future(p.pool.close())
         _, late = await asyncio.wait([closing], timeout=2)
@@ -265,6 +271,7 @@ def _prepare(settings: config.Settings) -> bool:
 def _refuse(exc: BaseException) -> int:
     """One line on stderr, exit 2: never a traceback for a reason not to start (issue 17)."""
     line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    eslog.flush()  # the log lines before it come before it
     print(f"esimota: refusing to start: {eslog.redact_text(line)}", file=sys.stderr, flush=True)
     return startup.EXIT_REFUSED
 
@@ -366,6 +373,7 @@ def _keys_given(settings: config.Settings) -> bool:
     try:
         config.require_keys(settings.backup_interval_h > 0, settings.exports_on)
     except ConfigError as exc:
+        eslog.flush()
         print(f"esimota: refusing to start: {exc.reason}: {exc.message}", file=sys.stderr)
         return False
     return True

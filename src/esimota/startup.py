@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -22,7 +23,6 @@ from .log import redact_text
 from .store import crypto, migrate
 
 EXIT_REFUSED = 2
-HAS_TABLE = "SELECT to_regclass($1) IS NOT NULL"
 
 
 class Refused(Exception):
@@ -61,12 +61,29 @@ def check_listeners(listeners: list[tuple[str, str, int, str]]) -> None:
                               f"(is another esimota or service running there? choose another with {flag})") from None
 
 
+def check_database_url(url: str) -> None:
+    """A DATABASE_URL that cannot name a PostgreSQL server is refused at once: no wait can mend it, and a
+    port out of range or not a number reached the socket layer as a traceback (OverflowError, ValueError)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise Refused(f"DATABASE_URL {redact_text(url)} is not a PostgreSQL URL: it must begin postgresql://")
+    for hostport in parts.netloc.rpartition("@")[2].split(","):  # asyncpg takes host1:p1,host2:p2
+        host_end = hostport.rpartition("]")[2]  # [::1]:5432
+        port = host_end.rpartition(":")[2] if ":" in host_end else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise Refused(f"DATABASE_URL {redact_text(url)} names port {port!r}: a port is a number from 1 to 65535")
+
+
 async def wait_for_database(url: str, seconds: float) -> asyncpg.Connection:
     """A connection, retried until `seconds` have passed; Refused names the database without its password."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             return await asyncpg.connect(url, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+        except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as exc:
+            # the server answered: a wrong password or user, or no such database; waiting will not change it
+            detail = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise Refused(f"database {redact_text(url)} refused the connection: {detail} (check DATABASE_URL)") from None
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if time.monotonic() >= deadline:
                 detail = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -77,9 +94,7 @@ async def wait_for_database(url: str, seconds: float) -> asyncpg.Connection:
 
 async def check_schema(conn: asyncpg.Connection, known: int) -> int:
     """The database's newest migration; Refused when it is newer than the newest this code knows."""
-    if not await conn.fetchval(HAS_TABLE, "schema_migrations"):
-        return 0
-    newest = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    newest = await migrate.schema_version(conn)
     if newest > known:
         raise Refused(f"the database schema is at migration {newest:04d}, newer than this esimota knows "
                       f"({known:04d}): run the release that migrated it (or restore a backup made with this one)")
@@ -95,7 +110,7 @@ async def check_master_key(conn: asyncpg.Connection) -> None:
 
     A database with keys and no master key at all is refused before one is generated: a new key could
     never read it."""
-    tables = [t for t in ("data_keys", "index_keys") if await conn.fetchval(HAS_TABLE, t)]
+    tables = [t for t in ("data_keys", "index_keys") if await migrate.has_table(conn, t)]
     keys = await conn.fetch(crypto.SELECT_KEYS) if "data_keys" in tables else []
     index = await conn.fetch(crypto.SELECT_INDEX_KEYS) if "index_keys" in tables else []
     if not keys and not index:
@@ -118,6 +133,7 @@ async def check_master_key(conn: asyncpg.Connection) -> None:
 
 async def prepare_database(url: str, wait_s: float) -> Prepared:
     """Wait for the database, check schema and master key, then apply the migrations this code has."""
+    check_database_url(url)
     conn = await wait_for_database(url, wait_s)
     try:
         known = len(migrate.load())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -12,37 +11,10 @@ from aiohttp import web
 from esimota.service import callbacks
 from esimota.v1 import admin_pb2, admin_pb2_grpc
 from tests.support import cards
+from tests.support.receiver import CALLBACK_FIELDS, LOOPBACK_RECEIVER, Receiver
+from tests.support.waiting import until_query
 
 from .test_api_harness import start, stop
-
-# The receivers below are plain http on 127.0.0.1: a development platform's settings (docs/operations.md).
-LOOPBACK_RECEIVER = {"ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"}
-FIELDS = {"eid", "task_id", "card_status", "write_result", "write_time", "iccid", "msisdn", "status_desc",
-          "event_id", "timestamp", "sign"}
-
-
-class Receiver:
-    """A partner's endpoint on 127.0.0.1: answers `failures` bad responses, then JSON code 200."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures, self.bodies = failures, []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        n = len(self.bodies)
-        if n <= self.failures:  # a 500, then a 200 whose JSON code is not 200: both are retried
-            return web.json_response({"code": 500, "message": "busy"}, status=500 if n % 2 else 200)
-        return web.json_response({"code": 200, "message": "接收成功"})
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/cb", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/cb"
-
 
 async def _write(r, pool, i: int = 0) -> str:
     """Apply, power on and report success: the state change queues the callback in its transaction."""
@@ -56,13 +28,6 @@ async def _write(r, pool, i: int = 0) -> str:
     return eid
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, pool):
     """Two failed attempts then success; every attempt signed, same event_id, all recorded (R10, R27)."""
     rx = Receiver(failures=2)
@@ -71,10 +36,10 @@ async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, 
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01", **LOOPBACK_RECEIVER})
     try:
         eid = await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+        await until_query(pool, "SELECT status = 'delivered' FROM callback_outbox", limit=20)
         assert len(rx.bodies) == 3
         for body in rx.bodies:
-            assert set(body) == FIELDS and callbacks.verify(body, r.fleet.callback_secret)
+            assert set(body) == CALLBACK_FIELDS and callbacks.verify(body, r.fleet.callback_secret)
             assert abs(body["timestamp"] - time.time()) < 60
             assert not callbacks.verify(dict(body, card_status=5), r.fleet.callback_secret)
         first = rx.bodies[0]
@@ -85,7 +50,7 @@ async def test_retried_until_code_200_and_signed(tmp_path, monkeypatch, db_url, 
         assert [tuple(a) for a in attempts] == [(500, "failed"), (200, "failed"), (200, "delivered")]
     finally:
         await stop(r)
-        await rx.runner.cleanup()
+        await rx.stop()
 
 
 async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, monkeypatch, db_url, pool):
@@ -97,7 +62,7 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
     try:
         assert sum(callbacks.SCHEDULE_S) >= 24 * 3600
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT status = 'exhausted' FROM callback_outbox"), 40)
+        await until_query(pool, "SELECT status = 'exhausted' FROM callback_outbox", limit=40)
         assert len(rx.bodies) == len(callbacks.SCHEDULE_S) + 1
         assert await pool.fetchval("SELECT count(*) FROM callback_attempts") == len(rx.bodies)
         kind = await pool.fetchrow("SELECT class, kind FROM exceptions WHERE kind = 'CALLBACK_FAILED'")
@@ -109,14 +74,14 @@ async def test_exhausted_becomes_an_exception_and_can_be_pushed_again(tmp_path, 
             md = (("authorization", f"Bearer {r.staff_token}"),)
             info = await admin.RepushCallback(admin_pb2.RepushCallbackRequest(event_id=event_id), metadata=md)
             assert info.status == "pending"
-            await _until(lambda: pool.fetchval("SELECT status = 'delivered' FROM callback_outbox"))
+            await until_query(pool, "SELECT status = 'delivered' FROM callback_outbox", limit=20)
             listed = await admin.ListCallbacks(admin_pb2.ListCallbacksRequest(event_id=event_id), metadata=md)
         assert rx.bodies[-1]["event_id"] == event_id and callbacks.verify(rx.bodies[-1], r.fleet.callback_secret)
         assert listed.callbacks[0].status == "delivered"
         assert len(listed.callbacks[0].history) == len(rx.bodies)
     finally:
         await stop(r)
-        await rx.runner.cleanup()
+        await rx.stop()
 
 
 class Redirector(Receiver):
@@ -141,15 +106,15 @@ async def test_a_redirect_is_not_followed_and_is_a_failed_attempt(tmp_path, monk
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", **LOOPBACK_RECEIVER})
     try:
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert tuple(attempt) == (307, "failed", "HTTP 307: redirect not followed")
         assert len(rx.bodies) == 1 and inside.bodies == []  # the signed body never reached the inside
         assert await pool.fetchval("SELECT status FROM callback_outbox") == "pending"
     finally:
         await stop(r)
-        await rx.runner.cleanup()
-        await inside.runner.cleanup()
+        await rx.stop()
+        await inside.stop()
 
 
 async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkeypatch, db_url, pool):
@@ -161,14 +126,14 @@ async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkey
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
     try:
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
         assert attempt["detail"].startswith("refused: target ") and "internal address" in attempt["detail"]
         assert rx.bodies == []
     finally:
         await stop(r)
-        await rx.runner.cleanup()
+        await rx.stop()
 
 
 async def test_a_full_width_loopback_host_is_refused_before_any_connection(tmp_path, monkeypatch, db_url, pool):

@@ -203,3 +203,57 @@ async def test_every_admin_find_rpc_over_grpc(running, pool):
         hist = await stub.ShowTask(admin_pb2.ShowTaskRequest(ref=f.devices[0].eid), metadata=md)
         assert [e.operation for e in hist.events] == ["apply", "power_on", "succeed"]
         assert hist.task.progress == 100
+
+
+async def test_scheduled_regulator_reports_are_found_and_opened_over_admin_service(tmp_path, monkeypatch, db_url,
+                                                                                    pool):
+    """R33, R34: the served platform's regulator-exports job makes the last ended half-year's service report
+    and the last month's subscriber export by itself; staff find them with AdminService ListExports (by kind
+    and period) and fetch one with OpenExport, each access audited; a bad kind or an unknown id is a typed
+    error, never a traceback."""
+    import asyncio
+    import datetime as dt
+    import time
+
+    import grpc
+
+    from esimota.jobs import exports
+    from esimota.service.common import CST
+
+    shared = tmp_path / "shared-exports"
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1,
+                    env={"ESIMOTA_EXPORT_INTERVAL": "0.5", "ESIMOTA_EXPORT_DIR": str(shared)})
+    try:
+        deadline = time.monotonic() + 60
+        while await pool.fetchval("SELECT count(*) FROM job_runs WHERE job = 'regulator-exports' "
+                                  "AND status = 'done'") < 2:
+            assert time.monotonic() < deadline, "the scheduled reports were never made"
+            await asyncio.sleep(0.1)
+        half = exports.half_due(dt.datetime.now(CST))
+        md = (("authorization", f"Bearer {r.staff_token}"),)
+        async with r.admin_channel() as ch:
+            stub = admin_pb2_grpc.AdminServiceStub(ch)
+            both = await stub.ListExports(admin_pb2.ListExportsRequest(), metadata=md)
+            assert sorted(e.kind for e in both.exports) == ["service", "subscribers"]
+            assert {e.created_by for e in both.exports} == {exports.ACTOR}
+            listed = await stub.ListExports(admin_pb2.ListExportsRequest(kind="service", period=half), metadata=md)
+            assert [(e.kind, e.period, e.rows) for e in listed.exports] == [("service", half, 1)]
+            one = listed.exports[0]
+            assert one.path.startswith(str(shared)) and one.node and one.expires_at and not one.deleted_at
+            opened = await stub.OpenExport(admin_pb2.OpenExportRequest(id=one.id), metadata=md)
+            assert (opened.path, opened.manifest_sha256) == (one.path, one.manifest_sha256)
+            for bad, code, reason in ((admin_pb2.ListExportsRequest(kind="weekly"), grpc.StatusCode.INVALID_ARGUMENT,
+                                       "EXPORT_KIND_INVALID"),
+                                      (admin_pb2.ListExportsRequest(kind="service", period="2026-13"),
+                                       grpc.StatusCode.INVALID_ARGUMENT, "HALF_INVALID")):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.ListExports(bad, metadata=md)
+                assert err.value.code() == code and reason in str(err.value.trailing_metadata())
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.OpenExport(admin_pb2.OpenExportRequest(id=one.id + 100), metadata=md)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        audited = await pool.fetch("SELECT action, count(*) FROM audit_log WHERE actor = 'staff:root' "
+                                   "AND action LIKE 'export.%' GROUP BY 1 ORDER BY 1")
+        assert [tuple(a) for a in audited] == [("export.list", 2), ("export.read", 1)]
+    finally:
+        await stop(r)

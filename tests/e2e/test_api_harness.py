@@ -85,7 +85,7 @@ async def stop(r: Running) -> None:
         t.cancel()
     steps = [("jobs", asyncio.gather(*p.tasks, return_exceptions=True)), ("grpc", p.grpc.stop(1.0)),
              ("ops grpc", p.ops_grpc.stop(1.0)), ("http", p.http_runner.cleanup()),
-             ("ops http", p.ops_runner.cleanup()), ("pool", p.pool.close())]
+             ("ops http", p.ops_runner.cleanup()), ("api", p.api.stop()), ("pool", p.pool.close())]
     slow = []
     for name, step in steps:
         t0 = time.monotonic()

@@ -9,7 +9,7 @@ import aiohttp
 import grpc
 import pytest
 
-from esimota.service import usage
+from esimota.service import admin, usage
 from esimota.sim import fleetdata
 from esimota.v1 import auth_pb2, auth_pb2_grpc
 from tests.support import cards
@@ -191,7 +191,7 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
     """DESIGN §6: per-API permission 403, whitelist 403, 429 with Retry-After and RateLimit-*; rotation
     of the secret revokes tokens within 5 s (R17)."""
     cid, _, secret, _ = await fleetdata.create_client(pool, permissions=("chip",))
-    await pool.execute("UPDATE clients SET rate_limit_per_min = 3 WHERE client_id = $1", cid)
+    await admin.update_client(pool, cid, rate_limit_per_min=3)  # `esimota client update` (R17)
     async with aiohttp.ClientSession() as http:
         await asyncio.sleep(2.5)  # the client cache of every process refreshes within 2 s
         token = await running.token(http, cid, secret)
@@ -204,16 +204,15 @@ async def test_permissions_whitelist_limits_and_revocation(running, pool):
         assert (code, body["code"], body["error"]) == (429, 429, "RATE_LIMITED")
         assert 1 <= int(headers["Retry-After"]) <= 60 and headers["RateLimit-Limit"] == "3"
         token = await running.token(http)
-        await pool.execute("UPDATE clients SET ip_whitelist = '{10.0.0.0/8}' WHERE client_id = $1",
-                           running.fleet.client_id)
+        await admin.update_client(pool, running.fleet.client_id, ip="10.0.0.0/8")
         await asyncio.sleep(2.5)
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
         assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
         code, body, _ = await running.get(http, "/api/v1/auth/token", client_id=running.fleet.client_id,
                                           client_secret=running.fleet.client_secret)
         assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
-        await pool.execute("UPDATE clients SET ip_whitelist = '{127.0.0.1/32}', secret_rotated_at = now() "
-                           "WHERE client_id = $1", running.fleet.client_id)
+        await admin.update_client(pool, running.fleet.client_id, ip="127.0.0.1/32")
+        await admin.rotate_secret(pool, running.fleet.client_id)
         await asyncio.sleep(2.5)
         code, body, _ = await running.get(http, "/api/v1/write/provinces", token=token)
         assert (code, body["error"]) == (401, "TOKEN_REVOKED")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import grpc
 import pytest
 
@@ -24,6 +25,8 @@ def _changing(a: admin_pb2_grpc.AdminServiceStub, cid: str, iccid: str, md: tupl
         "CreateClient": lambda: a.CreateClient(admin_pb2.CreateClientRequest(
             name="x", phone="13800000009", ip_whitelist=["10.0.0.1"], callback_url="https://x/cb"), metadata=md),
         "RotateClientSecret": lambda: a.RotateClientSecret(admin_pb2.ClientRef(client_id=cid), metadata=md),
+        "UpdateClient": lambda: a.UpdateClient(admin_pb2.UpdateClientRequest(client_id=cid, rate_limit_per_min=5),
+                                               metadata=md),
         "SetWhitelist": lambda: a.SetWhitelist(admin_pb2.SetWhitelistRequest(client_id=cid,
                                                                              ip_whitelist=["1.2.3.4"]), metadata=md),
         "SetPermissions": lambda: a.SetPermissions(admin_pb2.SetPermissionsRequest(client_id=cid,
@@ -40,7 +43,9 @@ def _changing(a: admin_pb2_grpc.AdminServiceStub, cid: str, iccid: str, md: tupl
 async def _state(pool) -> dict:
     async with pool.acquire() as conn:
         sums = await backup.table_checksums(conn)
-    return {t: v for t, v in sums.items() if t not in ("audit_log", "api_calls", "rate_windows")}
+    # the platform's own bookkeeping moves on its own: worker 0's leased jobs renew and record their runs
+    return {t: v for t, v in sums.items()
+            if t not in ("audit_log", "api_calls", "rate_windows", "job_leases", "job_runs", "stream_places")}
 
 
 async def _eventually(check, timeout: float = 5.0) -> None:
@@ -69,7 +74,7 @@ async def test_an_auditor_reads_but_cannot_call_any_changing_admin_rpc(running, 
         rows = await pool.fetch("SELECT target, detail->>'rpc' AS rpc FROM audit_log "
                                 "WHERE actor = 'staff:audrey' AND action = 'denied' ORDER BY id")
         assert [r["rpc"] for r in rows] == list(calls)
-        assert [r["target"] for r in rows] == ["client.manage"] * 5 + ["resources.import"] + ["exception.handle"] * 2
+        assert [r["target"] for r in rows] == ["client.manage"] * 6 + ["resources.import"] + ["exception.handle"] * 2
         await a.ListExceptions(admin_pb2.ListExceptionsRequest(), metadata=md)
         listed = await a.ListCallbacks(admin_pb2.ListCallbacksRequest(task_id="none"), metadata=md)
         assert list(listed.callbacks) == []
@@ -240,3 +245,43 @@ async def test_admin_token_is_a_named_staff_token_and_revoke_ends_every_token(ru
         await a.ListExceptions(req, metadata=bearer(fresh))  # the account stays; a new token works
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'staff.revoke' "
                                "AND actor = 'staff:root' AND target = 'olga'") == 1
+
+
+async def test_client_update_reaches_the_running_platform(running, pool, db_url, monkeypatch, capsys):
+    """R17, R31: an operator changes a client's rate limit with `esimota client update` and its whitelist with
+    AdminService UpdateClient, no SQL and no restart: the running platform answers with the new
+    RateLimit-Limit and refuses beyond it, then refuses the address the new whitelist leaves out; audited."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("ESIMOTA_STAFF", "root")
+    cid = running.fleet.client_id
+    async with aiohttp.ClientSession() as http:
+        token = await running.token(http)
+
+        async def call() -> tuple[int, dict, dict]:
+            return await running.get(http, "/api/v1/write/provinces", token=token)
+        code, _, headers = await call()
+        assert code == 200 and headers["RateLimit-Limit"] == "100000"
+        capsys.readouterr()
+        assert await asyncio.to_thread(cli.main, ["client", "update", cid, "--rate-limit", "2"]) == 0
+
+        async def limited() -> None:
+            assert (await call())[2]["RateLimit-Limit"] == "2"
+        await _eventually(limited)
+        # 5 calls within a minute meet at most one window boundary: one side holds 3 calls, over a limit of 2
+        answers = [await call() for _ in range(5)]
+        refused = [(body["error"], h["RateLimit-Limit"]) for code, body, h in answers if code == 429]
+        assert refused and set(refused) == {("RATE_LIMITED", "2")}
+        assert {code for code, _, _ in answers} <= {200, 429}
+
+        async with running.admin_channel() as ach:
+            info = await admin_pb2_grpc.AdminServiceStub(ach).UpdateClient(
+                admin_pb2.UpdateClientRequest(client_id=cid, ip_whitelist=["10.0.0.0/8"]),
+                metadata=bearer(running.staff_token))
+        assert (info.rate_limit_per_min, list(info.ip_whitelist)) == (2, ["10.0.0.0/8"])
+
+        async def walled_off() -> None:
+            code, body, _ = await call()
+            assert (code, body["error"]) == (403, "IP_NOT_WHITELISTED")
+        await _eventually(walled_off)
+    rows = await pool.fetch("SELECT actor FROM audit_log WHERE action = 'client.update' AND target = $1", cid)
+    assert [r["actor"] for r in rows] == ["staff:root", "staff:root"]

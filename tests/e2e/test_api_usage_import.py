@@ -23,10 +23,16 @@ async def test_usage_csv_import(pool, tmp_path):
     bad = f"record_id,msisdn,iccid,used_mb,recorded_at\nb1,{msisdn},,x,{now}\nb2,1440999999999,,1,{now}\n"
     with pytest.raises(ImportRejected) as err:
         await usage.import_usage_csv(pool, bad)
-    assert [p[:2] for p in err.value.problems] == [(2, "RECORD_INVALID")]
+    assert [p[:2] for p in err.value.problems] == [(2, "RECORD_INVALID"), (3, "NUMBER_NOT_FOUND")]
     with pytest.raises(ImportRejected) as err:
         await usage.import_usage_csv(pool, bad.replace(",x,", ",1,"))
     assert [p[:2] for p in err.value.problems] == [(3, "NUMBER_NOT_FOUND")]
+    # issue 17: every problem of every bad row, a row with four bad fields gets four
+    with pytest.raises(ImportRejected) as err:
+        await usage.import_usage_csv(pool, "record_id,msisdn,iccid,used_mb,recorded_at\n,,,-1,yesterday\n")
+    assert [p[:2] for p in err.value.problems] == [(2, "RECORD_INVALID"), (2, "RECORD_INVALID"), (2, "TIME_INVALID"),
+                                                   (2, "NUMBER_REQUIRED")]
+    assert str(err.value) == "4 problem(s) in 1 bad row(s) of usage.csv; nothing imported"
     assert await pool.fetchval("SELECT used_flow_mb FROM numbers WHERE msisdn = $1", msisdn) == 3.5
 
 

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from esimota.codec import bcp
 from esimota.sim import fleetdata
 from esimota.sim.device import Device
 from tests.support.bip import apply_all, worker
@@ -42,7 +43,7 @@ async def test_a_channel_cut_inside_a_frame_resumes_and_completes(pool, platform
     async with FaultProxy("127.0.0.1", platform.ports["bip"], faults) as proxy:
         out = await Device(fleet.devices[0], "127.0.0.1", proxy.port).run()
     assert proxy.cuts == 1 and proxy.accepted >= 2
-    assert out.ok and out.report_result == 0 and out.close_reason == 0, out
+    assert out.ok and out.report_result == bcp.REPORT_SUCCESS and out.close_reason == bcp.CLOSE_DONE, out
     assert await pool.fetchval("SELECT state FROM chips WHERE eid = $1", fleet.devices[0].eid) == 4
     assert await _no_channel_left(platform.bip_driver)
 
@@ -62,6 +63,6 @@ async def test_a_stalled_channel_does_not_hold_up_other_cards(pool, platform):
         assert not stalled.done()
         proxy.resume()
         out = await stalled
-    assert out.ok and out.report_result == 0, out
+    assert out.ok and out.report_result == bcp.REPORT_SUCCESS, out
     states = await pool.fetch("SELECT state FROM chips ORDER BY eid")
     assert [r["state"] for r in states] == [4, 4]

@@ -42,7 +42,7 @@ async def test_write_end_to_end_card_holds_the_number(pool, platform):
     spec = fleet.devices[0]
     dev = Device(spec, "127.0.0.1", platform.ports["bip"])
     out = await dev.run()
-    assert out.ok and out.report_result == 0 and out.close_reason == 0, out
+    assert out.ok and out.report_result == bcp.REPORT_SUCCESS and out.close_reason == bcp.CLOSE_DONE, out
     row = await pool.fetchrow("SELECT n.msisdn, n.iccid, n.status, t.state, t.task_id, c.active_iccid FROM tasks t "
                               "JOIN numbers n ON n.id = t.number_id JOIN chips c ON c.id = t.chip_id "
                               "WHERE c.eid = $1", spec.eid)
@@ -66,7 +66,8 @@ async def test_write_end_to_end_card_holds_the_number(pool, platform):
     assert flow < 10 * 1024 * 1024  # test traffic was charged (R3)
 
 
-@pytest.mark.parametrize("fault,reason", [("bad_mac", 2), ("unknown", 1), ("no_apply", 4), ("no_flow", 5)])
+@pytest.mark.parametrize("fault,reason", [("bad_mac", bcp.CLOSE_BAD_MAC), ("unknown", bcp.CLOSE_UNKNOWN_CARD),
+                                         ("no_apply", bcp.CLOSE_STATE), ("no_flow", bcp.CLOSE_NO_TRAFFIC)])
 async def test_hello_refusals_close_with_their_reason(pool, platform, fault, reason):
     fleet = await fleetdata.generate(pool, 1, faults=lambda i: Faults(bad_mac=fault == "bad_mac"))
     spec = fleet.devices[0]
@@ -95,7 +96,7 @@ async def test_replayed_counter_is_refused_but_counter_kept(pool, platform):
                        "WHERE c.id = chip_counters.chip_id AND c.eid = $1", spec.eid)
     spec.counter = 4
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert out.close_reason == 3
+    assert out.close_reason == bcp.CLOSE_REPLAYED
     assert await _state(pool, spec.eid) == 2
 
 
@@ -104,7 +105,7 @@ async def test_chip_fault_fails_the_write(pool, platform):
     await apply_all(pool, fleet)
     spec = fleet.devices[0]
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert not out.ok and out.close_reason == 0 and not out.report_result
+    assert not out.ok and out.close_reason == bcp.CLOSE_DONE and not out.report_result
     assert await _state(pool, spec.eid) == 5
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM exceptions")]
     assert kinds == ["CHIP_FAULT"]
@@ -224,7 +225,7 @@ async def _hostile_channels_leave_no_state_behind(platform):
     port = platform.ports["bip"]
     bad = [bytes((0, 3, 0x07, 1, 2)),  # no such frame type: CLOSE(06)
            bytes((0, 0)),  # length 0: CLOSE(06)
-           bytes((0, 4, 0x03, 0, 0, 0)),  # a RESPONSE before any HELLO: CLOSE(06)
+           bytes((0, 4, bcp.RESPONSE, 0, 0, 0)),  # a RESPONSE before any HELLO: CLOSE(06)
            wire.hello_frame(bytes(16), fleetdata.make_eid(99_999_998), "89860000000000000000", None, 1, 512, 1)]
     answers = await gather_limited([_hostile_channel(port, bad[i % len(bad)]) for i in range(3000)], limit=200)
     assert all(a[2:3] == bytes((bcp.CLOSE,)) for a in answers)

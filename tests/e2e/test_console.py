@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 
 import asyncpg
 import pytest
@@ -24,7 +23,7 @@ from esimota.domain.identifiers import eid_check_digits
 from esimota.service import admin, imports, ops, staff
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
-from tests.conftest import _with_db
+from tests.support import databases
 from tests.support import cards
 from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
@@ -39,14 +38,9 @@ XSS = '<script>document.title="pwned"</script><img src=x onerror="document.title
 @pytest.fixture(scope="module")
 async def console_db(pg_server_url, template_db):
     """A database of this module's own (one platform serves every test here)."""
-    name = f"esimota_console_{uuid.uuid4().hex[:10]}"
-    admin_conn = await asyncpg.connect(pg_server_url)
-    await admin_conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    await admin_conn.close()
-    yield _with_db(pg_server_url, name)
-    admin_conn = await asyncpg.connect(pg_server_url)
-    await admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin_conn.close()
+    name = await databases.create(pg_server_url, "esimota_console_", template=template_db)
+    yield databases.url_of(pg_server_url, name)
+    await databases.drop(pg_server_url, name)
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +268,14 @@ async def test_every_page_escaped_charted_and_shot(db, platform, browser, screen
             assert await page.locator("#review tbody tr").count() == 4  # the four classes of §8.1
         if name == "":
             assert await page.locator("#chart-states rect").count() == 6
+        if name == "chips":  # R13 statuses in the page's language, as every other status word
+            shown = await page.inner_text("#chips")
+            assert "在库" in shown and "in_stock" not in shown and "produced" not in shown
+    # a console URL that names no page: the console's own 404 page for the browser (JSON stays with the API)
+    resp = await page.goto(f"{platform.admin_url}/console/no/such/page")
+    assert resp.status == 404 and resp.headers["content-type"].startswith("text/html")
+    assert await page.inner_text("h1") == "未找到" and "PAGE_NOT_FOUND" in await page.inner_text("#error")
+    assert await page.locator("nav a").count() >= 6  # signed in: the layout with its sections
     await page.goto(f"{platform.admin_url}/console/clients")
     await page.click("summary")
     form = page.locator("form[action='/console/clients']")

@@ -1,16 +1,17 @@
 """Issue 15 over real sockets: re-provisioning a temporary number then a write that completes (R12), the
 write's history with its channel sessions (R1, 记录查询), a chip blacklisted after its apply (R32)."""
 
-import asyncio
 import datetime as dt
 
 import pytest
 
+from esimota.codec import bcp
 from esimota.errors import PermissionDenied
 from esimota.service import admin, history, lists, temp_numbers
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all, worker
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.pure_twin
 
@@ -19,16 +20,6 @@ pytestmark = pytest.mark.pure_twin
 async def platform(db_url):
     async with worker(db_url) as p:
         yield p
-
-
-async def _until(check, seconds: float = 30.0):
-    """Wait for something a background job does (not a timing assertion: the bound only ends a hang)."""
-    for _ in range(int(seconds / 0.1)):
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError("the platform never got there")
 
 
 async def test_reprovision_then_a_write_that_completes_with_its_history(pool, platform):
@@ -56,12 +47,12 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
     [applied] = await apply_all(pool, fleet)
     spec.temp_iccid = new_iccid  # the card now carries the new temporary profile
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert out.ok and out.report_result == 0, out
+    assert out.ok and out.report_result == bcp.REPORT_SUCCESS, out
     h = await history.task_history(pool, applied.task_id)
     assert [(e.operation, e.from_state, e.to_state) for e in h.events] == [
         ("apply", 6, 2), ("power_on", 2, 3), ("succeed", 3, 4)]
     [s] = h.sessions
-    assert (s.resumed, s.end_event, s.close_reason) == (False, "done", 0) and s.ended_at >= s.started_at
+    assert (s.resumed, s.end_event, s.close_reason) == (False, "done", bcp.CLOSE_DONE) and s.ended_at >= s.started_at
     assert s.frames == 4  # HELLO, one COMMAND (the whole script fits the buffer), its RESPONSE, CLOSE
     charged = 10 * 1024 * 1024 - await pool.fetchval("SELECT remaining_flow_bytes FROM chips WHERE eid = $1", spec.eid)
     assert s.bytes == charged > 0  # the session's bytes are the test traffic it was charged (R3)
@@ -69,7 +60,7 @@ async def test_reprovision_then_a_write_that_completes_with_its_history(pool, pl
     assert same.task["task_id"] == applied.task_id and same.task["state"] == 4
     # the §7.3 callback's delivery attempts join the history as the dispatcher makes them (its target
     # here, port 9 on loopback, never answers 200: each attempt is recorded with why)
-    attempts = await _until(lambda: _attempts(pool, applied.task_id))
+    attempts = await until(lambda: _attempts(pool, applied.task_id), "the callback attempt", 30)
     event_id = await pool.fetchval("SELECT event_id FROM callback_outbox")
     assert attempts[0].event_id == event_id and attempts[0].outcome != "delivered"
 
@@ -80,7 +71,7 @@ async def test_a_dropped_channel_is_two_sessions_the_second_resumed(pool, platfo
     [applied] = await apply_all(pool, fleet)
     out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"]).run()
     assert out.ok, out
-    sessions = await _until(lambda: _ended(pool, applied.task_id, 2))
+    sessions = await until(lambda: _ended(pool, applied.task_id, 2), "two sessions ended", 30)
     assert [(s.resumed, s.end_event) for s in sessions] == [(False, "gone"), (True, "done")]
     events = (await history.task_history(pool, applied.task_id)).events
     assert [e.reason for e in events if e.operation == "power_on"] == ["power-on", "resume after a drop"]
@@ -104,9 +95,9 @@ async def test_a_chip_blacklisted_after_its_apply_is_refused_at_hello(pool, plat
     [applied] = await apply_all(pool, fleet)
     await admin.blacklist(pool, kind, spec.eid if kind == "eid" else spec.imei, "reported stolen")
     out = await Device(spec, "127.0.0.1", platform.ports["bip"]).run()
-    assert not out.ok and out.close_reason == 4
+    assert not out.ok and out.close_reason == bcp.CLOSE_STATE
     attempt = await pool.fetchrow("SELECT close_reason, detail FROM bip_attempts WHERE eid = $1", spec.eid)
-    assert (attempt["close_reason"], attempt["detail"]) == (4, "blacklisted")
+    assert (attempt["close_reason"], attempt["detail"]) == (bcp.CLOSE_STATE, "blacklisted")
     [exc] = (await lists.list_exceptions(pool, open_=True)).rows
     assert (exc.kind, exc.severity, exc.eid, exc.task_id) == ("BLACKLISTED_AT_HELLO", "severe", spec.eid,
                                                               applied.task_id)

@@ -4,24 +4,19 @@ unreachable and while draining, SERVING again without a restart; /healthz stays 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.bip import worker
+from tests.support.databases import via_port
 from tests.support.faultproxy import FaultProxy
 
 SERVICES = ("", "esimota.v1.WritingService", "esimota.v1.QueryService", "grpc.health.v1.Health")
 OPS_SERVICES = ("", "esimota.v1.AdminService", "esimota.v1.IngestService")  # the operations listener
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def _through(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@127.0.0.1:{port}"))
 
 
 async def _statuses(ch, services=SERVICES) -> set:
@@ -48,7 +43,7 @@ async def test_grpc_health_and_readyz_follow_the_database_without_a_restart(db_u
     monkeypatch.setenv("ESIMOTA_READY_INTERVAL", "0.1")
     upstream = urlsplit(db_url)
     async with FaultProxy(upstream.hostname, upstream.port) as proxy:
-        async with worker(_through(db_url, proxy.port)) as p, aiohttp.ClientSession() as http, \
+        async with worker(via_port(db_url, proxy.port)) as p, aiohttp.ClientSession() as http, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['admin']}") as ops:
             assert await _statuses(ch) == {SERVING} and await _statuses(ops, OPS_SERVICES) == {SERVING}

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from esimota.codec import bcp
 from esimota.sim import fleetdata
 from esimota.sim.device import Device
 from tests.support.bip import apply_all, worker
@@ -38,6 +39,24 @@ def test_alert_rules_load_with_promtool():
     res = subprocess.run([_promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SUCCESS" in res.stdout and "12 rules found" in res.stdout
+
+
+def test_dashboard_loads_and_its_expressions_are_promql(tmp_path):
+    """deploy/grafana/esimota.json imports as it is (its data source an input of the import) and every panel's
+    expression is valid PromQL: promtool checks them as recording rules (JSON is YAML)."""
+    board = json.loads(DASHBOARD.read_text())
+    assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"]
+    exprs = []
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        exprs += [t["expr"] for t in panel["targets"]]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"esimota:dashboard:expr{i}", "expr": e}
+                                                         for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(json.dumps(rules))
+    res = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and f"{len(exprs)} rules found" in res.stdout, res.stdout + res.stderr
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -77,7 +96,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
         port = p.ports["admin_http"]  # /metrics is on the operations listener (DESIGN §6)
         before = _samples(await _metrics(http, port))
         out = await Device(fleet.devices[0], "127.0.0.1", p.ports["bip"]).run()
-        assert out.ok and out.close_reason == 0, out
+        assert out.ok and out.close_reason == bcp.CLOSE_DONE, out
         async with grpc.aio.insecure_channel(f"127.0.0.1:{p.ports['grpc']}") as ch:
             await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         async with http.get(f"http://127.0.0.1:{p.ports['http']}/api/v1/write/provinces") as r:  # a partner's call
@@ -111,6 +130,7 @@ async def test_a_simulated_write_moves_the_counters_and_every_named_metric_exist
     # one line per session end and per write outcome, no secret in any of them
     ends = [r for r in caplog.records if r.getMessage() == "bip session end" and r.eid == fleet.devices[0].eid]
     assert len(ends) >= 2 and all(r.frames > 0 and r.bytes > 0 and r.close_reason == "done" for r in ends)
+    assert [r.task_id for r in ends if r.task_id] == [applied.task_id]  # the write's channel names its task
     [outcome] = [r for r in caplog.records if r.getMessage() == "write outcome"]
     assert (outcome.task_id, outcome.eid, outcome.result) == (applied.task_id, fleet.devices[0].eid, "success")
     logged = json.dumps([r.__dict__ for r in caplog.records], default=str).lower()

@@ -17,6 +17,7 @@ from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.bip import apply_all
 from tests.support.platform import free_port, serve
+from tests.support.waiting import until_query
 
 KEYS = ("ESIMOTA_MASTER_KEY", "ESIMOTA_BACKUP_KEY", "ESIMOTA_EXPORT_SIGNING_KEY")
 
@@ -103,13 +104,6 @@ class Balanced(Device):
             return await super()._connect()
 
 
-async def _until(pool, sql: str, want, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while await pool.fetchval(sql) != want:
-        assert time.monotonic() < deadline, f"never: {sql} = {want}"
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.timeout(240)
 async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path, pool, db_url):
     """SIGTERM to node A mid-write: its listener closes, the card's channel resumes on node B and the write
@@ -120,11 +114,11 @@ async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path
     a = serve(tmp_path / "a", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-a"))
     b = None
     try:
-        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-a'", len(LEASED_JOBS))
+        await until_query(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-a'", len(LEASED_JOBS))
         b = serve(tmp_path / "b", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-b"))
         card = Balanced(fleet.devices[0], [a.bip_port, b.bip_port])
         run = asyncio.create_task(card.run())
-        await _until(pool, "SELECT script_acked > 0 FROM tasks", True)
+        await until_query(pool, "SELECT script_acked > 0 FROM tasks")
         cntr_before = await pool.fetchval("SELECT cntr_reserved FROM chip_counters")
         code, _ = a.stop(signal.SIGTERM, timeout=30)
         assert code == 0
@@ -132,9 +126,63 @@ async def test_a_draining_node_hands_its_channels_and_jobs_to_the_other(tmp_path
         assert out.ok and card.port == b.bip_port and out.channels >= 3, out  # write, resumed on B, report
         assert await pool.fetchval("SELECT state FROM chips") == 4
         assert await pool.fetchval("SELECT cntr_reserved FROM chip_counters") > cntr_before  # a fresh block
-        await _until(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-b' AND expires_at > now()",
+        await until_query(pool, "SELECT count(*) FROM job_leases WHERE node = 'node-b' AND expires_at > now()",
                      len(LEASED_JOBS), limit=40)
     finally:
         a.stop(signal.SIGKILL)
         if b is not None:
             b.stop(signal.SIGTERM, timeout=30)
+
+
+async def _terminate_waiters(conn) -> None:
+    """End the database sessions waiting on `conn`'s locks: a killed node's sessions, which PostgreSQL would
+    end once it noticed the dead peer (a session blocked on a lock notices only when the lock is granted)."""
+    await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pg_backend_pid() = ANY("
+                       "pg_blocking_pids(pid))")
+
+
+@pytest.mark.timeout(240)
+async def test_a_node_killed_mid_export_leaves_the_period_to_the_survivor(tmp_path, pool, db_url):
+    """Issue 18, R33, R34: node A takes the regulator-exports lease, claims the month's period and is killed
+    (SIGKILL) in the middle of the pass; once A's lease expires, node B claims the same period again and makes
+    the month's export (and the half-year's service report) — once each, nothing skipped, nothing twice."""
+    import datetime as dt
+
+    import asyncpg
+
+    from esimota.jobs import exports
+    from esimota.service.common import CST
+
+    shared = tmp_path / "shared-exports"
+    env = {"ESIMOTA_LEASE_TTL": "3", "ESIMOTA_EXPORT_INTERVAL": "1", "ESIMOTA_EXPORT_DIR": str(shared)}
+    month, half = exports.month_due(dt.datetime.now(CST)), exports.half_due(dt.datetime.now(CST))
+    blocker = await asyncpg.connect(db_url)
+    lock = blocker.transaction()
+    await lock.start()
+    await blocker.execute("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")  # both reports read projects
+    a = serve(tmp_path / "a", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-a"))
+    b = None
+    try:
+        run = f"SELECT node || ' ' || status FROM job_runs WHERE job = 'regulator-exports' AND period = 'subscribers/{month}'"
+        await _until(pool, run, "node-a running")
+        await _until(pool, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'projects'::regclass",
+                     True)
+        a.stop(signal.SIGKILL)  # mid-pass: the period claimed, its report query waiting
+        await _terminate_waiters(blocker)
+        await lock.rollback()
+        b = serve(tmp_path / "b", db_url, tls=False, extra_env=dict(env, ESIMOTA_NODE_ID="node-b"))
+        done = "SELECT count(*) FROM job_runs WHERE job = 'regulator-exports' AND status = 'done'"
+        await _until(pool, done, 2)
+    finally:
+        await blocker.close()
+        a.stop(signal.SIGKILL)
+        if b is not None:
+            b.stop(signal.SIGTERM, timeout=30)
+    runs = await pool.fetch("SELECT period, node, status, attempts FROM job_runs WHERE job = 'regulator-exports' "
+                            "ORDER BY period")
+    assert [tuple(r) for r in runs] == [(f"service/{half}", "node-b", "done", 1),
+                                        (f"subscribers/{month}", "node-b", "done", 2)]
+    made = await pool.fetch("SELECT kind, period, node, created_by, path FROM regulator_exports ORDER BY kind")
+    assert [tuple(r)[:4] for r in made] == [("service", half, "node-b", exports.ACTOR),
+                                            ("subscribers", month, "node-b", exports.ACTOR)]
+    assert sorted(p.name for p in shared.iterdir()) == sorted(os.path.basename(r["path"]) for r in made)

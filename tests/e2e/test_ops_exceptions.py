@@ -7,12 +7,10 @@ The detectors run as `ops.scan` (what the watchdog job runs every minute) so the
 from __future__ import annotations
 
 import asyncio
-import functools
 import datetime as dt
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from esimota.domain import exceptions as catalogue
 from esimota.errors import InvalidArgument
@@ -21,6 +19,8 @@ from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support import cards
 from tests.support.bip import apply_all, worker
+from tests.support.receiver import Receiver
+from tests.support.waiting import until_query
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ async def test_stuck_writing_general_then_severe_notified_and_closed_with_report
     await apply_all(pool, fleet)
     out = await Device(fleet.devices[0], "127.0.0.1", platform.ports["bip"], max_channels=1).run()
     assert not out.ok and await pool.fetchval("SELECT state FROM chips") == 3
-    await asyncio.sleep(0.5)  # progress is written behind (DESIGN §5.5): let the last batch land
+    await until_query(pool, "SELECT script_acked > 0 FROM tasks")  # progress is written behind (DESIGN §5.5)
     await pool.execute("UPDATE tasks SET progress_at = now() - interval '31 minutes'")
     res = await ops.scan(pool)
     [row] = await _open(pool, "STUCK%")
@@ -64,23 +64,16 @@ async def test_stuck_writing_general_then_severe_notified_and_closed_with_report
     [row] = await _open(pool, "STUCK%")
     assert (row["kind"], row["severity"]) == ("STUCK_WRITING_SEVERE", "severe") and row["escalated_at"]
 
-    received = []
-    app = web.Application()
-    app.router.add_post("/hook", functools.partial(_hook, received=received))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("ESIMOTA_NOTIFY_URL", f"http://127.0.0.1:{port}/hook")
+    hook = Receiver()
+    monkeypatch.setenv("ESIMOTA_NOTIFY_URL", await hook.start("/hook"))
     monkeypatch.setenv("ESIMOTA_NOTIFY_SECRET", "s3cret")
     try:
         assert await ops_notify.queue(pool) == 1
         async with aiohttp.ClientSession() as session:
             assert await ops_notify.deliver(pool, session) == 1
     finally:
-        await runner.cleanup()
-    body, headers = received[0]
+        await hook.stop()
+    body, headers = hook.bodies[0], hook.headers[0]
     assert body["kind"] == "STUCK_WRITING_SEVERE" and body["eid"] == fleet.devices[0].eid
     assert len(headers["X-Esimota-Signature"]) == 64 and "s3cret" not in str(body)
     assert await pool.fetchval("SELECT reported_at IS NOT NULL FROM exceptions WHERE id = $1", row["id"])
@@ -89,11 +82,6 @@ async def test_stuck_writing_general_then_severe_notified_and_closed_with_report
     assert exc.value.reason == "REPORT_REQUIRED"
     closed = await ops.close(pool, row["id"], "staff:op", "device re-powered", "root cause: antenna")
     assert closed["closed_at"] and closed["report"] == "root cause: antenna"
-
-
-async def _hook(request, received):
-    received.append((await request.json(), dict(request.headers)))
-    return web.json_response({"ok": True})
 
 
 async def test_no_province_resource_one_then_many_then_replenished(pool, platform):

@@ -11,6 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from esimota.codec import bcp
+from tests.support.bip import worker
 from tests.support.platform import serve
 
 
@@ -108,7 +110,7 @@ def test_bip_endpoint_accepts_channels(platform):
     with socket.create_connection(("127.0.0.1", platform.bip_port), timeout=5) as s:
         s.sendall(bytes([0x00, 0x02, 0x7F, 0x00]))
         data = s.recv(16)
-        assert data[:3] == bytes([0x00, 0x04, 0x05]) and data[3] in range(0x00, 0x08)
+        assert data[:3] == bytes([0x00, 0x04, bcp.CLOSE]) and data[3] == bcp.CLOSE_PROTOCOL
 
 
 def test_sigterm_drains_and_stops_within_10s(platform):
@@ -117,6 +119,19 @@ def test_sigterm_drains_and_stops_within_10s(platform):
     assert seconds < 10
     assert any(ln.get("msg") == "draining" for ln in platform.lines)
 
+
+async def test_a_drained_worker_writes_its_call_log_before_it_stops(db_url, pool, monkeypatch):
+    """R27, §9.2.2: every call is logged; the call log is written behind, so the drain writes what is
+    still buffered before the pool closes (the periodic flush is pushed out of the way here)."""
+    from esimota.store.call_log import CallLog
+
+    monkeypatch.setattr(CallLog, "every", 3600.0)
+    async with worker(db_url) as p, aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{p.ports['http']}/api/v1/write/provinces",
+                            params={"token": "not-a-token"}) as r:
+            assert r.status == 401
+        assert await pool.fetchval("SELECT count(*) FROM api_calls") == 0  # still in the worker's buffer
+    assert await pool.fetchval("SELECT count(*) FROM api_calls WHERE code = 401") == 1
 
 async def test_two_workers_share_the_ports_without_tls(tmp_path, db_url):
     s = serve(tmp_path / "home", db_url, workers=2, tls=False)

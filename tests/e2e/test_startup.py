@@ -91,3 +91,41 @@ def test_an_unreachable_database_is_refused_after_a_bounded_wait(tmp_path, db_ur
     dead = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{free_port()}"))
     line = _one_line(_serve(tmp_path / "home", dead), "unreachable after 1 s", "DATABASE_URL")
     assert parts.password and parts.password not in line
+
+
+@pytest.mark.parametrize("name,flag", [("HTTP", "--http-port"), ("gRPC", "--grpc-port"), ("BIP", "--bip-port"),
+                                       ("the operations gRPC", "ESIMOTA_ADMIN_PORT"),
+                                       ("the operations HTTPS", "ESIMOTA_ADMIN_HTTP_PORT")])
+def test_each_taken_listener_is_refused_with_workers(tmp_path, db_url, name, flag):
+    """Every listener, under the supervisor (--workers 2): one line naming it and how to move it."""
+    host = "0.0.0.0" if flag == "--bip-port" else "127.0.0.1"
+    with socket.socket() as taken:
+        taken.bind((host, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if flag.startswith("--"):
+            res = _serve(tmp_path / "home", db_url, "--workers", "2", flag, str(port))
+        else:
+            res = _serve(tmp_path / "home", db_url, "--workers", "2", env={flag: str(port)})
+    _one_line(res, f"{host}:{port}", f"for {name}:", flag)
+
+
+@pytest.mark.parametrize("url,words", [
+    ("postgresql://esimota:s3cret@127.0.0.1:99999/esimota", ["port '99999'", "1 to 65535"]),
+    ("postgresql://esimota:s3cret@127.0.0.1:abc/esimota", ["port 'abc'"]),
+    ("mysql://esimota:s3cret@127.0.0.1:3306/esimota", ["not a PostgreSQL URL", "postgresql://"]),
+])
+def test_a_malformed_database_url_is_refused_at_once(tmp_path, url, words):
+    """A port out of range reached the socket layer as a 60-line OverflowError traceback; no wait mends a
+    malformed URL, so it is refused before any (never 'unreachable after')."""
+    line = _one_line(_serve(tmp_path / "home", url, "--workers", "2"), "DATABASE_URL", *words)
+    assert "unreachable" not in line and "s3cret" not in line
+
+
+async def test_a_wrong_password_is_refused_as_such(tmp_path, db_url):
+    """The server answered: a wrong password is said so at once, not reported as unreachable after a wait."""
+    parts = urlsplit(db_url)
+    user = parts.netloc.rsplit("@", 1)[0].split(":")[0]
+    wrong = urlunsplit(parts._replace(netloc=f"{user}:not-the-password@{parts.netloc.rsplit('@', 1)[1]}"))
+    line = _one_line(_serve(tmp_path / "home", wrong), "refused the connection", "password authentication failed")
+    assert "not-the-password" not in line and "unreachable" not in line

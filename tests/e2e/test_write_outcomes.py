@@ -14,56 +14,31 @@ import signal
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from esimota.service import admin
 from esimota.sim import fleetdata
 from esimota.sim.device import Device, Faults
 from tests.support.platform import serve
+from tests.support.receiver import CALLBACK_FIELDS, LOOPBACK_RECEIVER, Receiver
 
 OUTCOMES = ["success", "chip_fault", "readback", "no_comm", "lying_iccid", "early_report", "drop", "cancel"]
 FAILURES = {"chip_fault": ("CHIP_FAULT", "chip fault"), "readback": ("DATA_ERROR", "data error"),
             "lying_iccid": ("DATA_ERROR", "data error")}
-CALLBACK_FIELDS = {"eid", "task_id", "card_status", "write_result", "write_time", "iccid", "msisdn", "status_desc",
-                   "event_id", "timestamp", "sign"}
-
-
-class Partner:
-    """The client's callback endpoint (§7.3) on 127.0.0.1: answers JSON code 200 and keeps every body."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        return web.json_response({"code": 200, "message": "接收成功"})
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/cb", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/cb"
-
-    def of(self, task_id: str) -> list[dict]:
-        return [b for b in self.bodies if b["task_id"] == task_id]
 
 
 @pytest.fixture
 async def setup(tmp_path, db_url, pool):
-    partner = Partner()
+    partner = Receiver()
     url = await partner.start()
     fleet = await fleetdata.generate(pool, len(OUTCOMES), callback_url=url)
     await admin.allocate_numbers(pool, fleet.client_id, [n["iccid"] for n in fleet.numbers])  # `numbers allocate`
     served = serve(tmp_path / "home", db_url, tls=False, extra_env={"ESIMOTA_CALLBACK_DELAY_SCALE": "0.01",
-                                                                     "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1", "ESIMOTA_CALLBACK_ALLOW": "127.0.0.0/8"})
+                                                                     **LOOPBACK_RECEIVER})
     try:
         yield served, fleet, partner
     finally:
         served.stop(signal.SIGKILL)
-        await partner.runner.cleanup()
+        await partner.stop()
 
 
 class Api:
@@ -115,7 +90,7 @@ async def _exceptions(pool, eid: str) -> dict:
     return {r["kind"]: (r["closed"], r["resolution"]) for r in rows}
 
 
-async def _callbacks(partner: Partner, task_id: str, n: int = 1) -> list[dict]:
+async def _callbacks(partner: Receiver, task_id: str, n: int = 1) -> list[dict]:
     for _ in range(300):  # delivered by the served worker's dispatcher
         if len(partner.of(task_id)) >= n:
             break

@@ -8,44 +8,22 @@ src/, must be reachable that way: one that only tests reach is a second implemen
 
 from __future__ import annotations
 
-import ast
 import tomllib
 from pathlib import Path
+
+from tests.support.imports import imported, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 
 def _modules() -> dict[str, Path]:
-    out = {}
-    for path in (SRC / "esimota").rglob("*.py"):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
+    return {module_name(path, SRC)[0]: path for path in (SRC / "esimota").rglob("*.py")}
 
 
 def _imports(path: Path, module: str, is_package: bool) -> set[str]:
     """Every module name this file may import: statements, relative ones resolved, and 'esimota.x' text."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module if is_package else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("esimota."):
-            names.add(node.value.split(":")[0])
-            names.add(node.value.split(":")[0] + ".__main__")  # `python -m esimota.cli` runs the package's __main__
-    return names
+    return imported(path, module, is_package, as_text=True)
 
 
 def _closure(roots: set[str], modules: dict[str, Path], graph: dict[str, set[str]]) -> set[str]:

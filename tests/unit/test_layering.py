@@ -4,7 +4,7 @@ An ast walk of src/esimota: every `import` and `from … import` (relative ones 
 functions too) of each module is checked against what its layer may not import:
 codec and domain import nothing above them; store imports no service, api or cli; service imports no
 api or cli; the sans-IO ota core imports neither asyncio nor the layers that do I/O. And no SQL
-statement is written in service/, jobs/ or api/: store/ owns them all.
+statement is written outside store/ (f-strings and multi-line strings included): store/ owns them all.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from tests.support.imports import imported, module_name
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PKG = SRC / "esimota"
@@ -25,34 +27,17 @@ FORBIDDEN = {
     "ota": ("store", "service", "api", "jobs", "cli", "server"),
     "store": ("service", "api", "jobs", "cli", "server"),
     "service": ("api", "jobs", "cli", "server"),
+    # the adapters, the jobs and the simulator sit side by side above service/: none reaches into another,
+    # nor into the command or the composition root that assemble them
+    "api": ("jobs", "cli", "server"),
+    "jobs": ("api", "cli", "server"),
+    "sim": ("api", "jobs", "cli", "server"),
 }
-
-
-def _module(path: Path, root: Path) -> tuple[str, bool]:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    is_package = parts[-1] == "__init__"
-    if is_package:
-        parts.pop()
-    return ".".join(parts), is_package
 
 
 def _imports(path: Path, root: Path = SRC) -> set[str]:
     """Every esimota module this file imports (absolute names)."""
-    module, is_package = _module(path, root)
-    package = module if is_package else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
-    return {n for n in names if n == "esimota" or n.startswith("esimota.")}
+    return {n for n in imported(path, *module_name(path, root)) if n == "esimota" or n.startswith("esimota.")}
 
 
 def _layer(name: str) -> str:
@@ -72,7 +57,7 @@ def _violations(layer: str) -> list[str]:
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_a_layer_imports_nothing_above_it(layer):
     """DESIGN §1: codec and domain import nothing above them; store no service, api or cli; service no
-    api or cli; the ota core none of the layers that do I/O."""
+    api or cli; the ota core none of the layers that do I/O; api, jobs and sim not one another."""
     assert (PKG / layer).is_dir()
     assert _violations(layer) == []
 
@@ -99,34 +84,71 @@ def test_the_walk_sees_relative_and_nested_imports(tmp_path):
     assert any(_layer(n) in FORBIDDEN["store"] for n in names)
 
 
-SQL = re.compile(r"\bSELECT\s.+\bFROM\s|\bSELECT\s+(count|pg_\w+|1\b)|\bINSERT\s+INTO\s|\bUPDATE\s+\w+\s+(\w+\s+)?SET\s"
-                 r"|\bDELETE\s+FROM\s|\bTRUNCATE\s+\w+|\bCREATE\s+(TEMP\s+)?TABLE\s", re.S)
+# A statement's first words, in any case where they cannot be prose (INSERT INTO, DELETE FROM, UPDATE t SET,
+# SELECT … FROM, a CTE, DDL), and upper case where a word alone would be English (SELECT fn(…), COPY, LOCK).
+SQL = re.compile(r"(?i:\bSELECT\s.+\bFROM\s|\bINSERT\s+INTO\s|\bUPDATE\s+\w+\s+(\w+\s+)?SET\s|\bDELETE\s+FROM\s"
+                 r"|\bWITH\s+(RECURSIVE\s+)?\w+\s+AS\s*\(|\bTRUNCATE\s+\w+"
+                 r"|\b(CREATE|ALTER|DROP)\s+(TEMP\s+|UNIQUE\s+)?(TABLE|INDEX|VIEW|DATABASE)\s)"
+                 r"|\bSELECT\s+[\w*($]|\b(COPY|LOCK)\s+\w+|\bVACUUM\b", re.S)
+
+
+def _text(node: ast.AST) -> str | None:
+    """A string literal's text; an f-string's with each {…} as x (so "SELECT {cols} FROM t" is seen whole)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+    return None
 
 
 def _sql_literals(path: Path, root: Path = SRC) -> list[str]:
-    """String literals (docstrings aside) of a module that are SQL statements."""
+    """String literals and f-strings (docstrings aside) of a module that are SQL statements."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                   if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                   and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-    return [f"{path.relative_to(root)}:{n.lineno}" for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
-            and SQL.search(n.value)]
+    parts = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    lines = sorted({n.lineno for n in ast.walk(tree)
+                    if id(n) not in docstrings and id(n) not in parts and SQL.search(_text(n) or "")})
+    return [f"{path.relative_to(root)}:{line}" for line in lines]
 
 
-@pytest.mark.parametrize("layer", ["service", "jobs", "api"])
-def test_store_owns_every_sql_statement_of_services_jobs_and_adapters(layer):
-    """DESIGN §1: store/ holds the repositories that own every SQL statement; services, jobs and the api
-    adapters (rate windows, exception lists, the readiness probe included) call them."""
-    assert [hit for path in sorted((PKG / layer).rglob("*.py")) for hit in _sql_literals(path)] == []
+def _outside_store(pkg: Path) -> list[Path]:
+    """Every module of the package but store/'s, the generated protobuf modules aside."""
+    return [p for p in sorted(pkg.rglob("*.py")) if p.relative_to(pkg).parts[0] != "store"
+            and not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))]
+
+
+def test_store_owns_every_sql_statement():
+    """DESIGN §1: store/ holds the repositories that own every SQL statement; services, jobs, the api
+    adapters, the cli, the start-up checks and every other module call them."""
+    assert [hit for path in _outside_store(PKG) for hit in _sql_literals(path)] == []
+
+
+def test_the_sql_finder_sees_every_store_statement():
+    """The checker itself: it knows every form store/ writes its statements in (each repository has some)."""
+    missed = [p.name for p in sorted((PKG / "store").glob("*.py"))
+              if "conn.fetch" in p.read_text(encoding="utf-8") and not _sql_literals(p)]
+    assert missed == []
 
 
 def test_the_sql_finder_finds_sql(tmp_path):
-    """The checker itself: a statement in a constant is found, a docstring that says UPDATE is not."""
+    """The checker itself: a statement in a constant, an f-string, a multi-line string, a CTE, lower case
+    and a SELECT without FROM are found, in any module outside store/; a docstring that says UPDATE is not."""
     f = tmp_path / "esimota" / "service" / "x.py"
     f.parent.mkdir(parents=True)
-    f.write_text('"""One UPDATE per refresh."""\nQ = "UPDATE chips SET state = $2 WHERE id = $1"\n', encoding="utf-8")
-    assert _sql_literals(f, tmp_path) == ["esimota/service/x.py:2"]
+    f.write_text('"""One UPDATE per refresh."""\nQ = "UPDATE chips SET state = $2 WHERE id = $1"\n'
+                 'def f(cols):\n    """SELECT by file id."""\n    return f"SELECT {cols} FROM chips"\n'
+                 'W = """\nWITH gone AS (\n  DELETE\n  FROM t RETURNING id)\nSELECT count(*) FROM gone"""\n'
+                 'L = "insert into t (a) values ($1)"\nP = "SELECT to_regclass($1) IS NOT NULL"\n'
+                 'OK = "select the chips to allocate"\n', encoding="utf-8")
+    assert _sql_literals(f, tmp_path) == [f"esimota/service/x.py:{n}" for n in (2, 5, 6, 11, 12)]
+    top = tmp_path / "esimota" / "startup.py"
+    top.write_text('N = "SELECT coalesce(max(version), 0) FROM schema_migrations"\n', encoding="utf-8")
+    (tmp_path / "esimota" / "store").mkdir()
+    (tmp_path / "esimota" / "store" / "chips.py").write_text('Q = "SELECT eid FROM chips"\n', encoding="utf-8")
+    assert {p.name for p in _outside_store(tmp_path / "esimota")} == {"x.py", "startup.py"}
+    assert _sql_literals(top, tmp_path) == ["esimota/startup.py:1"]
 
 
 def test_the_sql_finder_finds_a_probe_in_an_adapter(tmp_path):

@@ -11,6 +11,7 @@ def _emit(*args, **extra) -> dict:
     buf = io.StringIO()
     log.setup("DEBUG", stream=buf)
     logging.getLogger("esimota.test").info(*args, extra=extra)
+    log.flush()
     line = buf.getvalue().strip().splitlines()[-1]
     return json.loads(line)
 
@@ -57,3 +58,53 @@ def test_start_up_database_line_has_no_password():
     assert "uRbtACcF0_K08" not in json.dumps(rec) and rec["database"].startswith("postgresql://esimota:***@")
     rec = _emit("database ready", database=url)  # even if a caller forgot to redact it
     assert "uRbtACcF0_K08" not in json.dumps(rec)
+
+
+# -- the writer thread: a slow reader of stderr never stalls the caller (fleet: 40,000 session lines) --------
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(ln) for ln in text.splitlines()]
+
+
+def test_lines_keep_their_order_and_a_warning_is_written_at_once():
+    buf = io.StringIO()
+    log.setup("INFO", stream=buf)
+    lg = logging.getLogger("esimota.test")
+    for i in range(50):
+        lg.info("step", extra={"i": i})
+    lg.warning("something to see", extra={"i": 50})
+    # no flush: the warning went out with everything queued before it, in order
+    assert [r["i"] for r in _lines(buf.getvalue())] == list(range(51))
+    lg.info("after", extra={"i": 51})
+    log.flush()
+    assert [r["i"] for r in _lines(buf.getvalue())] == list(range(52))
+
+
+def test_a_reader_that_does_not_read_does_not_block_the_caller():
+    """A pipe nobody reads holds 64 KiB: 600 KB of INFO lines are queued, not written by the caller, and all
+    arrive, in order, once the reader reads."""
+    import os
+    import threading
+
+    r, w = os.pipe()
+    stream = os.fdopen(w, "w", encoding="utf-8")
+    log.setup("INFO", stream=stream)
+    lg = logging.getLogger("esimota.test")
+    done = threading.Event()
+
+    def produce():
+        for i in range(2000):
+            lg.info("bip session end", extra={"i": i, "pad": "x" * 250})
+        done.set()
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    assert done.wait(60), "the caller was blocked by the unread pipe"
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(os.fdopen(r, "rb").read()), daemon=True)
+    reader.start()
+    log.flush()
+    log.setup("INFO", stream=io.StringIO())  # closes the pipe's handler (everything written)
+    stream.close()
+    reader.join(60)
+    assert [x["i"] for x in _lines(got[0].decode())] == list(range(2000))

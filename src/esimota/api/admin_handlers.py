@@ -57,6 +57,13 @@ def register(rpc: Callable, iso: Callable) -> None:
                                                        list(req.permissions), actor=call.actor))
 
     @rpc
+    async def update_client(call, req):
+        rate = req.rate_limit_per_min if req.HasField("rate_limit_per_min") else None
+        return client_info(await admin.update_client(call.pool, _required(req.client_id, "client_id"),
+                                                     rate_limit_per_min=rate, ip=list(req.ip_whitelist) or None,
+                                                     actor=call.actor))
+
+    @rpc
     async def disable_client(call, req):
         return client_info(await admin.disable_client(call.pool, _required(req.client_id, "client_id"),
                                                       actor=call.actor))

@@ -16,7 +16,7 @@ from . import status
 from ..store.call_log import CallLog
 from .addresses import CallerAddress
 from .handlers import HANDLERS, Call
-from .limits import Quota, RateLimiter, SharedWindows, StreamCap
+from .limits import Quota, RateLimiter, SharedWindows, StreamPlaces
 from .registry import Method
 
 logger = logging.getLogger("esimota.api")
@@ -43,7 +43,7 @@ class Api:
     """One per worker, shared by the HTTP bridge and the gRPC servicers (they cannot behave differently)."""
 
     def __init__(self, pool: Any, settings: config.Settings | None = None,
-                 signer: auth.TokenSigner | None = None) -> None:
+                 signer: auth.TokenSigner | None = None, worker_id: int = 0) -> None:
         self.pool = pool
         self.settings = settings or config.Settings()
         self.signer = signer or auth.signer_from_config()
@@ -51,7 +51,9 @@ class Api:
         self.staff = staff_auth.StaffGate(pool)
         self.addresses = CallerAddress(self.settings.trusted_proxy_header, self.settings.trusted_proxies)
         self.limiter = RateLimiter()
-        self.watches = StreamCap(self.settings.watch_streams_per_client)
+        # a client's server streams counted over every worker and node (store.stream_places)
+        self.watches = StreamPlaces(pool, self.settings.watch_streams_per_client, self.settings.node_id, worker_id,
+                                    self.settings.watch_place_ttl_s)
         self.shared_limits = SharedWindows(pool, self.limiter)  # one client's calls counted over all workers
         self.call_log = CallLog(pool)
 
@@ -64,12 +66,14 @@ class Api:
                                                               "error": type(exc).__name__})
             cache.start()
         self.shared_limits.start()
+        self.watches.start()
         self.call_log.start()
 
     async def stop(self) -> None:
         await self.clients.stop()
         await self.staff.stop()
         await self.shared_limits.stop()
+        await self.watches.stop()
         await self.call_log.stop()
 
     async def authorise(self, method: Method, token: str | None, source_ip: str) -> Authorised:
@@ -118,15 +122,16 @@ class Api:
                      params: dict) -> AsyncIterator[Any]:
         """A streaming call (gRPC only): authorised once, logged once when it ends.
 
-        A partner's server stream (WatchWriteStatus) holds a place of its client's cap while it runs
-        (over the cap: RESOURCE_EXHAUSTED) and is given the moment its lifetime ends (`Call.until`)."""
+        A partner's server stream (WatchWriteStatus) holds a place of its client's cap, counted over every
+        worker and node, while it runs (over the cap: RESOURCE_EXHAUSTED; the database down: UNAVAILABLE),
+        and gives it back when it ends: at the latest when its lifetime is over (`Call.until`)."""
         t0, who, code, reason, held = time.perf_counter(), None, 200, None, None
         try:
             granted = await self.authorise(method, token, source_ip)
             who = granted.client_id
             if method.server_streaming and granted.call.client is not None:
-                held = self.watches.enter(granted.call.client.id)
                 granted.call.until = time.monotonic() + self.settings.watch_lifetime_s
+                held = await self.watches.enter(granted.call.client.id, granted.call)
             result = HANDLERS[method.name](granted.call, request)
             if method.server_streaming:
                 async for item in result:

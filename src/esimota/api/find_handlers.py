@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..domain.lifecycle import CardState, progress
 from ..errors import DomainError, InvalidArgument, RateLimited
-from ..service import history, lists, temp_numbers, write_batch, writing
+from ..service import history, lists, reports_export, temp_numbers, write_batch, writing
 from ..v1 import admin_pb2, writing_pb2
 from . import status
 
@@ -133,6 +133,13 @@ def _summary(r: Any, iso: Callable) -> writing_pb2.WriteTaskSummary:
     return out
 
 
+def export_record(r: dict, iso: Callable) -> admin_pb2.ExportRecord:
+    return admin_pb2.ExportRecord(id=r["id"], kind=r["kind"], period=r["period"], path=r["path"],
+                                  manifest_sha256=r["sha256"], rows=r["rows"], created_by=r["created_by"],
+                                  created_at=iso(r["created_at"]), expires_at=iso(r["expires_at"]),
+                                  node=_s(r["node"]), deleted_at=iso(r["deleted_at"]) or "")
+
+
 def _batch_item(req: writing_pb2.ApplyWriteRequest) -> writing.ApplyRequest | DomainError:
     if not req.HasField("write_type"):
         return InvalidArgument("write_type is required (0 designated, 1 auto)", reason="WRITE_TYPE_REQUIRED")
@@ -142,6 +149,17 @@ def _batch_item(req: writing_pb2.ApplyWriteRequest) -> writing.ApplyRequest | Do
 
 def _opt_bool(req: Any, name: str) -> bool | None:
     return getattr(req, name) if req.HasField(name) else None
+
+
+def _page(req: Any) -> dict[str, Any]:
+    """An AdminService list request's keyset page, as the list use cases of service.lists take it."""
+    return {"page_token": req.page_token, "page_size_": req.page_size}
+
+
+def _answer(response: Callable, field: str, records: list, page: lists.PageResult) -> Any:
+    """A list's answer: its records under `field`, the next page's token and the total (the same two
+    fields on every list, the partner's ListWriteTasks too)."""
+    return response(**{field: records}, next_page_token=page.next_page_token, total=page.total)
 
 
 def register(rpc: Callable, iso: Callable) -> None:
@@ -156,8 +174,7 @@ def register(rpc: Callable, iso: Callable) -> None:
         page = await history.list_write_tasks(
             call.pool, call.client, card_status=req.card_status if req.HasField("card_status") else None,
             since=req.since, until=req.until, page_size=req.page_size, page_token=req.page_token)
-        return writing_pb2.ListWriteTasksResponse(tasks=[_summary(r, iso) for r in page.rows],
-                                                  next_page_token=page.next_page_token, total=page.total)
+        return _answer(writing_pb2.ListWriteTasksResponse, "tasks", [_summary(r, iso) for r in page.rows], page)
 
     @rpc
     async def apply_write_batch(call, req):
@@ -185,9 +202,8 @@ def register(rpc: Callable, iso: Callable) -> None:
     async def list_tasks(call, req):
         page = await lists.list_tasks(call.pool, state_=req.state, client=req.client, province=req.province_code,
                                       batch=req.batch, project=req.project, since=req.since, until=req.until,
-                                      eid=req.eid, page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.ListTasksResponse(tasks=[task_record(r, iso) for r in page.rows],
-                                           next_page_token=page.next_page_token, total=page.total)
+                                      eid=req.eid, **_page(req))
+        return _answer(admin_pb2.ListTasksResponse, "tasks", [task_record(r, iso) for r in page.rows], page)
 
     @rpc
     async def show_task(call, req):
@@ -200,31 +216,27 @@ def register(rpc: Callable, iso: Callable) -> None:
         page = await lists.list_chips(call.pool, state_=req.state, batch=req.batch, client=req.client,
                                       project=req.project, production_status=req.production_status,
                                       logistics_status=req.logistics_status, expiring_before=req.expiring_before,
-                                      page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.ListChipsResponse(chips=[chip_record(r, iso) for r in page.rows],
-                                           next_page_token=page.next_page_token, total=page.total)
+                                      **_page(req))
+        return _answer(admin_pb2.ListChipsResponse, "chips", [chip_record(r, iso) for r in page.rows], page)
 
     @rpc
     async def list_numbers(call, req):
         page = await lists.list_numbers(call.pool, province=req.province_code, status=req.status, client=req.client,
-                                        page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.ListNumbersResponse(numbers=[number_record(r) for r in page.rows],
-                                             next_page_token=page.next_page_token, total=page.total)
+                                        **_page(req))
+        return _answer(admin_pb2.ListNumbersResponse, "numbers", [number_record(r) for r in page.rows], page)
 
     @rpc
     async def list_clients(call, req):
-        page = await lists.list_clients(call.pool, disabled=_opt_bool(req, "disabled"), name=req.name,
-                                        page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.ListClientsResponse(clients=[client_record(r, iso) for r in page.rows],
-                                             next_page_token=page.next_page_token, total=page.total)
+        page = await lists.list_clients(call.pool, disabled=_opt_bool(req, "disabled"), name=req.name, **_page(req))
+        return _answer(admin_pb2.ListClientsResponse, "clients", [client_record(r, iso) for r in page.rows], page)
 
     @rpc
     async def search_exceptions(call, req):
         page = await lists.list_exceptions(call.pool, open_=_opt_bool(req, "open"), category=req.category,
                                            severity=req.severity, overdue=_opt_bool(req, "overdue"),
-                                           page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.SearchExceptionsResponse(exceptions=[exception_record(r, iso) for r in page.rows],
-                                                  next_page_token=page.next_page_token, total=page.total)
+                                           **_page(req))
+        return _answer(admin_pb2.SearchExceptionsResponse, "exceptions",
+                       [exception_record(r, iso) for r in page.rows], page)
 
     @rpc
     async def show_exception(call, req):
@@ -234,17 +246,26 @@ def register(rpc: Callable, iso: Callable) -> None:
 
     @rpc
     async def list_alerts(call, req):
-        page = await lists.list_alerts(call.pool, kind=req.kind, open_=_opt_bool(req, "open"),
-                                       page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.ListAlertsResponse(alerts=[alert_record(r, iso) for r in page.rows],
-                                            next_page_token=page.next_page_token, total=page.total)
+        page = await lists.list_alerts(call.pool, kind=req.kind, open_=_opt_bool(req, "open"), **_page(req))
+        return _answer(admin_pb2.ListAlertsResponse, "alerts", [alert_record(r, iso) for r in page.rows], page)
 
     @rpc
     async def search_callbacks(call, req):
-        page = await lists.list_callbacks(call.pool, status=req.status, client=req.client,
-                                          page_token=req.page_token, page_size_=req.page_size)
-        return admin_pb2.SearchCallbacksResponse(callbacks=[callback_record(r, iso) for r in page.rows],
-                                                 next_page_token=page.next_page_token, total=page.total)
+        page = await lists.list_callbacks(call.pool, status=req.status, client=req.client, **_page(req))
+        return _answer(admin_pb2.SearchCallbacksResponse, "callbacks",
+                       [callback_record(r, iso) for r in page.rows], page)
+
+    @rpc
+    async def list_exports(call, req):
+        rows = await reports_export.list_exports(call.pool, call.actor, kind=req.kind or None,
+                                                 period=req.period or None)
+        return admin_pb2.ListExportsResponse(exports=[export_record(r, iso) for r in rows])
+
+    @rpc
+    async def open_export(call, req):
+        if req.id <= 0:
+            raise InvalidArgument("id is required", reason="PARAM_INVALID")
+        return export_record(await reports_export.open_export(call.pool, req.id, call.actor), iso)
 
     @rpc
     async def reprovision_chip(call, req):

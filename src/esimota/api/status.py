@@ -26,7 +26,7 @@ _BY_CLASS: tuple[tuple[type, int, grpc.StatusCode], ...] = (
     (errors.DomainError, 400, grpc.StatusCode.FAILED_PRECONDITION),
 )
 # Database trouble that is not the caller's fault and will pass: 503, retry later.
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 HTTP_TO_GRPC = {status: code for _, status, code in _BY_CLASS} | {500: grpc.StatusCode.INTERNAL}
 GRPC_TO_HTTP = {code: status for _, status, code in _BY_CLASS} | {grpc.StatusCode.INTERNAL: 500}
@@ -50,7 +50,7 @@ def outcome(exc: BaseException) -> Outcome:
             return Outcome(http, code, exc.reason, exc.message, getattr(exc, "retry_after", None))
     if isinstance(exc, asyncpg.DataError):  # a value PostgreSQL refuses (class 22): the caller's input
         return Outcome(400, grpc.StatusCode.INVALID_ARGUMENT, "PARAM_INVALID", "a parameter is malformed")
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, DATABASE_DOWN):
         return Outcome(503, grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", "the service is unavailable; retry later", 1.0)
     logger.error("internal error", exc_info=exc)
     return Outcome(500, grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")

@@ -46,7 +46,7 @@ def register(sub) -> None:
     imp.add_argument("file")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=run_async(_usage_import))
-    api = sub.add_parser("api", help="the partner API")
+    api = sub.add_parser("api", help="staff tokens for the operations listener's gRPC feeds (admin-token)")
     tok = api.add_subparsers(dest="api_action", metavar="ACTION", required=True).add_parser(
         "admin-token", help="a 24 h staff token of the named account for the operations listener (audited)")
     tok.add_argument("username", help="the staff account the token is for")

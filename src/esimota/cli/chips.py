@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from . import find, formats
-from .common import as_staff, emit, read_file, run_async, staff_flags
+from .common import as_staff, emit, numbered_lines, read_file, run_async, staff_flags
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -71,26 +71,29 @@ async def _numbers_allocate(args: argparse.Namespace) -> int:
     from ..service import admin
 
     async def body(pool, actor):
-        iccids = list(args.iccid or [])
+        iccids, where = list(args.iccid or []), {}
         if args.file:
-            iccids += [ln.strip() for ln in read_file(args.file).splitlines()
-                       if ln.strip() and ln.strip() != "iccid"]
+            from_file, lines = numbered_lines(args.file, "iccid")
+            if not iccids:  # problems told as FILE:LINE
+                where = {"lines": lines, "source": args.file}
+            iccids += from_file
         if not iccids:
             raise InvalidArgument("give --iccid or --file", reason="NUMBER_REQUIRED")
-        return await admin.allocate_numbers(pool, args.client, iccids, actor=actor)
+        return await admin.allocate_numbers(pool, args.client, iccids, actor=actor, **where)
     done = await as_staff(args, "resources.import", body)
     emit(args, {"ok": True, "client_id": args.client, "allocated": len(done)})
     return 0
 
 
-def _eids_named(args: argparse.Namespace) -> list[str] | None:
-    """--eid EID… or --file FILE (one EID a line, an `eid` header allowed); None with --batch."""
+def _eids_named(args: argparse.Namespace) -> tuple[list[str] | None, dict]:
+    """--eid EID… or --file FILE (one EID a line, an `eid` header allowed); None with --batch. With the
+    EIDs, where they come from: a file's line numbers, so that every problem is told as FILE:LINE."""
     if args.batch:
-        return None
-    eids = list(args.eid or [])
-    if args.file:
-        eids += [ln.strip() for ln in read_file(args.file).splitlines() if ln.strip() and ln.strip() != "eid"]
-    return eids
+        return None, {}
+    if args.file and not args.eid:
+        eids, lines = numbered_lines(args.file, "eid")
+        return eids, {"lines": lines, "source": args.file}
+    return list(args.eid or []), {}
 
 
 async def _chips_allocation(args: argparse.Namespace) -> int:
@@ -101,7 +104,8 @@ async def _chips_allocation(args: argparse.Namespace) -> int:
 
     async def body(pool, actor):
         use = admin.release_chips if release else admin.allocate_chips
-        return await use(pool, args.client, _eids_named(args), batch=args.batch, actor=actor)
+        eids, where = _eids_named(args)
+        return await use(pool, args.client, eids, batch=args.batch, actor=actor, **where)
     done = await as_staff(args, "resources.import", body)
     emit(args, {"ok": True, "client": args.client, "released" if release else "allocated": len(done)})
     return 0

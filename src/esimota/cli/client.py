@@ -1,4 +1,4 @@
-"""`esimota client create|rotate-secret|whitelist|permissions|disable`: partner accounts (§6.2.1.1, R31)."""
+"""`esimota client create|rotate-secret|update|whitelist|permissions|disable`: partner accounts (§6.2.1.1, R31)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,11 @@ async def _client_action(pool, args: argparse.Namespace, actor: str) -> dict:
         client, secret = await admin.rotate_secret(pool, args.client_id, callback=args.callback, actor=actor)
         key = "callback_secret" if args.callback else "client_secret"
         return {"ok": True, "client_id": client.client_id, key: secret}
-    if args.client_action == "whitelist":
+    if args.client_action == "update":
+        ip = ",".join(args.ip) if args.ip else None
+        client = await admin.update_client(pool, args.client_id, rate_limit_per_min=args.rate_limit, ip=ip,
+                                           actor=actor)
+    elif args.client_action == "whitelist":
         client = await admin.set_whitelist(pool, args.client_id, args.ip, actor=actor)
     elif args.client_action == "permissions":
         client = await admin.set_permissions(pool, args.client_id, args.permissions, actor=actor)
@@ -56,6 +60,11 @@ def register(sub) -> None:
     rotate = staff_flags(actions.add_parser("rotate-secret", help="new client secret (or --callback secret)"))
     rotate.add_argument("client_id", help="the client's id or name")
     rotate.add_argument("--callback", action="store_true", help="rotate the callback signing secret")
+    upd = staff_flags(actions.add_parser(
+        "update", help="change the rate limit and/or the IP whitelist (running workers apply it within 5 s)"))
+    upd.add_argument("client_id", help="the client's id or name")
+    upd.add_argument("--rate-limit", type=int, help="calls per minute (1 … 1,000,000)")
+    upd.add_argument("--ip", nargs="+", metavar="CIDR", help="replace the whitelist: CIDR … (or CIDR,CIDR…)")
     wl = staff_flags(actions.add_parser("whitelist", help="replace the IP whitelist"))
     wl.add_argument("client_id", help="the client's id or name")
     wl.add_argument("--ip", required=True)

@@ -98,3 +98,15 @@ def read_file(path: str | None) -> str | None:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror}", reason="FILE_UNREADABLE") from None
+
+
+def numbered_lines(path: str, header: str) -> tuple[list[str], list[int]]:
+    """The values of a one-value-a-line file and their line numbers: blank lines skipped, and a first line
+    equal to `header` (so that every problem is told as FILE:LINE)."""
+    values, lines = [], []
+    for number, raw in enumerate((read_file(path) or "").splitlines(), start=1):
+        value = raw.strip().lstrip("\ufeff")
+        if value and not (number == 1 and value.lower() == header):
+            values.append(value)
+            lines.append(number)
+    return values, lines

@@ -1,13 +1,15 @@
-"""`esimota decode [--kic HEX --kid HEX] [--as KIND] HEX` (DESIGN §7): any codec input as JSON."""
+"""`esimota decode [--kic HEX --kid HEX] [--as KIND] [--json] HEX` (DESIGN §7): any codec input with the specs'
+element names, as indented text on a terminal and as JSON with --json."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from esimota.codec.describe import KINDS, describe
 from esimota.errors import CodecError
+
+from . import output
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -21,7 +23,8 @@ def _hex(text: str, what: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Decode and print JSON; one clear line on stderr and exit 2 on bad input."""
+    """Decode and print the fields (JSON with --json); exit 2 on bad input with one clear line on stderr
+    (with --json, `{"ok": false, …}` on stdout)."""
     try:
         raw = _hex(args.hex, "input")
         kic = _hex(args.kic, "--kic") if args.kic else None
@@ -31,23 +34,30 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{name} must be 16 or 24 bytes")
         result = describe(raw, args.kind, kic, kid)
     except CodecError as exc:
-        print(f"esimota decode: {exc.reason}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad(args, exc.reason, f"{exc.reason}: {exc}")
     except ValueError as exc:
-        print(f"esimota decode: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(json.dumps(result, ensure_ascii=False, indent=2))
+        return _bad(args, "INVALID_ARGUMENT", str(exc))
+    print(output.to_json(result) if args.json else output.tree(result))
     return EXIT_OK
+
+
+def _bad(args: argparse.Namespace, reason: str, message: str) -> int:
+    if args.json:
+        print(output.to_json({"ok": False, "error": reason, "message": message}))
+    else:
+        print(f"esimota decode: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the `decode` sub-command to an argparse subparsers object."""
     p = subparsers.add_parser("decode", help="decode a frame, packet, script, APDU, TLV or CAT command",
-                              description="Decode hex bytes into JSON with the specs' element names.")
+                              description="Decode hex bytes into the specs' element names (JSON with --json).")
     p.add_argument("hex", help="the bytes, in hexadecimal")
     p.add_argument("--kic", help="K_IC (hex) to decipher packets")
     p.add_argument("--kid", help="K_ID (hex) to check CC and MACs")
     p.add_argument("--as", dest="kind", choices=KINDS, help="decode as this kind instead of guessing")
+    p.add_argument("--json", action="store_true", help="print JSON (default: indented text)")
     p.set_defaults(func=run)
     return p
 

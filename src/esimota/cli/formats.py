@@ -51,4 +51,4 @@ CSV format (UTF-8, header line required; docs/examples/usage.csv):
   msisdn/iccid the number, by either (one of the two is enough)
   used_mb      data used, in MB (≥ 0)
   recorded_at  ISO 8601 time with its offset
-Any bad row imports nothing; every bad row is listed with its line (exit 2)."""
+Any bad row imports nothing; every problem of every bad row is listed with its line (exit 2)."""

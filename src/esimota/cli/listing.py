@@ -11,6 +11,8 @@ import sys
 import unicodedata
 from typing import Any, Iterable, Sequence, TextIO
 
+from .output import plain as _as_api
+
 BOM = "\ufeff"
 
 
@@ -30,16 +32,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
+        return _as_api(value)  # times in +08:00, as the API gives them (DESIGN §6)
     if isinstance(value, (list, tuple)):
         return ",".join(_cell(v) for v in value)
     return str(value)
 
 
 def _plain(value: Any) -> Any:
-    """A JSON value: times as ISO 8601 text, everything else as it is."""
+    """A JSON value: times as ISO 8601 text in +08:00, everything else as it is."""
     if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
+        return _as_api(value)
     if isinstance(value, tuple):
         return list(value)
     return value
@@ -55,8 +57,9 @@ def _pad(text: str, cols: int) -> str:
 
 
 def table(columns: Sequence[str], rows: Iterable[dict], out: TextIO) -> None:
-    """An aligned table: a header, a rule, one line per row."""
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    """An aligned table: a header, a rule, one line per row; an empty cell is "-" so that the columns,
+    separated by two or more spaces, split back."""
+    cells = [[_cell(r.get(c)) or "-" for c in columns] for r in rows]
     widths = [max([width(c)] + [width(row[i]) for row in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(_pad(c.upper(), w) for c, w in zip(columns, widths)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
@@ -113,7 +116,7 @@ def print_record(args: argparse.Namespace, record: dict, sections: dict[str, tup
         return
     keys = max((width(k) for k in record), default=0)
     for k, v in record.items():
-        out.write(f"{_pad(k, keys)}  {_cell(v)}\n")
+        out.write(f"{_pad(k, keys)}  {_cell(v) or '-'}\n")
     for name, (columns, rows) in sections.items():
         out.write(f"\n{name}:\n")
         if rows:

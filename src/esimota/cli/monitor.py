@@ -1,4 +1,5 @@
-"""`esimota monitor scan|region|high-risk|blacklist`: number monitoring (R32) and a detector pass (§8)."""
+"""`esimota monitor scan|jobs|region|high-risk|blacklist`: number monitoring (R32), a detector pass (§8) and the
+background jobs (issue 18)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from .common import run_with_pool, staff_flags
 
 
 async def _monitor(pool, args: argparse.Namespace) -> dict:
-    from ..service import admin, monitoring, ops, ops_notify, staff
+    from ..service import admin, jobs, monitoring, ops, ops_notify, staff
     what = args.monitor_action
+    if what == "jobs":
+        await staff.authorize(pool, args.as_, "exception.read")
+        return {"ok": True, **await jobs.status(pool, job=args.job, state=args.status, limit=args.limit)}
     if what == "scan":
         await staff.authorize(pool, args.as_, "exception.handle")
         res = await ops.scan(pool)
@@ -18,18 +22,25 @@ async def _monitor(pool, args: argparse.Namespace) -> dict:
                 "alerts": alerts, "notified": await ops_notify.queue_alerts(pool)}  # one post per run
     actor = await staff.authorize(pool, args.as_, "monitor.configure")
     if what == "region":
-        await monitoring.restrict_region(pool, args.msisdn, (args.cities or "").split(","), actor)
-    elif what == "high-risk":
-        await monitoring.set_high_risk(pool, args.city, None if args.remove else (args.reason or "configured"), actor)
-    else:
-        await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
-    return {"ok": True}
+        cities = [c.strip() for c in (args.cities or "").split(",") if c.strip()]
+        await monitoring.restrict_region(pool, args.msisdn, cities, actor)
+        return {"ok": True, "msisdn": args.msisdn, "cities": cities, "restricted": bool(cities)}
+    if what == "high-risk":
+        reason = None if args.remove else (args.reason or "configured")
+        await monitoring.set_high_risk(pool, args.city, reason, actor)
+        return {"ok": True, "city": args.city, "high_risk": not args.remove, "reason": reason}
+    await admin.blacklist(pool, args.kind, args.value, args.reason, actor=actor)
+    return {"ok": True, args.kind: args.value, "blacklisted": True, "reason": args.reason}
 
 
 def register(sub) -> None:
     mon = sub.add_parser("monitor", help="number monitoring (R32) and a detector pass (§8)")
     acts = mon.add_subparsers(dest="monitor_action", metavar="ACTION", required=True)
     staff_flags(acts.add_parser("scan", help="run every exception detector and monitoring check once"))
+    jobs = staff_flags(acts.add_parser("jobs", help="background jobs: which node holds each, how recent periods ended"))
+    jobs.add_argument("--job", help="one job (callbacks, backups, regulator-exports, …)")
+    jobs.add_argument("--status", help="running, done or failed")
+    jobs.add_argument("--limit", type=int, default=20, help="periods shown, newest first (default 20)")
     region = staff_flags(acts.add_parser("region", help="restrict a fixed-location number to cities"))
     region.add_argument("msisdn")
     region.add_argument("--cities", default="", help="comma-separated; empty lifts the restriction")

@@ -92,9 +92,32 @@ def text(payload: Any) -> str:
             blocks.append(f"{key}:\n" + table(value))
         elif isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
             blocks.append(f"{key}:\n" + "\n".join(f"  {k}: {cell(v)}" for k, v in value.items()))
+        elif _nested(value):  # records of records (a report's classes): indented, never one JSON cell
+            blocks.append(f"{key}:\n" + tree(value, 2))
         else:
             lines.append(f"{key}: {cell(value)}")
     return "\n\n".join(x for x in ["\n".join(lines)] + blocks if x)
+
+
+def _nested(value: Any) -> bool:
+    """A value `tree` indents: a non-empty record, or a list holding records or lists."""
+    if isinstance(value, dict):
+        return bool(value)
+    return isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)
+
+
+def tree(payload: Any, indent: int = 0) -> str:
+    """Deeply nested records (a decoded frame down to its APDUs) as indented "key: value" lines; a list
+    of records as "[i]:" items, a list of plain values as one cell."""
+    pad = " " * indent
+    payload = plain(payload)
+    if isinstance(payload, list) and _nested(payload):
+        return "\n".join(f"{pad}[{i}]:\n" + tree(v, indent + 2) if _nested(v) else f"{pad}[{i}]: {cell(v)}"
+                         for i, v in enumerate(payload))
+    if not isinstance(payload, dict):
+        return pad + cell(payload)
+    return "\n".join(f"{pad}{key}:\n" + tree(value, indent + 2) if _nested(value) else f"{pad}{key}: {cell(value)}"
+                     for key, value in payload.items())
 
 
 def parse_text(out: str) -> dict:
@@ -105,12 +128,29 @@ def parse_text(out: str) -> dict:
         lines = block.splitlines()
         if len(lines) > 1 and lines[0].endswith(":") and not lines[1].startswith("  "):
             result[lines[0][:-1]] = parse_table("\n".join(lines[1:]))
-        elif len(lines) > 1 and lines[0].endswith(":"):
-            result[lines[0][:-1]] = dict(ln.strip().split(": ", 1) for ln in lines[1:])
         else:
-            for ln in lines:
-                key, _, value = ln.partition(": ")
-                result[key] = value
+            result.update(parse_tree(lines))
+    return result
+
+
+def parse_tree(lines: list[str]) -> Any:
+    """The inverse of `tree`: "key: value" lines to cell strings, "key:" and its indented lines to a
+    record, "[i]" items to a list."""
+    result: dict[str, Any] = {}
+    i = 0
+    while i < len(lines):
+        key, sep, value = lines[i].partition(": ")
+        i += 1
+        if sep:
+            result[key] = value
+            continue
+        child = []
+        while i < len(lines) and lines[i].startswith("  "):
+            child.append(lines[i][2:])
+            i += 1
+        result[key.rstrip(":")] = parse_tree(child)
+    if result and all(re.fullmatch(r"\[\d+\]", k) for k in result):
+        return list(result.values())
     return result
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import InvalidArgument
 from . import formats
-from .common import read_file, run_with_pool, staff_flags
+from .common import numbered_lines, run_with_pool, staff_flags
 
 
 async def _chips(pool, args: argparse.Namespace) -> dict:
@@ -19,8 +19,12 @@ async def _chips(pool, args: argparse.Namespace) -> dict:
         return {"ok": True, "projects": await chip_management.projects(pool, args.client)}
     actor = await staff.authorize(pool, args.as_, "chip.manage")
     eids = [e.strip() for e in (getattr(args, "eid", None) or []) if e.strip()] or None
+    where: dict = {}
     if getattr(args, "file", None):
-        eids = (eids or []) + [ln.strip() for ln in (read_file(args.file) or "").splitlines() if ln.strip()]
+        from_file, lines = numbered_lines(args.file, "eid")
+        if not eids:  # problems told as FILE:LINE
+            where = {"lines": lines, "source": args.file}
+        eids = (eids or []) + from_file
     if what == "set":
         n = await chip_management.set_status(pool, args.batch, actor, eids=eids, production=args.production,
                                        logistics=args.logistics)
@@ -29,7 +33,7 @@ async def _chips(pool, args: argparse.Namespace) -> dict:
         return {"ok": True, "project_id": await chip_management.create_project(pool, args.client, args.name, args.field, actor)}
     if not eids:
         raise InvalidArgument("give --eid or --file", reason="EID_REQUIRED")
-    return {"ok": True, "assigned": await chip_management.assign(pool, args.client, args.name, eids, actor)}
+    return {"ok": True, "assigned": await chip_management.assign(pool, args.client, args.name, eids, actor, **where)}
 
 
 def register(sub) -> None:

@@ -27,7 +27,8 @@ async def _report(pool, args: argparse.Namespace) -> dict:
         actor = await staff.authorize(pool, args.as_, "export.read")
         if what == "open":
             return {"ok": True, **await reports_export.open_export(pool, args.id, actor)}
-        return {"ok": True, "exports": await reports_export.list_exports(pool, actor)}
+        return {"ok": True, "exports": await reports_export.list_exports(pool, actor, kind=args.kind,
+                                                                          period=args.period)}
     await staff.authorize(pool, args.as_, "report.read")
     if what == "exceptions":
         start, end = reports.month_range(args.month)
@@ -56,7 +57,9 @@ def register(sub) -> None:
         .add_argument("--month", required=True, help="YYYY-MM")
     staff_flags(acts.add_parser("service", help="half-year service report (R33)")) \
         .add_argument("--half", required=True, help="YYYY-H1 or YYYY-H2")
-    staff_flags(acts.add_parser("exports", help="list the exports kept (audited)"))
+    listing = staff_flags(acts.add_parser("exports", help="list the exports, by hand or on schedule (audited)"))
+    listing.add_argument("--kind", choices=("subscribers", "service"), help="R34 monthly, R33 half-year")
+    listing.add_argument("--period", help="YYYY-MM or YYYY-H1 / YYYY-H2")
     staff_flags(acts.add_parser("open", help="where one export is (audited)")).add_argument("id", type=int)
     close = staff_flags(acts.add_parser("close", help="close an exception (severe: --report-file required)"))
     close.add_argument("id", type=int)

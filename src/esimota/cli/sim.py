@@ -63,6 +63,7 @@ def _device(args) -> int:
                       buffer_size=args.buffer, counter=args.counter, faults=_faults(args))
     out = asyncio.run(Device(spec, args.host, args.port or _default_port()).run())
     payload = dataclasses.asdict(out)
+    payload["seconds"] = round(payload["seconds"], 3)
     if out.close_reason is not None:  # DESIGN §5.1 by name, beside the code
         payload["close_reason_name"] = close_reason_name(out.close_reason)
     emit(args, payload)

@@ -20,6 +20,9 @@ CLOSE_NO_TRAFFIC = 5    # no test traffic left (R3)
 CLOSE_PROTOCOL = 6      # malformed or unexpected frame
 CLOSE_BUSY = 7          # platform busy: retry after the given seconds
 MAX_CLOSE_REASON = CLOSE_BUSY
+CLOSE_NAMES = {CLOSE_DONE: "done", CLOSE_UNKNOWN_CARD: "unknown_card", CLOSE_BAD_MAC: "bad_mac",
+               CLOSE_REPLAYED: "replayed_counter", CLOSE_STATE: "state_not_allowed",
+               CLOSE_NO_TRAFFIC: "no_test_traffic", CLOSE_PROTOCOL: "protocol_error", CLOSE_BUSY: "busy"}
 
 # HELLO reasons ('C5')
 HELLO_POWER_ON, HELLO_RESUME = 1, 2
@@ -33,3 +36,5 @@ REPORT_NO_COMM = 1       # 运营号无法通信: the card reports again later (
 REPORT_CHIP_FAULT = 2
 REPORT_DATA_ERROR = 3
 MAX_REPORT_RESULT = REPORT_DATA_ERROR
+REPORT_NAMES = {REPORT_SUCCESS: "success", REPORT_NO_COMM: "not_communicating", REPORT_CHIP_FAULT: "chip_fault",
+                REPORT_DATA_ERROR: "data_error"}

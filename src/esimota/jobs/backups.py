@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics, runtime
+from ..errors import Conflict
 from ..service import backup
 from ..store import audit, leases
 from ..store import ops as ops_store
@@ -44,6 +45,9 @@ async def _make(pool: Any, url: str) -> dict:
     out_dir, copy_dir = backup.locations()
     try:
         out = await asyncio.to_thread(_create, url, out_dir, copy_dir, backup.keep_days())
+    except Conflict:  # BACKUP_BUSY: one is being made (by hand, or by a pass stopped mid-way): not a failure
+        logger.info("scheduled backup waits: another backup is being made", extra={"dir": str(out_dir)})
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.error("scheduled backup failed", extra={"error": error[:300], "dir": str(out_dir)})

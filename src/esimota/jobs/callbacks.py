@@ -19,7 +19,7 @@ from ..store import clients as client_store
 
 logger = logging.getLogger("esimota.callbacks")
 POLL_S = 1.0
-BATCH = 64
+PER_CLAIM = 64  # callbacks claimed, posted and recorded together
 CONCURRENCY = 32
 TIMEOUT_S = 10.0
 SECRET_TTL_S = 5.0  # a rotated callback secret is used within this
@@ -115,8 +115,8 @@ class Dispatcher:
         return outcomes
 
     async def tick(self) -> int:
-        """Claim a batch, POST them concurrently, record every attempt of the batch in one transaction."""
-        rows = await outbox.claim(self.pool, BATCH, callbacks.LEASE_S)
+        """Claim up to PER_CLAIM, POST them concurrently, record every attempt of the claim in one transaction."""
+        rows = await outbox.claim(self.pool, PER_CLAIM, callbacks.LEASE_S)
         await self._record(list(await asyncio.gather(*(self.attempt(r) for r in rows))))
         return len(rows)
 
@@ -152,7 +152,7 @@ class Dispatcher:
             while True:
                 self.wake.clear()
                 try:
-                    if await self.tick() == BATCH:
+                    if await self.tick() == PER_CLAIM:
                         continue
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     logger.warning("callback dispatch failed", extra={"error": type(exc).__name__})
@@ -165,6 +165,6 @@ class Dispatcher:
 
 async def job(platform: Any, lease: Any) -> None:
     """Leased job: runs on the node holding the lease (the claims are SKIP LOCKED with a lease of their own,
-    so a takeover redelivers at most the batch in flight, with the same event_id)."""
+    so a takeover redelivers at most the claim in flight, with the same event_id)."""
     policy = TargetPolicy(platform.settings.callback_allow, config.allow_http_callbacks())
     await Dispatcher(platform.pool, platform.settings.database_url, policy).run()

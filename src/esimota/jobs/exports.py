@@ -1,8 +1,11 @@
-"""Scheduled regulator exports (R34): each month's subscribers as of its last day 24:00, handed over before the 15th.
+"""Scheduled regulator reports: each month's subscribers as of its last day 24:00, handed over before the 15th
+(R34), and each half-year's service report (R33).
 
-One node makes it (job lease); "is it due?" is asked of the database (regulator_exports, whichever node
-wrote it, by hand or on schedule), and the month is a period of job_runs, so it is never made twice.
-Files go to ESIMOTA_EXPORT_DIR (shared storage when several nodes run).
+One node makes them (job lease); "is it due?" is asked of the database (regulator_exports, whichever node
+wrote it, by hand or on schedule), and the month or half-year is a period of job_runs, done only once the
+report is registered: a pass cut short (a node killed mid-pass) is finished by the next holder of the lease,
+and a pass that finds the report registered already makes none. Files go to ESIMOTA_EXPORT_DIR (shared
+storage when several nodes run).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..service import reports_export
 from ..service.common import CST
@@ -28,18 +31,39 @@ def month_due(now: dt.datetime) -> str:
     return (first - dt.timedelta(days=1)).strftime("%Y-%m")
 
 
-async def run_once(pool: Any, lease: Any, now: dt.datetime | None = None) -> dict | None:
-    """One pass: the previous month's export, unless one exists already; None when nothing was due."""
+def half_due(now: dt.datetime) -> str:
+    """The half-year whose service report is due at `now` (R33): the last one that has ended (CST)."""
+    local = now.astimezone(CST)
+    return f"{local.year}-H1" if local.month >= 7 else f"{local.year - 1}-H2"
+
+
+Maker = Callable[[Any, str, str], Awaitable[dict]]
+# kind -> (the period due at a time, the export that makes it); both kinds are regulator_exports rows
+SCHEDULE: dict[str, tuple[Callable[[dt.datetime], str], Maker]] = {
+    "subscribers": (month_due, reports_export.export_subscribers),
+    "service": (half_due, reports_export.export_service_report),
+}
+
+
+async def run_once(pool: Any, lease: Any, now: dt.datetime | None = None, kind: str = "subscribers") -> dict | None:
+    """One pass for `kind`: the report of the period due at `now`, unless one is registered already (made by
+    hand, on schedule by any node, or by a pass cut short after registering it); None when nothing was made."""
     now = now or dt.datetime.now(CST)
-    month = month_due(now)
-    if await export_store.subscribers_made(pool, month):
-        return None
-    _, out = await lease.once(f"subscribers/{month}", lambda: reports_export.export_subscribers(pool, month, ACTOR))
+    due, make = SCHEDULE[kind]
+    period = due(now)
+
+    async def step() -> dict | None:
+        if await export_store.made(pool, kind, period):
+            return None
+        reports_export.sweep_partial(kind, period)
+        return await make(pool, period, ACTOR)
+
+    _, out = await lease.once(f"{kind}/{period}", step)
     if out is not None:
-        late = now.astimezone(CST).day >= HANDOVER_DAY
+        late = kind == "subscribers" and now.astimezone(CST).day >= HANDOVER_DAY
         (logger.warning if late else logger.info)(
             "regulator export made" + (" late (R34: before the 15th)" if late else ""),
-            extra={"month": month, "rows": out["rows"], "path": out["path"]})
+            extra={"kind": kind, "period": period, "id": out["id"], "path": out["path"]})
     return out
 
 
@@ -52,8 +76,10 @@ async def job(platform: Any, lease: Any) -> None:
     every_s = interval("EXPORT", 3600.0)
     await asyncio.sleep(min(300.0, every_s))
     while True:
-        try:
-            await run_once(platform.pool, lease)
-        except Exception as exc:  # the database may be down: the next pass tries again
-            logger.warning("regulator export pass failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        for kind in SCHEDULE:
+            try:
+                await run_once(platform.pool, lease, kind=kind)
+            except Exception as exc:  # the database may be down: the next pass tries again
+                logger.warning("regulator export pass failed",
+                               extra={"kind": kind, "error": f"{type(exc).__name__}: {exc}"[:300]})
         await asyncio.sleep(every_s)

@@ -4,8 +4,10 @@ Each job has a row in job_leases; the runner of worker 0 on every node tries eve
 renew each lease (expiry by the database's clock, TTL_S). The holder runs the job; a holder that cannot
 renew (cut off from the database) stops its job before its lease can expire, so that when
 another node takes the lease over (at most TTL_S + RENEW_S later, well within 60 s) no two run together.
-Scheduled passes also claim their period in job_runs, so a period never runs twice across takeovers
-(a pass cut short by a death or a cut leaves its period skipped: whether it took effect is unknown).
+Scheduled passes also claim their period in job_runs and mark it done only once the pass succeeded, so a
+done period never runs again; a pass cut short (the node died, was cut off or drained mid-pass) leaves its
+period 'running', and the next holder of the lease claims it and runs it again (the passes are idempotent:
+each asks the database whether its work is already there), so the period is finished, not skipped.
 """
 
 from __future__ import annotations
@@ -47,30 +49,40 @@ class Lease:
     node: str
     pool: Any
     token: uuid.UUID = field(default_factory=uuid.uuid4)
+    cut_short: set[str] = field(default_factory=set)  # periods whose pass here ended without its outcome recorded
 
     async def slot(self, interval_s: float) -> str:
         """The current period of a fixed interval, by the database's clock (the same on every node)."""
         return f"{await lease_store.slot(self.pool, interval_s)}/{interval_s:g}s"
 
     async def once(self, period: str, step: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
-        """Run `step` for `period` unless it ran already (or another runner holds the lease): (ran, result).
+        """Run `step` for `period` unless it is done or another runner holds the lease: (ran, result).
+        The period is marked done only after `step` returned, so `step` must be idempotent: a pass cut
+        short is run again, by this runner or by the next holder of the lease.
 
         The claim and the outcome are two short statements: the step itself runs in no transaction."""
-        if await lease_store.claim(self.pool, self.job, period, self.node, self.token) is None:
-            return False, None
+        cut_short = period in self.cut_short
         try:
-            result = await step()
-        except Exception as exc:  # the pass failed cleanly: its period may be tried again
-            await self._finish(period, "failed", f"{type(exc).__name__}: {exc}"[:300])
+            if await lease_store.claim(self.pool, self.job, period, self.node, self.token, cut_short) is None:
+                return False, None
+            self.cut_short.discard(period)
+            try:
+                result = await step()
+            except Exception as exc:  # the pass failed cleanly: its period may be tried again
+                await self._finish(period, "failed", f"{type(exc).__name__}: {exc}"[:300])
+                raise
+            await self._finish(period, "done", None)
+        except asyncio.CancelledError:
+            # lease lost or drain: the period stays 'running'; whoever holds the lease next runs it again
+            self.cut_short.add(period)
             raise
-        # cancelled (lease lost, drain): the period stays 'running', skipped rather than perhaps run twice
-        await self._finish(period, "done", None)
         return True, result
 
     async def _finish(self, period: str, status: str, detail: str | None) -> None:
         try:
             await lease_store.finish(self.pool, self.job, period, self.token, status, detail)
-        except Exception as exc:  # the database is gone: the period stays 'running', and is skipped
+        except Exception as exc:  # the database is gone: the period stays 'running', to be run again
+            self.cut_short.add(period)
             logger.warning("job run not recorded", extra={"job": self.job, "period": period,
                                                           "error": type(exc).__name__})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .. import config
 from ..domain import identifiers
@@ -44,14 +44,24 @@ def _check_phone(phone: str) -> str:
     return phone
 
 
+MAX_RATE_LIMIT = 1_000_000  # calls a minute: far above any partner, and inside the integer column
+
+
+def _check_rate(rate_limit_per_min: int) -> int:
+    if isinstance(rate_limit_per_min, bool) or not isinstance(rate_limit_per_min, int) \
+            or not 0 < rate_limit_per_min <= MAX_RATE_LIMIT:
+        raise InvalidArgument(f"rate limit must be 1 … {MAX_RATE_LIMIT:,} calls a minute",
+                              reason="RATE_LIMIT_INVALID")
+    return rate_limit_per_min
+
+
 async def create_client(db: Any, *, name: str, phone: str, ip: str | list[str], callback_url: str,
                         permissions: str | list[str] = "write,chip,number", rate_limit_per_min: int = 600,
                         actor: str = "admin") -> NewClient:
     """A client account from a registered phone (§6.2.1.1, R15): only administrators call this (R31)."""
     if not name.strip():
         raise InvalidArgument("client name is empty", reason="NAME_INVALID")
-    if rate_limit_per_min <= 0:
-        raise InvalidArgument("rate limit must be positive", reason="RATE_LIMIT_INVALID")
+    _check_rate(rate_limit_per_min)
     whitelist, perms = client_store.parse_whitelist(ip), client_store.parse_permissions(permissions)
     client_id = "c" + secrets.token_hex(8)
     secret, cb_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -94,6 +104,24 @@ async def set_whitelist(db: Any, client_id: str, ip: str | list[str], *, actor: 
     return await _update(db, actor, "client.whitelist", client_id, "whitelist", nets, whitelist=nets)
 
 
+async def update_client(db: Any, client_id: str, *, rate_limit_per_min: int | None = None,
+                        ip: str | list[str] | None = None, actor: str = "admin") -> Client:
+    """`client update`: a client's rate limit (calls a minute, R17) and/or IP whitelist, audited as
+    `client.update`; every worker applies it within ClientCache's refresh (2 s), no restart."""
+    if rate_limit_per_min is None and ip is None:
+        raise InvalidArgument("nothing to change: give a rate limit or a whitelist", reason="UPDATE_EMPTY")
+    rate = None if rate_limit_per_min is None else _check_rate(rate_limit_per_min)
+    nets = None if ip is None else client_store.parse_whitelist(ip)
+    async with connection(db) as conn, conn.transaction():
+        before = await client_store.resolve(conn, client_id)  # NotFound first
+        row = await client_store.update(conn, "limits", before.client_id, rate, nets)
+        changed = {"rate_limit_per_min": (before.rate_limit_per_min, rate),
+                   "whitelist": (list(before.ip_whitelist), nets)}
+        await audit.record(conn, actor, "client.update", before.client_id,
+                           **{k: {"from": old, "to": new} for k, (old, new) in changed.items() if new is not None})
+    return Client.from_row(row)
+
+
 async def set_permissions(db: Any, client_id: str, permissions: str | list[str], *, actor: str = "admin") -> Client:
     perms = client_store.parse_permissions(permissions)
     return await _update(db, actor, "client.permissions", client_id, "permissions", perms,
@@ -116,11 +144,13 @@ async def create_batch(db: Any, name: str, master_key_hex: str, *, actor: str = 
     return batch_id
 
 
-async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor: str = "admin") -> list[str]:
-    """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done."""
+async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor: str = "admin",
+                           lines: list[int] | None = None, source: str = "allocation") -> list[str]:
+    """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done, every
+    bad one listed (by `lines`, the file's line numbers of `source`, when the ICCIDs come from a file)."""
     problems: list[tuple[int, str, str]] = []
     wanted_lines: list[tuple[int, str]] = []
-    for line, raw in enumerate(iccids, start=1):
+    for line, raw in zip(lines or range(1, len(iccids) + 1), iccids):
         try:
             wanted_lines.append((line, identifiers.validate_iccid(raw.strip())))
         except InvalidArgument as exc:
@@ -136,21 +166,21 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
             elif row["client_id"] not in (None, client.id) or row["status"] != "available":
                 problems.append((line, "NUMBER_UNAVAILABLE", iccid))
         if problems:
-            raise ImportRejected(sorted(problems), source="allocation")
+            raise ImportRejected(sorted(problems), source=source)
         done = [r["iccid"] for r in await number_store.allocate(conn, client.id, wanted)]
         await audit.record(conn, actor, "numbers.allocate", client.client_id, count=len(done))
     return done
 
 
 async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
-                     problems: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
-    """(line, EID) of the EIDs named (one per line of a file or argument), or of every chip of a batch;
-    bad ones noted in `problems`."""
+                     problems: list[tuple[int, str, str]], lines: list[int] | None = None) -> list[tuple[int, str]]:
+    """(line, EID) of the EIDs named (one per line of a file, numbered by `lines`, or argument), or of every
+    chip of a batch; bad ones noted in `problems`."""
     if batch:
         await chip_store.batch_id(conn, batch)  # BATCH_NOT_FOUND
         return list(enumerate(await chip_store.batch_eids(conn, batch), start=1))
     out = []
-    for line, raw in enumerate(eids or [], start=1):
+    for line, raw in zip(lines or range(1, len(eids or []) + 1), eids or []):
         try:
             out.append((line, identifiers.validate_eid(raw.strip())))
         except InvalidArgument as exc:
@@ -161,52 +191,59 @@ async def _chip_list(conn: Any, eids: list[str] | None, batch: str | None,
 
 
 async def allocate_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
-                         actor: str = "admin") -> list[str]:
+                         actor: str = "admin", lines: list[int] | None = None,
+                         source: str = "allocation") -> list[str]:
     """分配数据资源 (§6.2.1.1, DESIGN §3): chips to the one client that may apply for them.
 
     All or nothing: an unknown EID or a chip allocated to another client refuses the whole request.
     Allocating a chip to the client it is allocated to already changes nothing.
     """
-    problems: list[tuple[int, str, str]] = []
-    async with connection(db) as conn, conn.transaction():
-        client = await client_store.resolve(conn, client_ref)
-        named = await _chip_list(conn, eids, batch, problems)
-        wanted = [e for _, e in named]
-        state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
-        for line, eid in named:
-            row = state.get(eid)
-            if row is None:
-                problems.append((line, "EID_NOT_FOUND", eid))
-            elif row["owner_client_id"] not in (None, client.id):
-                problems.append((line, "CHIP_ALLOCATED", f"{eid} is allocated to another client"))
-        if problems:
-            raise ImportRejected(sorted(problems), source="allocation")
-        changed = {r["eid"] for r in await chip_store.allocate(conn, client.id, wanted)}
-        done = [e for e in wanted if e in changed]
-        await audit.record(conn, actor, "chips.allocate", client.client_id, count=len(done), batch=batch)
-    return done
+    def refuse(row: Any, client_id: int, eid: str) -> tuple[str, str] | None:
+        if row is None:
+            return "EID_NOT_FOUND", eid
+        if row["owner_client_id"] not in (None, client_id):
+            return "CHIP_ALLOCATED", f"{eid} is allocated to another client"
+        return None
+
+    return await _move_chips(db, client_ref, eids, batch, actor, refuse, chip_store.allocate,
+                             action="chips.allocate", source=source, lines=lines)
 
 
 async def release_chips(db: Any, client_ref: str, eids: list[str] | None = None, *, batch: str | None = None,
-                        actor: str = "admin") -> list[str]:
+                        actor: str = "admin", lines: list[int] | None = None, source: str = "release") -> list[str]:
     """Undo an allocation while no task is open on the chips (DESIGN §7 `chips release`); all or nothing."""
+    def refuse(row: Any, client_id: int, eid: str) -> tuple[str, str] | None:
+        if row is None or (row["owner_client_id"] != client_id and not batch):
+            return "CHIP_NOT_ALLOCATED", f"{eid} is not allocated to this client"
+        if row["busy"] and row["owner_client_id"] == client_id:
+            return "TASK_OPEN", f"{eid} has an open write task"
+        return None
+
+    return await _move_chips(db, client_ref, eids, batch, actor, refuse, chip_store.release,
+                             action="chips.release", source=source, lines=lines)
+
+
+async def _move_chips(db: Any, client_ref: str, eids: list[str] | None, batch: str | None, actor: str,
+                      refuse: Callable[[Any, int, str], tuple[str, str] | None],
+                      change: Callable[[Any, int, list[str]], Awaitable[list]], *, action: str,
+                      source: str, lines: list[int] | None) -> list[str]:
+    """The one body of allocate and release: resolve the client, name the chips, refuse the whole request
+    (every problem, by line) if `refuse` finds one, else change the chips and audit it, in one transaction."""
     problems: list[tuple[int, str, str]] = []
     async with connection(db) as conn, conn.transaction():
         client = await client_store.resolve(conn, client_ref)
-        named = await _chip_list(conn, eids, batch, problems)
+        named = await _chip_list(conn, eids, batch, problems, lines)
         wanted = [e for _, e in named]
         state = {r["eid"]: r for r in await chip_store.allocation_state(conn, wanted)}
         for line, eid in named:
-            row = state.get(eid)
-            if row is None or (row["owner_client_id"] != client.id and not batch):
-                problems.append((line, "CHIP_NOT_ALLOCATED", f"{eid} is not allocated to this client"))
-            elif row["busy"] and row["owner_client_id"] == client.id:
-                problems.append((line, "TASK_OPEN", f"{eid} has an open write task"))
+            problem = refuse(state.get(eid), client.id, eid)
+            if problem is not None:
+                problems.append((line, *problem))
         if problems:
-            raise ImportRejected(sorted(problems), source="release")
-        changed = {r["eid"] for r in await chip_store.release(conn, client.id, wanted)}
+            raise ImportRejected(sorted(problems), source=source)
+        changed = {r["eid"] for r in await change(conn, client.id, wanted)}
         done = [e for e in wanted if e in changed]
-        await audit.record(conn, actor, "chips.release", client.client_id, count=len(done), batch=batch)
+        await audit.record(conn, actor, action, client.client_id, count=len(done), batch=batch)
     return done
 
 

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -19,8 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import config
-from ..errors import ConfigError, InvalidArgument
+from ..errors import ConfigError, Conflict, InvalidArgument
 from ..store import leases, snapshots
+from ..store import ops as ops_store
 from ..store.embedded import find_client_tool
 from ..store.snapshots import table_checksums
 
@@ -31,6 +33,8 @@ RESTORE_KEYS = ("restore the keys kept with this backup before `esimota serve`: 
                 "(ESIMOTA_HOME/export-signing.key); a new master key cannot read this data and serve "
                 "refuses to start with it (docs/operations.md, Keys)")
 CHUNK = 4 << 20
+PARTIAL = ".partial"  # a dump being written, or left by a process killed mid-dump
+BUSY_KEY = 0x65_42_41_4B  # session advisory lock held by the session of the backup being made
 
 
 def locations(out_dir: str | None = None, copy_dir: str | None = None) -> tuple[Path, Path | None]:
@@ -135,13 +139,17 @@ def _dump(url: str, snapshot: str, out: Path, key: bytes, major: int) -> None:
     env, dbname = pg_env(url)
     argv = [str(find_client_tool("pg_dump", major)), "-Fc", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", dbname]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # written as NAME.partial and renamed once whole: a process killed mid-dump leaves an evident leftover
+    # (deleted by `prune` a day later), never a file that looks like a backup
+    partial = out.with_name(out.name + PARTIAL)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as dst:
         _seal(proc.stdout, dst, key)
     err = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
-        out.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise ConfigError(f"pg_dump failed: {err.strip()[:300]}")
+    partial.rename(out)
 
 
 def _copy(files: list[Path], copy_dir: Path) -> None:
@@ -162,6 +170,11 @@ async def create(url: str, out_dir: Path, copy_dir: Path | None, actor: str, *, 
     dump, manifest_path = out_dir / f"esimota-{stamp}.dump.enc", out_dir / f"esimota-{stamp}.manifest.json"
     conn = await asyncpg.connect(url)
     try:
+        # One backup at a time on the whole platform. The lock lives as long as the session of the backup
+        # being made, which outlives a scheduled job stopped mid-pass (its dump goes on in a thread of its
+        # own until the process exits): the next holder of the lease must not make a second one beside it.
+        if not await ops_store.try_session_lock(conn, BUSY_KEY):
+            raise Conflict("another backup is being made now", reason="BACKUP_BUSY")
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             major = await server_major(conn)
             snapshot = await snapshots.export_snapshot(conn)
@@ -200,6 +213,10 @@ def prune(dirs: list[Path], keep_days: int) -> list[str]:
                 (d / m.name.replace(".manifest.json", ".dump.enc")).unlink(missing_ok=True)
                 m.unlink()
                 gone.append(str(m))
+        for left in d.glob(f"esimota-*{PARTIAL}"):  # a dump cut short by a death (a day is past any dump's run)
+            if left.stat().st_mtime < time.time() - 86400:
+                left.unlink(missing_ok=True)
+                gone.append(str(left))
     return gone
 
 

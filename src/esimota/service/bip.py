@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -46,6 +46,14 @@ SUCCEEDED, FAILED = next_state(S.WRITING, Op.SUCCEED), next_state(S.WRITING, Op.
 # the failures REPORT results name (§5.4 step 5)
 CHIP_FAULT, DATA_ERROR = "chip fault", "data error"
 LIE = "REPORT 00 names ICCID"
+
+
+class SessionRef(NamedTuple):
+    """What the service hangs on a write session (Session.owner), carried to every event and to the channel's
+    end: the chip row, and the task's public id for the session-end log line (api.bip.telemetry)."""
+
+    chip_id: int
+    task_id: str
 
 
 @dataclass
@@ -180,7 +188,8 @@ class ChannelService:
         kic, kid, dek = keys
         script = personalise.build(personalise.Personalisation(chip["iccid"], imsi, chip["msisdn"], ki, opc), dek)
         session = Session(chip["eid"], chip["task_pk"], kic, kid, counters[1] + 1, counters[1] + CNTR_BLOCK + 1,
-                          script.apdus, script.context, script.expect, chip["script_acked"], owner=chip["id"])
+                          script.apdus, script.context, script.expect, chip["script_acked"],
+                          owner=SessionRef(chip["id"], chip["task_id"]))
         try:  # §5.1: a frame is at most the card's buffer; a C-APDU is never split (§5.4 step 2)
             plan_chunks(session, fields["buffer_size"])
         except ValueError as exc:  # this card alone is refused; the rest of its group goes on
@@ -286,7 +295,7 @@ class ChannelService:
             group.finals.append(lambda conn, s=session, f=ev.failure: self._session_failed(conn, s, f))
             group.answers.append(Close(ev.cid, bcp.CLOSE_DONE))
         if kind in ENDS:
-            chip_id = session.owner
+            chip_id = session.owner.chip_id
             if chip_id is not None and session.traffic:
                 group.traffic[chip_id] = group.traffic.get(chip_id, 0) + session.traffic
                 session.traffic = 0

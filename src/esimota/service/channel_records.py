@@ -38,20 +38,20 @@ class HelloGuard:
             (self.eids if r["kind"] == "eid" else self.imeis).add(r["value"])
             self.newest = r["created_at"] if self.newest is None else max(self.newest, r["created_at"])
 
-    async def refusal(self, conn: Any, batch: Any, chip: Any, hello_imei: str | None) -> str | None:
+    async def refusal(self, conn: Any, group: Any, chip: Any, hello_imei: str | None) -> str | None:
         """Why this HELLO is refused (its chip's EID, bound IMEI or the device's IMEI is blacklisted), or None.
 
         A refusal also opens the BLACKLISTED_AT_HELLO exception, in the group's transaction."""
-        if self.group is not batch:
+        if self.group is not group:
             await self._refresh(conn)
-            self.group = batch
+            self.group = group
         if chip["eid"] in self.eids:
             why = f"EID {chip['eid']} is blacklisted"
         elif chip["imei"] in self.imeis or (hello_imei and hello_imei in self.imeis):
             why = f"IMEI {hello_imei if hello_imei in self.imeis else chip['imei']} is blacklisted"
         else:
             return None
-        batch.finals.append(lambda conn, c=chip, w=why: ops.raise_exception(
+        group.finals.append(lambda conn, c=chip, w=why: ops.raise_exception(
             conn, "BLACKLISTED_AT_HELLO", chip_id=c["id"], task_id=c["task_pk"], client_id=c["client_id"], detail=w))
         return why
 
@@ -97,27 +97,27 @@ class SessionLog:
     def __init__(self) -> None:
         self.open: dict[int, list] = {}  # id(session) -> [session_ref, acknowledged chunks]
 
-    def _flush(self, batch: Any) -> _Flush:
-        for final in batch.finals:
+    def _flush(self, group: Any) -> _Flush:
+        for final in group.finals:
             if isinstance(final, _Flush):
                 return final
         flush = _Flush(self)
-        batch.finals.append(flush)
+        group.finals.append(flush)
         return flush
 
-    def started(self, batch: Any, session: Any, chip: Any, resumed: bool) -> None:
+    def started(self, group: Any, session: Any, chip: Any, resumed: bool) -> None:
         ref = secrets.randbits(62)
         self.open[id(session)] = [ref, 0]
-        self._flush(batch).starts.append((ref, chip["id"], chip["task_pk"], resumed))
+        self._flush(group).starts.append((ref, chip["id"], chip["task_pk"], resumed))
 
-    def event(self, batch: Any, ev: Any) -> None:
+    def event(self, group: Any, ev: Any) -> None:
         """Every event of a running session (call before its traffic is charged: the bytes are read here)."""
         kind, session = type(ev), getattr(ev, "session", None)
         if session is None or id(session) not in self.open:
             return
         if kind is Acked:
-            acks = self._flush(batch).acks
+            acks = self._flush(group).acks
             acks[id(session)] = acks.get(id(session), 0) + 1
         elif kind in ENDINGS:
             name, reason = ENDINGS[kind]
-            self._flush(batch).ends.append((id(session), name, reason, session.traffic))
+            self._flush(group).ends.append((id(session), name, reason, session.traffic))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidArgument, NotFound
+from ..domain import identifiers
+from ..errors import ImportRejected, InvalidArgument, NotFound
 from ..store import audit
 from ..store import chip_projects as project_store
 from .common import connection
@@ -74,16 +75,29 @@ async def create_project(db: Any, client_id: str, name: str, field: str | None, 
         return project_id
 
 
-async def assign(db: Any, client_id: str, project: str, eids: list[str], actor: str) -> int:
-    """Put chips of this client into a project; any chip of another client refuses the whole request."""
+async def assign(db: Any, client_id: str, project: str, eids: list[str], actor: str, *,
+                 lines: list[int] | None = None, source: str = "assignment") -> int:
+    """Put chips of this client into a project; an invalid EID, or one unknown or of another client, refuses
+    the whole request with every such line listed (numbered by `lines` when the EIDs come from a file)."""
+    numbered = list(zip(lines or range(1, len(eids) + 1), eids))
+    problems: list[tuple[int, str, str]] = []
+    for line, eid in numbered:
+        try:
+            identifiers.validate_eid(eid)
+        except InvalidArgument as exc:
+            problems.append((line, exc.reason, exc.message))
     async with connection(db) as conn, conn.transaction():
         client = await project_store.client_pk(conn, client_id)
         project_id = await project_store.project_id(conn, client, project)
         if project_id is None:
             raise NotFound(f"no project {project!r} of {client_id!r}", reason="PROJECT_NOT_FOUND")
-        done = await project_store.assign(conn, project_id, eids, client)
-        if len(done) != len(set(eids)):
-            raise InvalidArgument("some EIDs are unknown or not allocated to this client", reason="NOT_OWNER")
+        bad = {line for line, _, _ in problems}
+        done = await project_store.assign(conn, project_id, [e for ln, e in numbered if ln not in bad], client)
+        assigned = {r["eid"] for r in done}
+        problems += [(line, "NOT_OWNER", f"{eid} is unknown or not allocated to this client")
+                     for line, eid in numbered if line not in bad and eid not in assigned]
+        if problems:
+            raise ImportRejected(sorted(problems), source=source)
         await audit.record(conn, actor, "project.assign", project, client_id=client_id, chips=len(done))
         return len(done)
 

@@ -15,8 +15,8 @@ from ..store import ops as ops_store
 from .common import connection
 
 logger = logging.getLogger("esimota.notify")
-BATCH = 50
-CLAIM_S = 600.0  # a claimed batch (50 posts, 10 s timeout each) is posted before it is due again
+PER_CLAIM = 50  # notifications claimed and posted together
+CLAIM_S = 600.0  # a claim (50 posts, 10 s timeout each) is posted before it is due again
 
 
 def webhook() -> tuple[str | None, bytes | None]:
@@ -83,7 +83,7 @@ async def deliver(db: Any, session: Any) -> int:
     if url is None:
         return 0
     async with connection(db) as conn:
-        rows = await ops_store.claim_notifications(conn, BATCH, CLAIM_S)
+        rows = await ops_store.claim_notifications(conn, PER_CLAIM, CLAIM_S)
     sent = 0
     for row in rows:
         body, headers = signed(json.loads(row["payload"]), secret, int(time.time()))

@@ -24,6 +24,7 @@ from .common import CST, connection
 
 KEEP = dt.timedelta(days=730)  # R34: kept 24 months, then deleted
 MANIFEST, SIGNATURE, PUBLIC_KEY = "manifest.json", "manifest.sig", "signing-key.pub"
+PARTIAL = ".partial"  # an export being written, or left by a pass cut short: never registered, never listed
 
 
 def _signing_key(home: Path) -> Ed25519PrivateKey:
@@ -56,26 +57,53 @@ def _csv(columns: tuple, rows: list) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def _partial(directory: Path) -> Path:
+    return directory.with_name(directory.name + PARTIAL)
+
+
 def _write(directory: Path, files: dict[str, tuple[bytes, int]], meta: dict, home: Path) -> str:
-    """Files, the manifest (SHA-256, bytes, rows of each) and its signature; returns the manifest's hash."""
-    directory.mkdir(parents=True, mode=0o700)
+    """Files, the manifest (SHA-256, bytes, rows of each) and its signature, into DIRECTORY.partial (renamed
+    to DIRECTORY when the export is registered); returns the manifest's hash."""
+    staging = _partial(directory)
+    staging.mkdir(parents=True, mode=0o700)
     entries = []
     for name, (data, rows) in files.items():
-        (directory / name).write_bytes(data)
+        (staging / name).write_bytes(data)
         entries.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": rows})
     manifest = json.dumps({**meta, "files": entries, "public_key": public_key_hex(home)},
                           ensure_ascii=False, indent=1, sort_keys=True).encode()
-    (directory / MANIFEST).write_bytes(manifest)
-    (directory / SIGNATURE).write_text(_signing_key(home).sign(manifest).hex() + "\n")
+    (staging / MANIFEST).write_bytes(manifest)
+    (staging / SIGNATURE).write_text(_signing_key(home).sign(manifest).hex() + "\n")
     return hashlib.sha256(manifest).hexdigest()
 
 
 async def _register(db: Any, kind: str, period: str, directory: Path, digest: str, rows: int, actor: str) -> int:
-    async with connection(db) as conn, conn.transaction():
-        export_id = await export_store.register(conn, kind, period, str(directory), digest, rows, actor, KEEP,
-                                                config.node_id())
-        await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
-        return export_id
+    """The row and its audit in one transaction; the complete directory takes its name just before the commit,
+    so a process killed before then leaves only an unregistered DIRECTORY.partial (swept by the next pass)."""
+    staging = _partial(directory)
+    try:
+        async with connection(db) as conn, conn.transaction():
+            export_id = await export_store.register(conn, kind, period, str(directory), digest, rows, actor, KEEP,
+                                                    config.node_id())
+            await audit.record(conn, actor, "export.create", str(export_id), kind=kind, period=period, rows=rows)
+            staging.rename(directory)
+            return export_id
+    except Exception:  # the commit failed after the rename (a cancel mid-commit is left as it is: it may have)
+        if directory.is_dir() and not staging.exists():
+            directory.rename(staging)
+        raise
+
+
+def sweep_partial(kind: str, period: str, *, home: Path | None = None, older_s: float = 60.0) -> list[str]:
+    """Remove what a pass cut short left of `kind`/`period` (unregistered DIRECTORY.partial, older than
+    `older_s`, so never one being written now); the scheduled pass calls it before making the export again."""
+    gone = []
+    cutoff = dt.datetime.now().timestamp() - older_s
+    for d in export_dir(home).glob(f"{kind}-{period}-*{PARTIAL}"):
+        if d.is_dir() and d.stat().st_mtime < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(str(d))
+    return gone
 
 
 def _target(home: Path, kind: str, period: str) -> Path:
@@ -145,12 +173,30 @@ def verify(directory: str, public_key_hex_text: str) -> dict:
     return {"ok": True, "kind": meta["kind"], "period": meta["period"], "files": meta["files"]}
 
 
-async def list_exports(db: Any, actor: str) -> list[dict]:
-    """Every export kept (R34); the listing is itself an audited access."""
+KINDS = {"subscribers": reports.month_range, "service": reports.half_range}  # kind -> its period's parser
+
+
+async def list_exports(db: Any, actor: str, *, kind: str | None = None, period: str | None = None) -> list[dict]:
+    """Every export registered (R33, R34), of `kind` and `period` when given; the listing is itself an audited
+    access."""
+    if kind is not None and kind not in KINDS:
+        raise InvalidArgument("kind must be subscribers or service", reason="EXPORT_KIND_INVALID")
+    if period is not None and kind is not None:
+        KINDS[kind](period)  # a typed error for a period of the wrong shape
+    elif period is not None and not any(_parses(parse, period) for parse in KINDS.values()):
+        raise InvalidArgument("period must be YYYY-MM, YYYY-H1 or YYYY-H2", reason="PERIOD_INVALID")
     async with connection(db) as conn:
-        rows = await export_store.all_exports(conn)
-        await audit.record(conn, actor, "export.list", None, count=len(rows))
+        rows = await export_store.all_exports(conn, kind, period)
+        await audit.record(conn, actor, "export.list", None, count=len(rows), kind=kind, period=period)
     return [dict(r) for r in rows]
+
+
+def _parses(parse: Any, text: str) -> bool:
+    try:
+        parse(text)
+    except InvalidArgument:
+        return False
+    return True
 
 
 async def open_export(db: Any, export_id: int, actor: str) -> dict:

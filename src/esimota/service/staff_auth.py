@@ -91,7 +91,7 @@ async def revoke_tokens(db: Any, username: str, actor_name: str | None) -> dict:
         if row is None:
             raise NotFound(f"no staff account {username!r}", reason="STAFF_UNKNOWN")
         await audit.record(conn, actor, "staff.revoke", username)
-    return {"username": username, "revoked_at": row["tokens_revoked_at"].isoformat()}
+    return {"username": username, "revoked_at": row["tokens_revoked_at"]}
 
 
 async def issue_token(db: Any, signer: StaffTokenSigner, username: str | None, actor_name: str | None) -> dict:

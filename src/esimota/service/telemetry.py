@@ -33,14 +33,14 @@ def write_outcome(chip: Any, result: str) -> None:
         group[1].append((chip, RESULT_NAMES.get(result, result.replace(" ", "_"))))
 
 
-def group_committed(events: list, batch: Any) -> None:
+def group_committed(events: list, committed: Any) -> None:
     """The group is durable: observe its size and latency; count and log every write it finished."""
     group = _GROUP.get()
     _GROUP.set(None)
     metrics.GROUP_SIZE.observe(len(events))
     if group is not None:
         metrics.GROUP_LATENCY.observe(time.perf_counter() - group[0])
-    finished = [(chip, "success") for chip, _ in batch.successes] + (group[1] if group else [])
+    finished = [(chip, "success") for chip, _ in committed.successes] + (group[1] if group else [])
     for chip, result in finished:
         metrics.WRITES.labels(result).inc()
         log.info("write outcome", extra={"task_id": chip["task_id"], "eid": chip["eid"], "result": result,

@@ -60,17 +60,25 @@ async def ingest_usage(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
     rows, rejected, devices = [], [], []
     async with connection(db) as conn:
         for i, (record_id, msisdn, iccid, used_mb, recorded_at, *rest) in enumerate(records):
+            # every problem of the record is told, one (index, error) each (DESIGN §7: every problem of every row)
+            problems: list[DomainError] = []
+            if not record_id or len(record_id) > 128:
+                problems.append(InvalidArgument("record_id is required (at most 128 characters)",
+                                                reason="RECORD_INVALID"))
+            if not used_mb >= 0:  # NaN (not a number) included
+                problems.append(InvalidArgument("used_mb must be a non-negative number of MB", reason="RECORD_INVALID"))
+            at = _checked(problems, parse_time, recorded_at, "recorded_at")
+            imei = _checked(problems, _imei, rest[0] if rest else "")
             try:
-                if not record_id or len(record_id) > 128 or not used_mb >= 0:
-                    raise InvalidArgument("record_id and a non-negative used_mb are required", reason="RECORD_INVALID")
-                at = parse_time(recorded_at, "recorded_at")
                 number_id = await _number_id(conn, msisdn, iccid)
-                imei = _imei(rest[0] if rest else "")
-                rows.append((record_id, number_id, month_of(at), used_mb, at))
-                if imei:
-                    devices.append((number_id, imei, "usage"))
             except DomainError as exc:
-                rejected.append((i, exc))
+                problems.append(exc)
+            if problems:
+                rejected += [(i, exc) for exc in problems]
+                continue
+            rows.append((record_id, number_id, month_of(at), used_mb, at))
+            if imei:
+                devices.append((number_id, imei, "usage"))
         if not rows:
             return 0, rejected
         async with conn.transaction():
@@ -79,6 +87,15 @@ async def ingest_usage(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
             stored = await usage_store.add_usage(conn, rows, month_of(dt.datetime.now(CST)))
     await device_checks(db, devices)
     return len(stored), rejected
+
+
+def _checked(problems: list, check, *args):
+    """check(*args), or None with its DomainError added to `problems`."""
+    try:
+        return check(*args)
+    except DomainError as exc:
+        problems.append(exc)
+        return None
 
 
 async def ingest_locations(db: Any, records: Iterable[tuple]) -> tuple[int, list]:
@@ -135,8 +152,7 @@ def read_usage_csv(text: str, source: str = "usage.csv") -> list[tuple[str, str,
         try:
             used = float(rec.get("used_mb") or "")
         except ValueError:
-            problems.append((line, "RECORD_INVALID", "used_mb is not a number"))
-            continue
+            used = float("nan")  # told by ingest_usage with the row's other problems
         rows.append(((rec.get("record_id") or "").strip(), (rec.get("msisdn") or "").strip(),
                      (rec.get("iccid") or "").strip(), used, rec.get("recorded_at") or "",
                      (rec.get("imei") or "").strip()))  # the optional imei column (R32)

@@ -159,7 +159,7 @@ class Device:
                 reason = bcp.HELLO_RESUME  # resume with HELLO(02) (§5.4.4; after CLOSE 04 to a REPORT: §5.4 step 5)
                 continue
             self.out.close_reason = close
-            if close != 0 or not self.applet.committed:
+            if close != bcp.CLOSE_DONE or not self.applet.committed:
                 return
             await self._refresh_and_report()
             return
@@ -175,18 +175,18 @@ class Device:
                 continue  # no answer: the same result again, with a new counter
             self.out.report_result = result
             self.out.close_reason = close
-            if close == 0 and result == REPORT_SUCCESS:
+            if close == bcp.CLOSE_DONE and result == REPORT_SUCCESS:
                 self.out.ok = True
                 return
             if close == bcp.CLOSE_STATE and self.out.channels < self.max_channels:
                 # The platform has not seen every chunk acknowledged (a drop or a restart lost the last
                 # RESPONSE): resume with HELLO(02), which resends the chunks, then REPORT again (§5.4 step 5).
                 again = await self._write_channel(bcp.HELLO_RESUME)
-                if again not in (None, 0):
+                if again not in (None, bcp.CLOSE_DONE):
                     self.out.close_reason = again
                     return
                 continue
-            if close != 0 or result != REPORT_NO_COMM:
+            if close != bcp.CLOSE_DONE or result != REPORT_NO_COMM:
                 return
         self.out.error = "too many channels"
 

@@ -72,6 +72,9 @@ async def generate(db, count: int, *, numbers: int | None = None, province: str 
     numbers = count if numbers is None else numbers
     if not 0 <= seed < 100 or max(count, numbers) > 10_000_000:
         raise InvalidArgument("seed is 0–99 and a fleet holds at most 10,000,000 devices", reason="FLEET_INVALID")
+    if count and await chip_store.allocation_state(db, [make_eid(seed * 10_000_000)]):
+        raise InvalidArgument(f"the identifiers of seed {seed} are taken by an earlier fleet in this database; "
+                              "pass another --seed", reason="FLEET_SEED_USED")
     client_id, client_pk, secret, cb_secret = await create_client(db, callback_url=callback_url)
     master = os.urandom(16)
     batch = f"B{seed}-{secrets.token_hex(4)}"

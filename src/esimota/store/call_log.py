@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from ..background import Periodic
-from ..log import SECRET_KEYS
+from ..log import secret_name
 
 logger = logging.getLogger("esimota.call_log")  # "audit" names only the staff audit log (store/audit.py)
 
@@ -29,14 +29,9 @@ FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $
 PURGE = "DELETE FROM api_calls WHERE id IN (SELECT id FROM api_calls WHERE at < $1 LIMIT 10000)"
 
 
-@functools.lru_cache(maxsize=1024)
-def _secret_key(key: Any) -> bool:
-    return bool(SECRET_KEYS.search(str(key)))
-
-
 def clean_params(params: dict[str, Any]) -> str:
     """The parameters as JSON with every secret (client_secret, token, sign…) left out (R25)."""
-    kept = {k: v for k, v in params.items() if not _secret_key(k)}
+    kept = {k: v for k, v in params.items() if not secret_name(str(k))}
     text = json.dumps(kept, ensure_ascii=False, default=str)
     # jsonb refuses NUL; such a parameter was refused with 400 anyway, the log keeps a stand-in
     return text.replace("\\u0000", "\\ufffd") if len(text) <= 4000 else json.dumps({"truncated": text[:4000]})

@@ -33,6 +33,11 @@ UPDATE_SECRET = "UPDATE clients SET secret_hash = $2, secret_rotated_at = now() 
 UPDATE_CALLBACK_SECRET = "UPDATE clients SET callback_secret_enc = $2 WHERE client_id = $1 RETURNING *"
 UPDATE_WHITELIST = "UPDATE clients SET ip_whitelist = $2::cidr[] WHERE client_id = $1 RETURNING *"
 UPDATE_PERMISSIONS = "UPDATE clients SET permissions = $2 WHERE client_id = $1 RETURNING *"
+# `client update`: the rate limit and/or the whitelist (NULL leaves a column as it is)
+UPDATE_LIMITS = """
+UPDATE clients SET rate_limit_per_min = coalesce($2, rate_limit_per_min),
+                   ip_whitelist = coalesce($3::cidr[], ip_whitelist)
+WHERE client_id = $1 RETURNING *"""
 DISABLE = "UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = $1 RETURNING *"
 
 
@@ -153,7 +158,7 @@ async def credential(db: Any, client_id: str) -> Any:
 
 
 _UPDATES = {"secret": UPDATE_SECRET, "callback_secret": UPDATE_CALLBACK_SECRET, "whitelist": UPDATE_WHITELIST,
-            "permissions": UPDATE_PERMISSIONS, "disable": DISABLE}
+            "permissions": UPDATE_PERMISSIONS, "limits": UPDATE_LIMITS, "disable": DISABLE}
 
 
 async def insert(conn: Any, *values: Any) -> Any:
@@ -162,5 +167,5 @@ async def insert(conn: Any, *values: Any) -> Any:
 
 
 async def update(conn: Any, change: str, client_id: str, *args: Any) -> Any:
-    """One change of a client (secret, callback_secret, whitelist, permissions, disable); the row after it."""
+    """One change of a client (secret, callback_secret, whitelist, permissions, limits, disable); the row after it."""
     return await conn.fetchrow(_UPDATES[change], client_id, *args)

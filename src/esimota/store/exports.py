@@ -13,9 +13,9 @@ INSERT INTO regulator_exports (kind, period, path, sha256, rows, created_by, exp
 VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval, $8) RETURNING id"""
 EXPIRED = "SELECT id, path FROM regulator_exports WHERE deleted_at IS NULL AND expires_at < now()"
 DELETED = "UPDATE regulator_exports SET deleted_at = now() WHERE id = $1"
-ALL = "SELECT * FROM regulator_exports ORDER BY id"
-SUBSCRIBERS_MADE = """SELECT EXISTS (SELECT 1 FROM regulator_exports WHERE kind = 'subscribers' AND period = $1
-                         AND deleted_at IS NULL)"""
+ALL = """SELECT * FROM regulator_exports WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR period = $2)
+ORDER BY id"""
+MADE = "SELECT EXISTS (SELECT 1 FROM regulator_exports WHERE kind = $1 AND period = $2 AND deleted_at IS NULL)"
 KEPT = "SELECT * FROM regulator_exports WHERE id = $1 AND deleted_at IS NULL"
 
 
@@ -25,8 +25,9 @@ async def register(db: Any, kind: str, period: str, path: str, sha256: str, rows
     return await db.fetchval(INSERT, kind, period, path, sha256, rows, actor, keep, node)
 
 
-async def all_exports(db: Any) -> list[Any]:
-    return await db.fetch(ALL)
+async def all_exports(db: Any, kind: str | None = None, period: str | None = None) -> list[Any]:
+    """Every export registered (deleted ones too, with deleted_at), of `kind` and `period` when given."""
+    return await db.fetch(ALL, kind, period)
 
 
 async def kept(db: Any, export_id: int) -> Any:
@@ -43,6 +44,7 @@ async def mark_deleted(db: Any, export_id: int) -> None:
     await db.execute(DELETED, export_id)
 
 
-async def subscribers_made(db: Any, month: str) -> bool:
-    """The subscribers export of `month` (YYYY-MM) exists and is kept (whichever node made it, R34)."""
-    return bool(await db.fetchval(SUBSCRIBERS_MADE, month))
+async def made(db: Any, kind: str, period: str) -> bool:
+    """The `kind` export of `period` (subscribers: YYYY-MM, R34; service: YYYY-H1/H2, R33) exists and is kept,
+    whichever node made it."""
+    return bool(await db.fetchval(MADE, kind, period))

@@ -14,18 +14,30 @@ ON CONFLICT (job) DO UPDATE SET node = excluded.node, token = excluded.token, ex
 WHERE l.token = excluded.token OR l.expires_at < now()
 RETURNING job"""
 RELEASE = "DELETE FROM job_leases WHERE job = $1 AND token = $2"
-HOLDERS = "SELECT job, node, token, expires_at > now() AS valid FROM job_leases ORDER BY job"
+HOLDERS = """SELECT job, node, token, acquired_at, renewed_at, expires_at, expires_at > now() AS valid FROM job_leases
+ORDER BY job"""
+# recent periods, newest first; cut_short: left 'running' by a runner that no longer holds the job's lease (the
+# next holder finishes it)
+RUNS = """
+SELECT r.job, r.period, r.node, r.status, r.attempts, r.started_at, r.finished_at, r.detail,
+       r.status = 'running' AND NOT coalesce(l.token = r.token AND l.expires_at > now(), false) AS cut_short
+FROM job_runs r LEFT JOIN job_leases l ON l.job = r.job
+WHERE ($1::text IS NULL OR r.job = $1) AND ($2::text IS NULL OR r.status = $2)
+ORDER BY r.started_at DESC LIMIT $3"""
 
 _HELD = "EXISTS (SELECT 1 FROM job_leases WHERE job = $1 AND token = $4 AND expires_at > now())"
-# A period is claimed only by the runner that holds the job's lease now; a failed period (the pass raised)
-# may be claimed again; a done one never, nor one left 'running' by a runner that died or was cut off
-# mid-pass: whether its pass took effect cannot be known, so that period is skipped, never run twice.
+# A period is claimed only by the runner that holds the job's lease now. A done period is never claimed
+# again. A failed one (the pass raised) may be. So may one left 'running' by another runner: that runner no
+# longer holds the lease, so it died or stopped its job before the lease could expire (jobs/leader.py), and
+# its pass is over, done or not; scheduled passes are idempotent, so the period is finished rather than
+# skipped. The holder's own 'running' period is claimed again only when it says ($5) that its own pass of
+# it was cut short (cancelled, or its outcome not recorded).
 CLAIM = f"""
 INSERT INTO job_runs AS r (job, period, node, token)
 SELECT $1, $2, $3, $4 WHERE {_HELD}
 ON CONFLICT (job, period) DO UPDATE SET node = excluded.node, token = excluded.token, status = 'running',
     attempts = r.attempts + 1, started_at = now(), finished_at = NULL, detail = NULL
-WHERE r.status = 'failed' AND {_HELD}
+WHERE (r.status = 'failed' OR (r.status = 'running' AND (r.token <> $4 OR $5))) AND {_HELD}
 RETURNING attempts"""
 FINISH = """
 UPDATE job_runs SET status = $4, finished_at = now(), detail = $5
@@ -46,9 +58,10 @@ async def slot(db: Any, interval_s: float) -> int:
     return int(await db.fetchval(SLOT, interval_s))
 
 
-async def claim(db: Any, job: str, period: str, node: str, token: Any) -> int | None:
-    """Claim `period` of `job` for the lease holder `token`: the attempt number, or None (ran, or not ours)."""
-    return await db.fetchval(CLAIM, job, period, node, token)
+async def claim(db: Any, job: str, period: str, node: str, token: Any, cut_short: bool = False) -> int | None:
+    """Claim `period` of `job` for the lease holder `token`: the attempt number, or None (done, running, or
+    not ours). `cut_short`: this runner's own earlier pass of the period ended without recording its outcome."""
+    return await db.fetchval(CLAIM, job, period, node, token, cut_short)
 
 
 async def finish(db: Any, job: str, period: str, token: Any, status: str, detail: str | None) -> None:
@@ -67,8 +80,13 @@ async def release(db: Any, job: str, token: Any, timeout: float) -> None:
 
 
 async def holders(db: Any) -> list[Any]:
-    """Every lease: Records (job, node, token, valid)."""
+    """Every lease: Records (job, node, token, acquired_at, renewed_at, expires_at, valid)."""
     return await db.fetch(HOLDERS)
+
+
+async def runs(db: Any, job: str | None, status: str | None, limit: int) -> list[Any]:
+    """The `limit` newest job periods (of `job`, in `status`, when given), each with `cut_short`."""
+    return await db.fetch(RUNS, job, status, limit)
 
 
 async def purge_runs(db: Any, days: int) -> None:

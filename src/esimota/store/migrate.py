@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     checksum    text NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 )"""
+HAS_TABLE = "SELECT to_regclass($1) IS NOT NULL"
+NEWEST = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,18 @@ async def _apply(conn: asyncpg.Connection, mig: Migration) -> None:
     async with conn.transaction():
         await conn.execute(mig.sql)
         await conn.execute(record, mig.version, mig.name, mig.checksum)
+
+
+async def has_table(conn: asyncpg.Connection, name: str) -> bool:
+    """Whether the database has table `name` (a database migrated only in part, or never)."""
+    return bool(await conn.fetchval(HAS_TABLE, name))
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The newest migration applied to the database; 0 before the first."""
+    if not await has_table(conn, "schema_migrations"):
+        return 0
+    return await conn.fetchval(NEWEST)
 
 
 async def migrate_url(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:

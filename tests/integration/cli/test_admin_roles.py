@@ -48,6 +48,7 @@ def _changing(f: dict, cid: str) -> list[tuple[str, list[str]]]:
                            "--callback-url", "https://x.example/cb"]),
         ("client.manage", ["client", "rotate-secret", cid]),
         ("client.manage", ["client", "rotate-secret", cid, "--callback"]),
+        ("client.manage", ["client", "update", cid, "--rate-limit", "5", "--ip", "1.2.3.4"]),
         ("client.manage", ["client", "whitelist", cid, "--ip", "1.2.3.4"]),
         ("client.manage", ["client", "permissions", cid, "--permissions", "chip"]),
         ("client.manage", ["client", "disable", cid]),
@@ -115,7 +116,8 @@ async def test_an_admin_runs_every_admin_command_and_is_named_in_the_audit_log(p
         assert (code, out["ok"]) == (0, True), (argv, out)
     actions = {r["action"] for r in await pool.fetch("SELECT action FROM audit_log WHERE actor = 'staff:root'")}
     assert {"batch.create", "chips.import", "numbers.import", "numbers.allocate", "client.create",
-            "client.rotate_secret", "client.rotate_callback_secret", "client.whitelist", "client.permissions",
+            "client.rotate_secret", "client.rotate_callback_secret", "client.update", "client.whitelist",
+            "client.permissions",
             "client.disable", "keys.rotate"} <= actions
     assert not await pool.fetchval("SELECT count(*) FROM audit_log WHERE id > $1 AND actor <> 'staff:root'", seeded)
 

@@ -37,7 +37,7 @@ def parse_table(text: str) -> list[dict]:
                 if a <= pos < b:
                     cells[i] += ch
             pos += _width(ch)
-        return [c.strip() for c in cells]
+        return ["" if c.strip() == "-" else c.strip() for c in cells]  # "-": an empty cell
     names = [n.lower() for n in cut(header)]
     return [dict(zip(names, cut(ln))) for ln in body]
 
@@ -83,6 +83,7 @@ async def test_lists_print_a_table_json_lines_and_csv_that_parse_back(db_url, da
         assert from_csv == _plain(rows) == table, argv
     tasks = [json.loads(ln) for ln in esimota(db_url, "tasks", "list", "--json").stdout.splitlines()]
     assert [t["eid"] for t in tasks] == [eid(i) for i in (4, 3, 2, 1)]
+    assert all(t["created_at"].endswith("+08:00") for t in tasks)  # times as the API gives them
     assert {t["status_desc"] for t in tasks} == {"待开机上电"}
     two = esimota(db_url, "tasks", "list", "--limit", "2").stdout
     assert len(parse_table(two)) == 2 and two.rstrip().endswith("(2 of 4)")

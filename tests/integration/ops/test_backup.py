@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import asyncpg
 
 from esimota.service import backup, staff
 from esimota.sim import fleetdata
-from tests.conftest import _with_db
+from tests.support import databases
 from tests.support.bip import apply_all
 
 os.environ.setdefault("ESIMOTA_MASTER_KEY", "5a" * 32)
@@ -23,24 +22,6 @@ def esimota(db_url, home, *argv, staff_user="root"):
     env = dict(os.environ, ESIMOTA_HOME=str(home), DATABASE_URL=db_url, ESIMOTA_STAFF=staff_user)
     return subprocess.run([sys.executable, "-m", "esimota.cli", *argv], env=env, capture_output=True, text=True,
                           timeout=180)
-
-
-async def _empty_db(pg_server_url) -> str:
-    name = f"esimota_r_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name
-
-
-async def _drop(pg_server_url, name) -> None:
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def test_backup_create_copy_restore_same_rows_and_checksums(pool, db_url, pg_server_url, tmp_path):
@@ -62,8 +43,8 @@ async def test_backup_create_copy_restore_same_rows_and_checksums(pool, db_url, 
     key_hex = os.environ["ESIMOTA_BACKUP_KEY"]
     assert manifest["tables"]["chips"]["rows"] == 5 and key_hex not in json.dumps(manifest) + proc.stdout
 
-    name = await _empty_db(pg_server_url)
-    target = _with_db(pg_server_url, name)
+    name = await databases.create(pg_server_url, "esimota_r_")
+    target = databases.url_of(pg_server_url, name)
     try:
         denied = esimota(db_url, home, "backup", "restore", str(offsite / dump.name), "--database-url", target,
                          "--json", staff_user="audrey")
@@ -86,7 +67,7 @@ async def test_backup_create_copy_restore_same_rows_and_checksums(pool, db_url, 
         again = esimota(db_url, home, "backup", "restore", str(dump), "--database-url", target, "--json")
         assert again.returncode == 2 and json.loads(again.stdout)["error"] == "DATABASE_NOT_EMPTY"
     finally:
-        await _drop(pg_server_url, name)
+        await databases.drop(pg_server_url, name)
 
 
 async def test_tampered_backup_and_retention(pool, db_url, tmp_path):

@@ -40,7 +40,9 @@ async def test_delivery_progress_and_projects(pool, db_url, tmp_path):
     other = await fleetdata.generate(pool, 1, seed=3)
     code, out = run("project", "assign", "--client", fleet.client_id, "--name", "meters", "--eid",
                     fleet.devices[3].eid, other.devices[0].eid)
-    assert (code, out["error"]) == (2, "NOT_OWNER")
+    assert (code, out["error"]) == (2, "IMPORT_REJECTED")  # every bad EID listed (issue 17)
+    assert out["problems"] == [{"line": 2, "reason": "NOT_OWNER",
+                                "detail": f"{other.devices[0].eid} is unknown or not allocated to this client"}]
     assert await pool.fetchval("SELECT count(*) FROM chips WHERE project_id IS NOT NULL") == 3
     code, out = run("project", "list", "--client", fleet.client_id, who="sam")
     assert out["projects"] == [{"name": "meters", "application_field": "智能表计", "chips": 3, "written": 0}]

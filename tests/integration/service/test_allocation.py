@@ -1,7 +1,6 @@
 """Chip allocation (§6.2.1.1 分配数据资源, DESIGN §3, R15, R31): a client acts only on chips allocated to it."""
 
 import shutil
-import uuid
 
 import asyncpg
 import pytest
@@ -11,7 +10,7 @@ from esimota.service import admin, imports, queries, writing
 from esimota.service.writing import ApplyRequest
 from esimota.store import migrate
 
-from ...conftest import _with_db
+from tests.support import databases
 from ..conftest import BATCH_KEY, eid, iccid, msisdn, write_chips, write_numbers
 
 
@@ -139,16 +138,14 @@ async def test_client_by_id_or_name_and_a_shared_name_is_refused(pool, two_clien
 
 async def test_migration_keeps_every_owned_chip_allocated_to_its_owner(pg_server_url, tmp_path):
     """Migration 0013: a chip owned under the old first-apply rule stays allocated to its owner (audited)."""
-    name = f"esimota_m_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(pg_server_url)
-    await server.execute(f'CREATE DATABASE "{name}"')
+    name = await databases.create(pg_server_url, "esimota_m_")
     try:
         before = tmp_path / "migrations"
         before.mkdir()
         for path in migrate.load():
             if path.version < 13:
                 shutil.copy(migrate.MIGRATIONS_DIR / f"{path.version:04d}_{path.name}.sql", before)
-        conn = await asyncpg.connect(_with_db(pg_server_url, name))
+        conn = await asyncpg.connect(databases.url_of(pg_server_url, name))
         try:
             await migrate.migrate(conn, before)
             # the state the old code left: an owner set by a first apply (no path to it exists any more)
@@ -170,5 +167,4 @@ async def test_migration_keeps_every_owned_chip_allocated_to_its_owner(pg_server
         finally:
             await conn.close()
     finally:
-        await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await server.close()
+        await databases.drop(pg_server_url, name)

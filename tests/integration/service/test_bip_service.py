@@ -75,7 +75,7 @@ async def test_a_whole_write(pool, seeded, port):
         await writing.cancel_write(pool, a, eid=eid(1))
     spec.faults.no_comm = 1  # the first REPORT says 01 (§6.2.4.1)
     out = await cards.finish(dev)
-    assert out.report_result == 0 and out.close_reason == 0
+    assert out.report_result == bcp.REPORT_SUCCESS and out.close_reason == bcp.CLOSE_DONE
     status = await writing.write_status(pool, a, eid=eid(1))
     assert (status.card_status, status.progress) == (4, 100) and status.write_time is not None
     number = await _number(pool, applied.task_id)
@@ -146,7 +146,7 @@ async def test_hello_refusals(pool, seeded, port):
     spec = await cards.spec_for(pool, eid(5), KEY)
     spec.counter = 6
     out = await cards.write(spec, port)
-    assert out.close_reason == 4 and await _state(pool, 5) == 1
+    assert out.close_reason == bcp.CLOSE_STATE and await _state(pool, 5) == 1
     counter = await pool.fetchval("SELECT card_counter FROM chip_counters k JOIN chips c ON c.id = k.chip_id "
                                   "WHERE c.eid = $1", eid(5))
     assert counter == 7

@@ -2,16 +2,15 @@
 location feeds (R32 card–device separation), a late usage record (R32 quotas read the current month)."""
 
 import datetime as dt
-import json
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from esimota.errors import ImportRejected
 from esimota.service import imports, lists, monitoring, ops_notify, usage, writing
 from esimota.service.common import CST
 from esimota.service.writing import ApplyRequest
+from tests.support.receiver import Receiver
 
 from ..conftest import eid, imei, msisdn, write_chips
 
@@ -69,21 +68,10 @@ async def test_feeds_with_another_imei_raise_card_device_separation(pool, seeded
 @pytest.fixture
 async def webhook(monkeypatch):
     """The operator's notification receiver: a real HTTP server on loopback recording each post."""
-    posts = []
-
-    async def receive(request):
-        posts.append(json.loads(await request.read()))
-        return web.json_response({"ok": True})
-    app = web.Application()
-    app.router.add_post("/notify", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("ESIMOTA_NOTIFY_URL", f"http://127.0.0.1:{port}/notify")
-    yield posts
-    await runner.cleanup()
+    hook = Receiver()
+    monkeypatch.setenv("ESIMOTA_NOTIFY_URL", await hook.start("/notify"))
+    yield hook.bodies
+    await hook.stop()
 
 
 async def test_each_new_alert_is_sent_once_grouped_per_detector_run(pool, seeded, tmp_path, webhook):

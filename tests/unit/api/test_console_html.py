@@ -46,3 +46,13 @@ def test_language_switch_then_browser_then_chinese():
     assert i18n.lang(_request(cookie="xx", accept="de")) == "zh"
     assert i18n.t("en", "overview") == "Overview" and i18n.t("zh", "overview") == "总览"
     assert all(zh and en for zh, en in i18n.WORDS.values())
+
+
+def test_every_chip_status_has_its_words():
+    """The console shows production and logistics statuses (R13) in the page's language, as it does every
+    other status (DESIGN's console section): each status the platform stores has a 中文 and an English word."""
+    from esimota.service.chip_management import LOGISTICS, PRODUCTION
+
+    for status in PRODUCTION + LOGISTICS:
+        zh, en = i18n.t("zh", status), i18n.t("en", status)
+        assert zh != status and not zh.isascii() and en, status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from esimota.codec import _cat_py, _frames_py, _packet_py, _script_py, _tlv_py
+from esimota.codec import _cat_py, _frames_py, _packet_py, _script_py, _tlv_py, bcp
 
 KEY = bytes(range(16))
 OPEN_CHANNEL = bytes.fromhex("D02A810301400182028182350702030403041F0239020578470605636D696F74"
@@ -25,9 +25,9 @@ def seeds() -> dict[str, list[bytes]]:
         "cat": [OPEN_CHANNEL, bytes.fromhex("d60e99010982028281b8028100b701ff"),
                 bytes.fromhex("d027810301400182028182b50103b9020578c70908696e7465726e6574bc030201bbbe0521c0a80001")],
         "tr": [bytes.fromhex("810301400382028281830100b8028100b50103b9020400be0521c0a80102")],
-        "frame": [_frames_py.encode_hello(KEY, bytes(16), bytes(10), 9, 1024, 1, bytes(8)),
-                  _frames_py.encode_report(KEY, bytes(16), bytes(10), 10, 0, "ok"),
-                  _frames_py.encode_close(3, 60)],
+        "frame": [_frames_py.encode_hello(KEY, bytes(16), bytes(10), 9, 1024, bcp.HELLO_POWER_ON, bytes(8)),
+                  _frames_py.encode_report(KEY, bytes(16), bytes(10), 10, bcp.REPORT_SUCCESS, "ok"),
+                  _frames_py.encode_close(bcp.CLOSE_BUSY, 60)],
         "command": [_packet_py.wrap_command(KEY, KEY, b"EWA", 5, script)],
         "response": [_packet_py.wrap_response(KEY, KEY, b"EWA", 5, 0, b"\xab\x07\x80\x01\x01\x23\x02\x90\x00")],
     }

@@ -1,4 +1,5 @@
-"""`esimota decode`: recognises the input, prints JSON, exits 2 with one line on bad input."""
+"""`esimota decode`: recognises the input, prints indented text (JSON with --json), exits 2 with one line on
+bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 
 from esimota.cli import decode as decode_cli
-from esimota.codec import frames
+from esimota.codec import bcp, frames
 
 from .corpus import KEY, OPEN_CHANNEL
 
@@ -19,10 +20,24 @@ AES_POR = "027100002412b00011ebc6b497e2cad7aedf36ace0e3a29b38853f0fe9ccde81913be
 def _run(capsys, *argv):
     parser = argparse.ArgumentParser(prog="esimota")
     decode_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["decode", *argv])
+    args = parser.parse_args(["decode", "--json", *argv])
     code = args.func(args)
     out, err = capsys.readouterr()
-    return code, (json.loads(out) if code == 0 else None), err
+    return code, json.loads(out), err
+
+
+def test_text_on_a_terminal_json_only_with_the_flag(capsys):
+    """Issue 17: readable text by default; the same fields, nested records indented."""
+    parser = argparse.ArgumentParser(prog="esimota")
+    decode_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["decode", OPEN_CHANNEL.hex()])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+    lines = out.splitlines()
+    assert "command: open_channel" in lines and "network_access_name: cmiot" in lines
+    assert lines[lines.index("data_destination_address:") + 2] == "  address: 192.168.1.1"
 
 
 def test_open_channel_to_named_fields(capsys):
@@ -46,7 +61,7 @@ def test_frame_with_keys_down_to_the_apdus(capsys):
     code, out, _ = _run(capsys, "--kic", KEY.hex(), "--kid", KEY.hex(), frame.hex())
     assert code == 0 and out["kind"] == "frame" and out["type"] == "command"
     assert out["packet"]["command_script"] == [{"c_apdu": a.hex()} for a in apdus]
-    hello = frames.encode_hello(KEY, bytes(16), bytes(10), 1, 512, 1)
+    hello = frames.encode_hello(KEY, bytes(16), bytes(10), 1, 512, bcp.HELLO_POWER_ON)
     code, out, _ = _run(capsys, "--kid", KEY.hex(), hello.hex())
     assert out["mac_verified"] is True and out["buffer_size"] == 512
 
@@ -60,5 +75,11 @@ def test_frame_with_keys_down_to_the_apdus(capsys):
     (["--as", "frame", OPEN_CHANNEL.hex()], "frame"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
-    code, _, err = _run(capsys, *argv)
-    assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
+    parser = argparse.ArgumentParser(prog="esimota")
+    decode_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["decode", *argv])
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err and out == ""
+    code, out, err = _run(capsys, *argv)  # with --json: the error as JSON on stdout
+    assert code == 2 and err == "" and out["ok"] is False and needle in out["error"] + out["message"]

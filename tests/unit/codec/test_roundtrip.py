@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from esimota.codec import _cat_tables as T
+from esimota.codec import bcp
 
 pytestmark = pytest.mark.pure_twin
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,12 +92,12 @@ def test_packets(codec, data, cntr, spi, kic_byte, status):
        text=st.none() | st.text(max_size=30))
 def test_frames(codec, eid, counter, size, imei, text):
     kid = bytes(16)
-    hello = codec.frames.encode_hello(kid, eid, bytes(10), counter, size, 2, imei)
+    hello = codec.frames.encode_hello(kid, eid, bytes(10), counter, size, bcp.HELLO_RESUME, imei)
     ftype, f = codec.frames.decode_frame(hello, kid=kid)
-    assert (ftype, f["eid"], f["counter"], f["buffer_size"], f["imei"]) == (1, eid, counter, size, imei)
+    assert (ftype, f["eid"], f["counter"], f["buffer_size"], f["imei"]) == (bcp.HELLO, eid, counter, size, imei)
     if text is not None and len(text.encode()) > 127:
         return
-    report = codec.frames.encode_report(kid, eid, bytes(10), counter, 3, text)
+    report = codec.frames.encode_report(kid, eid, bytes(10), counter, bcp.REPORT_DATA_ERROR, text)
     assert codec.frames.decode_frame(report, kid=kid)[1]["diagnostic"] == text
 
 

@@ -39,7 +39,7 @@ def _session(M, acked=0):
     return M.Session(EID, 7, KIC, KID, 101, 165, s.apdus, s.context, s.expect, acked)
 
 
-def _hello(counter=1, buffer=1024, reason=1):
+def _hello(counter=1, buffer=1024, reason=bcp.HELLO_POWER_ON):
     return wire.hello_frame(KID, EID, "89860000000000000000", None, counter, buffer, reason)
 
 
@@ -114,7 +114,7 @@ def test_chunks_fit_the_buffer_and_split_between_apdus(M):
 def test_resume_starts_at_the_first_unacknowledged_chunk(M):
     mux = M.Mux()
     mux.open(1, 0.0)
-    mux.feed(1, _hello(reason=2), 0.0)
+    mux.feed(1, _hello(reason=bcp.HELLO_RESUME), 0.0)
     mux.drain()
     session = _session(M, acked=10)
     mux.start_write(1, session, 160, 0.0)
@@ -127,7 +127,7 @@ def test_resume_starts_at_the_first_unacknowledged_chunk(M):
 def test_all_acknowledged_sends_the_last_chunk_again(M):
     mux = M.Mux()
     mux.open(1, 0.0)
-    mux.feed(1, _hello(reason=2), 0.0)
+    mux.feed(1, _hello(reason=bcp.HELLO_RESUME), 0.0)
     mux.drain()
     session = _session(M, acked=24)
     mux.start_write(1, session, 1024, 0.0)

@@ -11,6 +11,7 @@ import logging
 from ... import metrics
 from ...codec.bcp import CLOSE
 from ...ota.mux import Gone, ProtocolError, TimedOut
+from ...service.bip import SessionRef
 
 log = logging.getLogger("esimota.bip")
 
@@ -65,8 +66,9 @@ class ChannelTelemetry:
             return
         metrics.BIP_SESSION_BYTES.inc(channel.nbytes)
         session = channel.session
-        log.info("bip session end", extra={
-            "eid": channel.eid, "task": None if session is None else session.task_id,
+        ref = None if session is None else session.owner
+        log.info("bip session end", extra={  # the task by its public id, as `esimota tasks show` takes it
+            "eid": channel.eid, "task_id": ref.task_id if isinstance(ref, SessionRef) else None,
             "duration_s": round(now - channel.opened, 3), "frames": channel.frames, "bytes": channel.nbytes,
             "close_reason": end, "acked": None if session is None else session.acked,
             "apdus": None if session is None else len(session.apdus)})

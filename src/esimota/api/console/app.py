@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ...errors import EsimotaError, PermissionDenied
+from ...errors import EsimotaError, NotFound, PermissionDenied
 from ...service import console_auth, staff
 from ..addresses import CallerAddress
 from ..status import outcome
@@ -70,6 +70,16 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 OPEN_PATHS = ("/signin", "/static/", "/lang")
+
+
+@web.middleware
+async def _no_such_page(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A console URL that names no page is a page too: 404 in the console's layout, for the browser that
+    asked (the JSON envelope stays with the API routes). Signed out, the sign-in comes first."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_page(request, NotFound(f"no page {request.path}", reason="PAGE_NOT_FOUND"))
 
 
 @web.middleware
@@ -138,6 +148,12 @@ def select(request: web.Request, key: str, name: str, options: list[tuple[str, s
     return tag("label", t(request, key), tag("select", opts, name=name))
 
 
+def filters(request: web.Request, *inputs: Any, button: str = "search", button_id: str | None = None) -> Safe:
+    """A list's filter form: a GET, so the filters stay in the URL (and in the next page's link)."""
+    return tag("form", *inputs, tag("button", t(request, button), type="submit", id=button_id), method="get",
+               class_="filters")
+
+
 NAV = (("overview", "/", None), ("tasks", "/tasks", None), ("chips", "/chips", None), ("numbers", "/numbers", None),
        ("exceptions", "/exceptions", None), ("clients", "/clients", None), ("quality", "/quality", "report.read"),
        ("audit", "/audit", "audit.read"))
@@ -204,6 +220,11 @@ def next_link(request: web.Request, token: str) -> Safe:
     return tag("p", tag("a", t(request, "next_page"), href=str(request.rel_url.with_query(query)), id="next"))
 
 
+def listed(request: web.Request, got: Any, listing: Safe) -> Safe:
+    """A page of a list (service.lists.PageResult): its total, its rows, the link to the next page."""
+    return join([tag("p", t(request, "total"), " ", got.total), listing, next_link(request, got.next_page_token)])
+
+
 def notice(request: web.Request) -> Safe:
     """A one-line result of the last action, passed in the query (`?done=`): shown as text."""
     done = request.query.get("done")
@@ -267,7 +288,7 @@ async def switch_lang(request: web.Request) -> web.StreamResponse:
 def create_app(db: Any, addresses: CallerAddress, routes: Callable[[web.Application], None]) -> web.Application:
     """The console sub-application (server.py mounts it at /console/ on the operations listener);
     `routes` adds the pages (pages.register)."""
-    app = web.Application(middlewares=[_headers, _signed_in])
+    app = web.Application(middlewares=[_headers, _no_such_page, _signed_in])
     app[POOL] = db
     app[ADDRESSES] = addresses
     app.router.add_get("/signin", signin_form)

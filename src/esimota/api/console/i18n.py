@@ -77,6 +77,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "batches": ("批次生产与物流进度", "Batch production and logistics"),
     "batch": ("批次", "Batch"),
     "produced": ("已生产", "Produced"),
+    # production and logistics statuses of a chip (R13; service.chip_management PRODUCTION, LOGISTICS)
+    "ordered": ("已下单", "ordered"),
+    "in_production": ("生产中", "in production"),
+    "qc_failed": ("质检未通过", "failed QC"),
+    "in_stock": ("在库", "in stock"),
+    "shipped": ("已发货", "shipped"),
+    "returned": ("已退回", "returned"),
     "delivered": ("已交付", "Delivered"),
     "written": ("已写卡", "Written"),
     "chip_model": ("芯片型号", "Chip model"),

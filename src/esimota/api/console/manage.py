@@ -10,8 +10,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ...service import admin, dashboard, lists, ops, reports
-from .app import (PREFIX, authorize, field, next_link, notice, page, pool, post_form, redirect, require, select,
-                  session, t)
+from .app import (PREFIX, authorize, field, filters, listed, next_link, notice, page, pool, post_form, redirect,
+                  require, select, session, t)
 from .html import Safe, join, lines, pct, table, tag, when
 
 
@@ -74,12 +74,11 @@ async def exceptions(request: web.Request) -> web.Response:
                                       severity=q.get("severity") or None, overdue=_flag(q.get("overdue")),
                                       page_token=q.get("page_token", ""), page_size_=50)
     yes_no = [("1", t(request, "yes")), ("0", t(request, "no"))]
-    form = tag("form", select(request, "open", "open", yes_no, q.get("open", "1")),
+    form = filters(request, select(request, "open", "open", yes_no, q.get("open", "1")),
                select(request, "class", "class", [(c, c) for c in lists.CATEGORIES], q.get("class")),
                select(request, "severity", "severity", [(s, t(request, s)) for s in lists.SEVERITIES],
                        q.get("severity")),
-               select(request, "overdue", "overdue", yes_no, q.get("overdue")),
-               tag("button", t(request, "apply"), type="submit"), method="get", class_="filters")
+               select(request, "overdue", "overdue", yes_no, q.get("overdue")), button="apply")
     rows = [[tag("a", r.id, href=f"{PREFIX}/exceptions/{r.id}"), r.kind, r.category,
              tag("span", t(request, r.severity), class_=f"badge {r.severity}"), r.eid or "",
              when(r.opened_at), tag("span", when(r.deadline_at), " ", tag("span", t(request, "overdue"),
@@ -88,8 +87,7 @@ async def exceptions(request: web.Request) -> web.Response:
     listing = table(["#", t(request, "kind"), t(request, "class"), t(request, "severity"), t(request, "eid"),
                      t(request, "opened"), t(request, "deadline"), t(request, "closed"), t(request, "detail")],
                     rows, id="exceptions")
-    return page(request, t(request, "exceptions"), notice(request), form,
-                tag("p", t(request, "total"), " ", got.total), listing, next_link(request, got.next_page_token))
+    return page(request, t(request, "exceptions"), notice(request), form, listed(request, got, listing))
 
 
 async def exception(request: web.Request) -> web.Response:
@@ -247,9 +245,8 @@ async def quality(request: web.Request) -> web.Response:
 
 
 def _review(request: web.Request, month: str, labels: list[str], review: dict) -> Safe:
-    form = tag("form", tag("label", t(request, "month"), tag("select", [
-        tag("option", m, value=m, selected=(m == month)) for m in labels], name="month")),
-        tag("button", t(request, "apply"), type="submit"), method="get", class_="filters")
+    form = filters(request, tag("label", t(request, "month"), tag("select", [
+        tag("option", m, value=m, selected=(m == month)) for m in labels], name="month")), button="apply")
     rows = [[c["class_zh"], c["count"], "—" if c["per_1000_applies"] is None else c["per_1000_applies"],
              pct(c["handled_in_time"]), c["open"], c["severe"]] for c in review["classes"].values()]
     classes = table([t(request, "class"), t(request, "count"), t(request, "per_1000"), t(request, "handled_in_time"),
@@ -269,9 +266,8 @@ async def audit(request: web.Request) -> web.Response:
     before = int(q["before"]) if q.get("before", "").isdigit() else None
     rows = await dashboard.audit_log(pool(request), actor=q.get("actor") or None, action=q.get("action") or None,
                                      before=before)
-    form = tag("form", field(request, "actor", "actor", q.get("actor")),
-               field(request, "action", "action", q.get("action")),
-               tag("button", t(request, "apply"), type="submit"), method="get", class_="filters")
+    form = filters(request, field(request, "actor", "actor", q.get("actor")),
+                   field(request, "action", "action", q.get("action")), button="apply")
     listing = table(["#", t(request, "at"), t(request, "actor"), t(request, "action"), t(request, "target"),
                      t(request, "detail")],
                     [[r["id"], when(r["at"]), r["actor"], r["action"], r["target"] or "",

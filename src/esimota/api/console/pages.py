@@ -14,7 +14,7 @@ from ...errors import NotFound
 from ...service import dashboard, history, lists
 from ...service.common import now
 from . import manage
-from .app import PREFIX, field, fragment, lang, next_link, notice, page, pool, redirect, select, t
+from .app import PREFIX, field, filters, fragment, lang, listed, notice, page, pool, redirect, select, t
 from .html import Safe, bars_with_rate, hbars, join, table, tag, when
 
 LIVE_OVERVIEW_MS = 5000
@@ -113,22 +113,21 @@ async def tasks(request: web.Request) -> web.Response:
                                  province=q.get("province") or None, since=q.get("since") or None,
                                  until=q.get("until") or None, eid=(q.get("eid") or "").strip() or None,
                                  page_token=q.get("page_token", ""), page_size_=50)
-    form = tag("form", field(request, "eid", "eid", q.get("eid"), id="q-eid", size=34),
+    form = filters(request, field(request, "eid", "eid", q.get("eid"), id="q-eid", size=34),
                field(request, "task_id", "task", q.get("task")),
                select(request, "state", "state", state_options(request), q.get("state")),
                field(request, "client", "client", q.get("client")),
                select(request, "province", "province", province_options(), q.get("province")),
                field(request, "since", "since", q.get("since"), type="date"),
                field(request, "until", "until", q.get("until"), type="date"),
-               tag("button", t(request, "search"), type="submit", id="search"), method="get", class_="filters")
+               button_id="search")
     rows = [[link(f"/tasks/{r.task_id}", r.task_id), link(f"/chips/{r.eid}", r.eid), badge(request, r.state),
              _progress(r.state, r.script_acked, r.script_total, r.script_done), r.client_name,
              r.province_code or "", r.msisdn, when(r.created_at), when(r.write_time)] for r in got.rows]
     result = table([t(request, "task_id"), t(request, "eid"), t(request, "state"), t(request, "progress"),
                     t(request, "client"), t(request, "province"), t(request, "msisdn"), t(request, "created"),
                     t(request, "write_time")], rows, id="tasks")
-    return page(request, t(request, "tasks"), form, tag("p", t(request, "total"), " ", got.total), result,
-                next_link(request, got.next_page_token))
+    return page(request, t(request, "tasks"), form, listed(request, got, result))
 
 
 def _progress(state: int, acked: int, total: int, done: bool) -> Safe:
@@ -187,19 +186,18 @@ async def chips(request: web.Request) -> web.Response:
                        _share(b["written"], b["chips"])] for b in batches], id="batches")
     got = await lists.list_chips(db, state_=q.get("state") or None, batch=q.get("batch") or None,
                                  client=q.get("client") or None, page_token=q.get("page_token", ""), page_size_=50)
-    form = tag("form", field(request, "eid", "eid", "", size=34),
+    form = filters(request, field(request, "eid", "eid", "", size=34),
                select(request, "state", "state", state_options(request), q.get("state")),
-               field(request, "batch", "batch", q.get("batch")), field(request, "client", "client", q.get("client")),
-               tag("button", t(request, "search"), type="submit"), method="get", class_="filters")
+               field(request, "batch", "batch", q.get("batch")), field(request, "client", "client", q.get("client")))
     rows = [[link(f"/chips/{r.eid}", r.eid), r.batch, r.chip_model, badge(request, r.state), r.temp_msisdn,
-             r.temp_expires_on.isoformat(), r.production_status, r.logistics_status, r.client_id or ""]
+             r.temp_expires_on.isoformat(), t(request, r.production_status), t(request, r.logistics_status),
+             r.client_id or ""]
             for r in got.rows]
     listing = table([t(request, "eid"), t(request, "batch"), t(request, "chip_model"), t(request, "state"),
                      t(request, "temp_msisdn"), t(request, "expires_on"), t(request, "production"),
                      t(request, "logistics"), t(request, "allocated_to")], rows, id="chips")
     return page(request, t(request, "chips"), notice(request), tag("h2", t(request, "batches")), progress,
-                manage.allocate_chips_form(request), form, tag("p", t(request, "total"), " ", got.total), listing,
-                next_link(request, got.next_page_token))
+                manage.allocate_chips_form(request), form, listed(request, got, listing))
 
 
 def _share(part: int, whole: int) -> Safe:
@@ -212,8 +210,8 @@ async def chip(request: web.Request) -> web.Response:
     facts = [("eid", c.eid), ("batch", c.batch), ("chip_model", c.chip_model), ("imei", c.imei or ""),
              ("state", badge(request, c.state)), ("temp_iccid", c.temp_iccid), ("temp_msisdn", c.temp_msisdn),
              ("network_type", c.network_type), ("open_time", c.open_time.isoformat()),
-             ("expires_on", c.temp_expires_on.isoformat()), ("production", c.production_status),
-             ("logistics", c.logistics_status), ("allocated_to", c.client_id or ""),
+             ("expires_on", c.temp_expires_on.isoformat()), ("production", t(request, c.production_status)),
+             ("logistics", t(request, c.logistics_status)), ("allocated_to", c.client_id or ""),
              ("active_iccid", c.active_iccid or ""), ("remaining_flow", f"{c.remaining_flow_bytes / 1048576:.2f} MB")]
     kv = tag("dl", [join([tag("dt", t(request, k)), tag("dd", v, id=f"chip-{k}")]) for k, v in facts],
              class_="kv card")
@@ -237,17 +235,15 @@ async def numbers(request: web.Request) -> web.Response:
     got = await lists.list_numbers(db, province=q.get("province") or None, status=q.get("status") or None,
                                    client=q.get("client") or None, page_token=q.get("page_token", ""),
                                    page_size_=50)
-    form = tag("form", select(request, "province", "province", province_options(), q.get("province")),
+    form = filters(request, select(request, "province", "province", province_options(), q.get("province")),
                select(request, "status", "status", [(st, t(request, st)) for st in statuses], q.get("status")),
-               field(request, "client", "client", q.get("client")),
-               tag("button", t(request, "search"), type="submit"), method="get", class_="filters")
+               field(request, "client", "client", q.get("client")))
     rows = [[r.msisdn, r.iccid, r.province_code, t(request, r.status), r.client_id or "", r.eid or "",
              f"{r.used_flow_mb:.1f} / {r.monthly_quota_mb:.0f} MB"] for r in got.rows]
     listing = table([t(request, "msisdn"), t(request, "iccid"), t(request, "province"), t(request, "status"),
                      t(request, "client"), t(request, "eid"), "MB"], rows, id="numbers")
     return page(request, t(request, "numbers"), notice(request), tag("h2", t(request, "inventory")), inv,
-                manage.allocate_numbers_form(request), form, tag("p", t(request, "total"), " ", got.total),
-                listing, next_link(request, got.next_page_token))
+                manage.allocate_numbers_form(request), form, listed(request, got, listing))
 
 
 def register(app: web.Application) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import grpc
@@ -43,39 +44,38 @@ class Observe(grpc.aio.ServerInterceptor):
     @staticmethod
     def _unary(behaviour, method: str, incoming: str | None):
         async def call(request, context):
-            rid = request_id.accept(incoming if isinstance(incoming, str) else None)
-            token, t0, failed = REQUEST_ID.set(rid), time.perf_counter(), False
-            try:
-                await context.send_initial_metadata(((request_id.METADATA, rid),))
+            async with _observed(context, method, incoming):
                 return await behaviour(request, context)
-            except BaseException:
-                failed = True
-                raise
-            finally:
-                _observe(method, _code(context, failed), t0)
-                REQUEST_ID.reset(token)
         return call
 
     @staticmethod
     def _stream(behaviour, method: str, incoming: str | None):
         async def call(request, context):
-            rid = request_id.accept(incoming if isinstance(incoming, str) else None)
-            token, t0, failed = REQUEST_ID.set(rid), time.perf_counter(), False
-            try:
-                await context.send_initial_metadata(((request_id.METADATA, rid),))
+            async with _observed(context, method, incoming):
                 result = behaviour(request, context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
                         yield item
                 else:  # a handler that writes with context.write()
                     await result
-            except BaseException:
-                failed = True
-                raise
-            finally:
-                _observe(method, _code(context, failed), t0)
-                REQUEST_ID.reset(token)
         return call
+
+
+@contextlib.asynccontextmanager
+async def _observed(context: grpc.aio.ServicerContext, method: str, incoming: str | None):
+    """One call's bookkeeping, unary or streaming: its id (sent first, set for the log lines while it
+    runs), then its count by method and code and its latency, however it ends."""
+    rid = request_id.accept(incoming if isinstance(incoming, str) else None)
+    token, t0, failed = REQUEST_ID.set(rid), time.perf_counter(), False
+    try:
+        await context.send_initial_metadata(((request_id.METADATA, rid),))
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _observe(method, _code(context, failed), t0)
+        REQUEST_ID.reset(token)
 
 
 def _observe(method: str, code: str, t0: float) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import unquote
 
 import grpc
@@ -45,18 +44,14 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Failed) -> None:
     await context.abort(o.grpc, o.message, trailing_metadata=tuple(meta))
 
 
-def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
-    def api_of() -> Api:
-        return platform.api
-
+def _handler(method: Method, api: Api) -> grpc.RpcMethodHandler:
     def where(context) -> dict:
-        api = api_of()
         return {"token": bearer(context), "source_ip": peer_ip(context, api.addresses)}
 
     async def unary(request, context):
         try:
-            resp, quota = await api_of().unary(method, request, transport="grpc",
-                                               params=messages.to_dict(request), **where(context))
+            resp, quota = await api.unary(method, request, transport="grpc",
+                                          params=messages.to_dict(request), **where(context))
         except Failed as exc:
             await _abort(context, exc)
         if quota is not None:
@@ -65,13 +60,13 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
 
     async def server_stream(request, context):
         try:
-            async for item in api_of().stream(method, request, params=messages.to_dict(request), **where(context)):
+            async for item in api.stream(method, request, params=messages.to_dict(request), **where(context)):
                 yield item
         except Failed as exc:
             await _abort(context, exc)
 
     async def client_stream(requests, context):
-        results = api_of().stream(method, requests, params={}, **where(context))
+        results = api.stream(method, requests, params={}, **where(context))
         try:
             return await results.__anext__()
         except Failed as exc:
@@ -81,7 +76,7 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
 
     async def bidi(requests, context):
         try:
-            async for item in api_of().stream(method, requests, params={}, **where(context)):
+            async for item in api.stream(method, requests, params={}, **where(context)):
                 yield item
         except Failed as exc:
             await _abort(context, exc)
@@ -94,19 +89,19 @@ def _handler(method: Method, platform: Any) -> grpc.RpcMethodHandler:
     return make(fn, request_deserializer=method.input.FromString, response_serializer=method.output.SerializeToString)
 
 
-def _register(server: grpc.aio.Server, platform: Any, names: list[str]) -> list[str]:
-    """Add a generic handler per service; `platform.api` (built by server.py) serves the calls."""
+def _register(server: grpc.aio.Server, api: Api, names: list[str]) -> list[str]:
+    """Add a generic handler per service; the worker's one Api (built by server.py) serves the calls."""
     for name in names:
-        table = {m.name: _handler(m, platform) for m in METHODS if m.service == name}
+        table = {m.name: _handler(m, api) for m in METHODS if m.service == name}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, table),))
     return names
 
 
-def register(server: grpc.aio.Server, platform: Any) -> list[str]:
+def register(server: grpc.aio.Server, api: Api) -> list[str]:
     """The partner services (auth, writing, queries): the partner gRPC port."""
-    return _register(server, platform, partner_services())
+    return _register(server, api, partner_services())
 
 
-def register_staff(server: grpc.aio.Server, platform: Any) -> list[str]:
+def register_staff(server: grpc.aio.Server, api: Api) -> list[str]:
     """AdminService and IngestService: the operations listener only (DESIGN §6)."""
-    return _register(server, platform, staff_services())
+    return _register(server, api, staff_services())

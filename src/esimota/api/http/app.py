@@ -14,9 +14,9 @@ from .. import request_id
 from ..health import Readiness
 
 Registrar = Callable[[web.Application], None]
-#: Application keys: the worker's asyncpg pool and its Platform (esimota.server.Platform).
+#: Application keys: the worker's asyncpg pool and its readiness prober (both built by server.py).
 POOL = web.AppKey("pool", object)
-PLATFORM = web.AppKey("platform", object)
+READINESS = web.AppKey("readiness", Readiness)
 
 
 @web.middleware
@@ -90,9 +90,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 when the database answers (probed now) and the worker is not draining, else 503."""
-    readiness = getattr(request.app.get(PLATFORM), "readiness", None)
-    if readiness is None:  # an app built on its own (tests, tools): the same probe on its pool
-        readiness = Readiness(request.app.get(POOL))
+    readiness = request.app[READINESS]
     database = await readiness.probe()
     if readiness.pool is not None and database != readiness.database:
         readiness.database = database
@@ -109,10 +107,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-def create_ops_app(pool=None) -> web.Application:
+def create_ops_app(pool: object, readiness: Readiness) -> web.Application:
     """The HTTPS side of the operations listener (DESIGN §6): /metrics, /healthz and /readyz, never on a partner port."""
     app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024)
-    app[POOL] = pool
+    app[POOL], app[READINESS] = pool, readiness
     app.on_response_prepare.append(_harden)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -120,12 +118,13 @@ def create_ops_app(pool=None) -> web.Application:
     return app
 
 
-def create_app(pool=None, *, registrars: Iterable[Registrar] = (), client_max_size: int = 64 * 1024) -> web.Application:
+def create_app(pool: object, readiness: Readiness, *, registrars: Iterable[Registrar] = (),
+               client_max_size: int = 64 * 1024) -> web.Application:
     """The bridge: bounded bodies (64 KiB), health, plus the route sets of `registrars`
     (the API's, generated from the google.api.http annotations, given by server.py)."""
     app = web.Application(middlewares=[_measure, _json_errors], client_max_size=client_max_size)
     app.on_response_prepare.append(_harden)
-    app[POOL] = pool
+    app[POOL], app[READINESS] = pool, readiness
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for register in registrars:

@@ -14,7 +14,6 @@ from .. import messages, status
 from ..addresses import CallerAddress
 from ..core import Api, Failed
 from ..registry import METHODS, Method
-from . import app as http_app
 
 logger = logging.getLogger("esimota.api.http")
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -63,10 +62,9 @@ def _failure(exc: Failed) -> web.Response:
     return _respond(status.error_envelope(o), o.http, headers)
 
 
-def handler_for(method: Method, holder: dict) -> Callable:
+def handler_for(method: Method, api: Api) -> Callable:
     """The aiohttp handler of one rpc: parameters → request message → Api.unary → JSON envelope."""
     async def handle(request: web.Request) -> web.Response:
-        api: Api = holder["api"]
         ip = source_ip(request, api.addresses)
         params: dict[str, Any] = {}
         t0 = time.perf_counter()
@@ -88,27 +86,12 @@ def handler_for(method: Method, holder: dict) -> Callable:
     return handle
 
 
-def register(app: web.Application) -> None:
-    """Add every annotated route; the Api comes from the worker (server.py builds it) or is made from the pool."""
-    holder: dict[str, Any] = {}
-    for method in METHODS:
-        for verb, path in method.routes:
-            app.router.add_route(verb, path, handler_for(method, holder))
+def register(app: web.Application, api: Api) -> None:
+    """Add every annotated route, each answered through the worker's one Api (server.py builds, starts and
+    stops it, after every listener has drained, so that the call log's last rows are written)."""
     from . import openapi
 
+    for method in METHODS:
+        for verb, path in method.routes:
+            app.router.add_route(verb, path, handler_for(method, api))
     app.router.add_get("/openapi.json", openapi.handler)
-
-    async def on_startup(app: web.Application) -> None:
-        platform = app.get(http_app.PLATFORM)
-        api = getattr(platform, "api", None)
-        if api is None:  # an app built on its own (tests, tools): its own Api on the app's pool
-            api = Api(app[http_app.POOL], getattr(platform, "settings", None))
-            await api.start()
-        holder["api"] = api
-
-    async def on_cleanup(app: web.Application) -> None:  # flush the call log when the worker drains
-        if "api" in holder:
-            await holder["api"].stop()
-
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
