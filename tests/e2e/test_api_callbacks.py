@@ -145,14 +145,14 @@ async def test_a_full_width_loopback_host_is_refused_before_any_connection(tmp_p
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
     try:
         await _write(r, pool)
-        await _until(lambda: pool.fetchval("SELECT count(*) = 1 FROM callback_attempts"))
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
         assert attempt["detail"] == "refused: target 127.0.0.1 is an internal address (not in ESIMOTA_CALLBACK_ALLOW)"
         assert rx.bodies == []
     finally:
         await stop(r)
-        await rx.runner.cleanup()
+        await rx.stop()
 
 
 async def test_an_http_callback_url_is_refused_at_creation(pool, monkeypatch):
