@@ -136,6 +136,25 @@ async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkey
         await rx.stop()
 
 
+async def test_a_full_width_loopback_host_is_refused_before_any_connection(tmp_path, monkeypatch, db_url, pool):
+    """R25, issue 14's attack run: 'http://１２７.0.0.1:PORT/cb' is 127.0.0.1 to the HTTP client (IDNA folds
+    the full-width digits) though not to urllib; the platform must not POST the signed body there."""
+    rx = Receiver(failures=0)
+    url = (await rx.start()).replace("127.0.0.1", "\uff11\uff12\uff17.0.0.1")
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
+                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
+    try:
+        await _write(r, pool)
+        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
+        attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
+        assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
+        assert attempt["detail"] == "refused: target 127.0.0.1 is an internal address (not in ESIMOTA_CALLBACK_ALLOW)"
+        assert rx.bodies == []
+    finally:
+        await stop(r)
+        await rx.stop()
+
+
 async def test_an_http_callback_url_is_refused_at_creation(pool, monkeypatch):
     """R25: callback URLs are https; plain http only on a platform run with ESIMOTA_ALLOW_HTTP_CALLBACKS=1."""
     from esimota.errors import InvalidArgument

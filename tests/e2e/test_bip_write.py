@@ -194,6 +194,21 @@ async def test_unknown_card_hellos_are_counted_not_stored_and_cut_when_over_the_
     assert sum(r["frames"] for r in rows) == refused
 
 
+async def test_garbage_before_any_hello_is_counted_not_stored(pool, db_url):
+    """Issue 14's attack run: malformed frames need no key and no EID, yet each one refused before a HELLO
+    verified (CLOSE 06) added a bip_attempts row naming no chip (20 a second per address, kept for months).
+    They are now counted per source, reason and minute like unknown cards; no bip_attempts row."""
+    async with worker(db_url) as platform:
+        bad = [bytes((0, 3, 0x07, 1, 2)), bytes((0, 0)), bytes((0, 4, 0x03, 0, 0, 0))]
+        answers = await gather_limited([_hostile_channel(platform.ports["bip"], bad[i % 3]) for i in range(2000)])
+        refused = sum(1 for a in answers if a[2:4] == bytes((bcp.CLOSE, bcp.CLOSE_PROTOCOL)))
+        assert refused > 0 and refused + sum(1 for a in answers if a == b"") == 2000
+    assert await pool.fetchval("SELECT count(*) FROM bip_attempts") == 0
+    rows = await pool.fetch("SELECT source, reason, frames FROM bip_refusals")
+    assert 1 <= len(rows) <= 6 and {(r["source"], r["reason"]) for r in rows} == {("127.0.0.1", bcp.CLOSE_PROTOCOL)}
+    assert sum(r["frames"] for r in rows) == refused
+
+
 async def test_hostile_channels_leave_no_state_behind(pool, db_url):
     """RELIABILITY.md (hostile BIP input): after 3,000 channels of bad frames, 200 at a time so that
     they crowd the same slots of the timing wheel, the worker holds what it held before — no channel,

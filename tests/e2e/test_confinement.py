@@ -14,6 +14,7 @@ import ssl
 import aiohttp
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 
 from esimota.service import admin
 from esimota.sim import fleetdata
@@ -81,6 +82,29 @@ async def test_every_stream_item_counts_against_the_rate_limit(tmp_path, monkeyp
         assert {o.status.error for o in out[:4]} == {"NO_RESOURCE"}
         assert {o.status.error for o in out[4:]} == {"RATE_LIMITED"}
         assert await pool.fetchval("SELECT count(*) FROM task_events") == 4  # 296 items touched nothing
+    finally:
+        await stop(r)
+
+
+async def test_every_item_of_an_apply_batch_counts_against_the_rate_limit(tmp_path, monkeypatch, db_url, pool):
+    """R17, issue 14's attack run: one POST /api/v1/write/apply-batch of 100 items by a client limited to 5
+    calls a minute applied all 100. Now each item is one call (the request itself pays for the first): 5
+    items are judged, the other 95 are answered 429 RATE_LIMITED and touch nothing, as on BulkApplyWrite."""
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=100)
+    try:
+        b = await _client(pool, r, "batcher", rate=5)
+        await admin.release_chips(pool, r.fleet.client_id, batch=r.fleet.batch)
+        await admin.allocate_chips(pool, "batcher", batch=r.fleet.batch)
+        items = [{"eid": d.eid, "write_type": 1, "province_code": "44"} for d in r.fleet.devices]
+        async with aiohttp.ClientSession() as http:
+            token = await r.token(http, b.client.client_id, b.client_secret)
+            code, body, _ = await r.post(http, "/api/v1/write/apply-batch", {"items": items},
+                                         headers={"Authorization": f"Bearer {token}"})
+        assert code == 200 and len(body["items"]) == 100
+        errors = [item["error"] for item in body["items"]]
+        assert set(errors[:5]) == {"NO_RESOURCE"}  # judged: this client has no numbers
+        assert set(errors[5:]) == {"RATE_LIMITED"} and {i["code"] for i in body["items"][5:]} == {429}
+        assert await pool.fetchval("SELECT count(*) FROM task_events") == 5  # 95 items touched nothing
     finally:
         await stop(r)
 
@@ -193,6 +217,36 @@ async def _listed(channel) -> set[str]:
     async for answer in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
         return {s.name for s in answer.list_services_response.service}
     return set()
+
+
+async def _described(channel, symbol: str) -> str:
+    """What reflection answers to file_containing_symbol: the file's name, or the error code."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    ask = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    async for answer in stub.ServerReflectionInfo(iter([ask])):
+        if answer.HasField("file_descriptor_response"):
+            found = descriptor_pb2.FileDescriptorProto.FromString(answer.file_descriptor_response.file_descriptor_proto[0])
+            return found.name
+        return f"error {answer.error_response.error_code}"
+    return ""
+
+
+async def test_reflection_describes_only_the_listeners_own_services(tmp_path, monkeypatch, db_url, pool):
+    """R28, issue 14's attack run: the partner port's reflection listed partner services only but still
+    handed out admin.proto to file_containing_symbol (the process's whole descriptor pool); it now
+    describes the partner files alone, and the operations listener its own."""
+    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1)
+    try:
+        async with r.channel() as ch, r.admin_channel() as ach:
+            assert await _described(ch, "esimota.v1.WritingService") == "esimota/v1/writing.proto"
+            for symbol in ("esimota.v1.AdminService", "esimota.v1.IngestService", "esimota.v1.AllocateChipsRequest"):
+                assert await _described(ch, symbol) == f"error {grpc.StatusCode.NOT_FOUND.value[0]}"
+            assert await _described(ach, "esimota.v1.AdminService") == "esimota/v1/admin.proto"
+            assert (await _described(ach, "esimota.v1.WritingService")).startswith("error ")
+    finally:
+        await stop(r)
 
 
 async def test_staff_services_and_metrics_only_on_the_operations_listener(tmp_path, monkeypatch, db_url, pool):

@@ -32,3 +32,14 @@ def test_public_addresses_pass_and_the_allow_list_opens_chosen_ranges():
     allow.check_ip("10.8.3.4")
     with pytest.raises(RefusedTarget):
         allow.check_ip("10.9.3.4")
+
+
+@pytest.mark.parametrize("url", ["https://１２７.0.0.1/cb", "https://2130706433/cb", "https://127.1/cb",
+                                 "https://0177.0.0.1/cb", "https://127.000.000.001/cb",
+                                 "https://[::ffff:7f00:1]/cb", "https://[fe80::1%25lo]/cb"])
+def test_a_host_is_read_as_the_http_client_connects_to_it(url):
+    """R25 (issue 14 attack run): the host is judged as aiohttp reads it. Full-width digits fold to
+    127.0.0.1; decimal, short, octal and zero-padded forms are addresses to aiohttp (it skips the resolver
+    for them) but not to ipaddress, so they are refused before any connection."""
+    with pytest.raises(RefusedTarget):
+        TargetPolicy().check_url(url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..domain.lifecycle import CardState, progress
-from ..errors import DomainError, InvalidArgument
+from ..errors import DomainError, InvalidArgument, RateLimited
 from ..service import history, lists, reports_export, temp_numbers, write_batch, writing
 from ..v1 import admin_pb2, writing_pb2
 from . import status
@@ -178,7 +178,16 @@ def register(rpc: Callable, iso: Callable) -> None:
 
     @rpc
     async def apply_write_batch(call, req):
-        results = await write_batch.apply_batch(call.pool, call.client, [_batch_item(i) for i in req.items])
+        items = [_batch_item(i) for i in req.items]
+        if call.charge is not None and len(items) <= write_batch.MAX_ITEMS:
+            # R17: every item counts as one call, as on BulkApplyWrite (the call itself paid for the first);
+            # an item beyond the client's limit is answered 429 RATE_LIMITED and applies nothing
+            for k in range(1, len(items)):
+                try:
+                    call.charge()
+                except RateLimited as exc:
+                    items[k] = exc
+        results = await write_batch.apply_batch(call.pool, call.client, items)
         out = writing_pb2.ApplyWriteBatchResponse()
         for item, res in zip(req.items, results):
             if isinstance(res, DomainError):

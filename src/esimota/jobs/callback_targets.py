@@ -8,7 +8,9 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver
+from aiohttp.helpers import is_ip_address
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from ..config import Network
 
@@ -46,15 +48,25 @@ class TargetPolicy:
             raise RefusedTarget(f"target {ip} is an internal address (not in ESIMOTA_CALLBACK_ALLOW)")
 
     def check_url(self, url: str) -> None:
-        """Before any connection: the scheme, and a host given as an address literal (no resolution)."""
+        """Before any connection: the scheme, and a host given as an address literal (no resolution).
+
+        The host is read as aiohttp will connect to it (yarl: IDNA folds '１２７.0.0.1' to '127.0.0.1'),
+        not as urllib reads it. A host aiohttp takes for an address literal skips the resolver (and with
+        it GuardedResolver), so it must be an address this check can read: '127.1', '2130706433' or
+        '0177.0.0.1', which the system's resolver would turn into 127.0.0.1, are refused outright."""
         parts = urlsplit(url)
         if parts.scheme != "https" and not (parts.scheme == "http" and self.allow_http):
             raise RefusedTarget("callback URL is not https (CALLBACK_URL_INSECURE)")
-        host = parts.hostname or ""
+        try:
+            host = URL(url).raw_host or ""
+        except (ValueError, TypeError):
+            raise RefusedTarget("callback URL cannot be parsed") from None
         if not host:
             raise RefusedTarget("callback URL has no host")
         if _address(host) is not None:
             self.check_ip(host)
+        elif is_ip_address(host):
+            raise RefusedTarget(f"not an address: {host[:60]!r}")
 
 
 class GuardedResolver(AbstractResolver):

@@ -70,7 +70,7 @@ class CommitGroup:
     finals: list = field(default_factory=list)       # coroutines fn(conn) for single transitions
     successes: list = field(default_factory=list)    # (chip row, diagnostic) of REPORT 00, written in bulk
     answers: list = field(default_factory=list)      # StartWrite | Close, returned to the driver
-    refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards
+    refusals: dict = field(default_factory=dict)     # (source, reason) -> frames of unknown cards, chip-less garbage
     source: Any = lambda cid: ""                     # a channel's source address (ota.guard.SourceGuard.source)
 
 
@@ -161,10 +161,15 @@ class ChannelService:
         else:
             self._on_report(cid, fields, chip, group)
 
+    @staticmethod
+    def _count_refusal(group: CommitGroup, cid, reason: int) -> None:
+        """No chip, no key: a count per source and minute (bip_refusals), not a row per frame."""
+        key = (group.source(cid), reason)
+        group.refusals[key] = group.refusals.get(key, 0) + 1
+
     def _refuse(self, group: CommitGroup, cid, eid, chip_id, ftype, reason, detail) -> None:
-        if reason == bcp.CLOSE_UNKNOWN_CARD:  # no chip, no key: a count per source and minute, not a row per frame
-            key = (group.source(cid), reason)
-            group.refusals[key] = group.refusals.get(key, 0) + 1
+        if reason == bcp.CLOSE_UNKNOWN_CARD:
+            self._count_refusal(group, cid, reason)
         else:
             group.attempts.append((eid, chip_id, ftype, reason, detail))
         group.answers.append(Close(cid, reason))
@@ -276,8 +281,8 @@ class ChannelService:
         self.sessions.event(group, ev)  # R1: ends and sizes of channel sessions (before traffic is charged)
         session = ev.session
         if session is None:
-            if kind is ProtocolError:
-                group.attempts.append(("", None, 0, bcp.CLOSE_PROTOCOL, str(ev.detail)[:200]))
+            if kind is ProtocolError:  # before any HELLO verified: nobody's chip, bytes anyone can send
+                self._count_refusal(group, ev.cid, bcp.CLOSE_PROTOCOL)
             return
         total = len(session.apdus)
         if kind is Acked:

@@ -78,17 +78,14 @@ async def get_chip(db: Any, client: Client, eid: str) -> ChipInfo:
 
 async def _number_row(db: Any, client: Client, msisdn: str | None, iccid: str | None) -> tuple[Any, Any]:
     if msisdn:
-        row = await number_store.by_msisdn(db, identifiers.validate_msisdn(msisdn))
+        row = await number_store.of_client(db, client.id, msisdn=identifiers.validate_msisdn(msisdn))
     elif iccid:
-        row = await number_store.by_iccid(db, identifiers.validate_iccid(iccid))
+        row = await number_store.of_client(db, client.id, iccid=identifiers.validate_iccid(iccid))
     else:
         raise InvalidArgument("msisdn or iccid is required", reason="NUMBER_REQUIRED")
-    chip = await chip_store.of_number(db, row["chip_id"], row["id"]) if row is not None else None
-    mine = row is not None and (row["client_id"] == client.id
-                                or (chip is not None and chip["owner_client_id"] == client.id))
-    if not mine:  # another client's numbers do not exist for this caller
+    if row is None:  # another client's numbers do not exist for this caller: one statement, as for none
         raise NotFound("unknown number", reason="NUMBER_NOT_FOUND")
-    return row, chip
+    return row, await chip_store.of_number(db, row["chip_id"], row["id"])
 
 
 async def get_number(db: Any, client: Client, *, msisdn: str | None = None, iccid: str | None = None) -> NumberInfo:

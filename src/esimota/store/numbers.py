@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.lifecycle import OPEN_STATES
 from ..errors import DomainError
 from . import crypto
 from .keys import aad
@@ -36,8 +37,18 @@ WHERE p.writable AND EXISTS (SELECT 1 FROM numbers n WHERE n.province_code = p.c
                              AND (n.client_id IS NULL OR n.client_id = $1))
 ORDER BY p.code"""
 BOUND_TO = "SELECT msisdn FROM numbers WHERE chip_id = $1"
-SELECT_BY_MSISDN = "SELECT * FROM numbers WHERE msisdn = $1"
-SELECT_BY_ICCID = "SELECT * FROM numbers WHERE iccid = $1"
+# A number of the caller's (DESIGN §6): allocated to it, or on a chip of its (bound, or reserved by an
+# open task). Another client's number and one that does not exist take this one statement alike, so
+# neither the answer nor its timing tells a partner which numbers exist (issue 14).
+_OPEN = ", ".join(str(int(s)) for s in sorted(OPEN_STATES))
+_MINE = f"""
+  AND (n.client_id = $2
+       OR EXISTS (SELECT 1 FROM chips c WHERE c.id = n.chip_id AND c.owner_client_id = $2)
+       OR (n.chip_id IS NULL AND EXISTS (
+             SELECT 1 FROM tasks t JOIN chips c ON c.id = t.chip_id
+             WHERE t.number_id = n.id AND t.state IN ({_OPEN}) AND c.owner_client_id = $2)))"""
+MINE_BY_MSISDN = "SELECT n.* FROM numbers n WHERE n.msisdn = $1" + _MINE
+MINE_BY_ICCID = "SELECT n.* FROM numbers n WHERE n.iccid = $1" + _MINE
 ALLOCATE = """
 UPDATE numbers SET client_id = $1, allocated_at = now()
 WHERE iccid = ANY($2::text[]) AND client_id IS NULL AND status = 'available'
@@ -123,12 +134,11 @@ async def reserve(conn: Any, number_id: int) -> None:
     await conn.execute(RESERVE, number_id)
 
 
-async def by_msisdn(db: Any, msisdn: str) -> Any:
-    return await db.fetchrow(SELECT_BY_MSISDN, msisdn)
-
-
-async def by_iccid(db: Any, iccid: str) -> Any:
-    return await db.fetchrow(SELECT_BY_ICCID, iccid)
+async def of_client(db: Any, client_pk: int, *, msisdn: str | None = None, iccid: str | None = None) -> Any:
+    """The number named by msisdn (else iccid) if it is the client's (MINE_BY_*), else None."""
+    if msisdn:
+        return await db.fetchrow(MINE_BY_MSISDN, msisdn, client_pk)
+    return await db.fetchrow(MINE_BY_ICCID, iccid, client_pk)
 
 
 async def bound_to(db: Any, chip_id: int) -> Any:

@@ -11,7 +11,7 @@ from esimota.service.writing import ApplyRequest
 from esimota.store import migrate
 
 from tests.support import databases
-from ..conftest import BATCH_KEY, eid, write_chips, write_numbers
+from ..conftest import BATCH_KEY, eid, iccid, msisdn, write_chips, write_numbers
 
 
 async def owner_of(pool, i):
@@ -78,6 +78,50 @@ async def test_release_only_while_no_task_is_open(pool, two_clients):
         await queries.get_chip(pool, a, eid(4))
     await writing.cancel_write(pool, a, eid=eid(3))
     assert await admin.release_chips(pool, a.client_id, [eid(3)]) == [eid(3)]
+
+
+async def test_another_clients_number_takes_the_same_statements_as_an_unknown_one(pool, two_clients):
+    """R15, issue 14's attack run: the number queries of §7.2.3 answered another client's (or an
+    unallocated) number with the same 404 as an unknown one, but after a second statement (the chip
+    lookup), ~0.2 ms slower over HTTP: an oracle of which MSISDNs and ICCIDs exist. Now a number that is
+    not the caller's and one that does not exist run the same single statement and the same 404."""
+    a, b = two_clients
+    await admin.allocate_numbers(pool, b.client_id, [iccid(1)])
+    await admin.allocate_chips(pool, b.client_id, [eid(2)])
+    await writing.apply_write(pool, b, ApplyRequest(eid(2), 0, iccid=iccid(1), msisdn=msisdn(1)))  # bound to B's chip
+    await admin.allocate_chips(pool, a.client_id, [eid(3)])
+    await writing.apply_write(pool, a, ApplyRequest(eid(3), 1, province_code="44"))  # one of A's, by auto-allocation
+    mine = await pool.fetchval("SELECT n.msisdn FROM numbers n JOIN tasks t ON t.number_id = n.id "
+                               "JOIN chips c ON c.id = t.chip_id WHERE c.eid = $1", eid(3))
+    async with pool.acquire() as conn:
+        seen: list[str] = []
+
+        class Recorded:
+            """The real connection, noting each statement it is asked to run."""
+
+            def __getattr__(self, name):
+                method = getattr(conn, name)
+
+                async def call(query, *args, **kw):
+                    seen.append(query)
+                    return await method(query, *args, **kw)
+                return call
+
+        async def run(**named) -> tuple[list[str], str]:
+            seen.clear()
+            try:
+                await queries.get_number(Recorded(), a, **named)
+                outcome = "found"
+            except NotFound as exc:
+                outcome = f"{exc.reason}: {exc.message}"
+            return list(seen), outcome
+
+        for key, other, free, unknown in (("msisdn", msisdn(1), msisdn(3), msisdn(99)),
+                                          ("iccid", iccid(1), iccid(3), iccid(99))):
+            answers = [await run(**{key: value}) for value in (other, free, unknown)]
+            assert answers[0] == answers[1] == answers[2]
+            assert answers[0][1] == "NUMBER_NOT_FOUND: unknown number" and len(answers[0][0]) == 1
+        assert (await run(msisdn=mine))[1] == "found"  # the caller's own number is still found
 
 
 async def test_client_by_id_or_name_and_a_shared_name_is_refused(pool, two_clients):

@@ -40,6 +40,9 @@ class Driver:
         self.tasks: list[asyncio.Task] = []
         self.peak = 0
         self.telemetry = ChannelTelemetry()
+        # sources of channels cut for a protocol error before any HELLO verified: the cut closes the
+        # channel (and the guard forgets it) before the service counts the refusal by source
+        self.cut_sources: dict[int, str] = {}
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._events())]
@@ -76,6 +79,11 @@ class Driver:
                 tr.close()
         if events:
             if self.guard.rate:
+                for ev in events:
+                    if type(ev) is ProtocolError and ev.session is None:
+                        if len(self.cut_sources) > 100_000:  # groups the service failed on never asked
+                            self.cut_sources.clear()
+                        self.cut_sources[ev.cid] = self.guard.source(ev.cid)
                 events = self._screen(events)
             self.pending.extend(events)
             self.wakeup.set()
@@ -115,9 +123,14 @@ class Driver:
             if group:
                 inflight.add(asyncio.create_task(self._group(group)))
 
+    def source(self, cid: int) -> str:
+        """A channel's source address, for the service's per-source counts (SourceGuard.source)."""
+        gone = self.cut_sources.pop(cid, None)
+        return gone if gone is not None else self.guard.source(cid)
+
     async def _group(self, group: list) -> None:
         try:
-            answers = await self.service.handle(group, self.guard.source)
+            answers = await self.service.handle(group, self.source)
         except Exception:  # the service failed as a whole (database down): busy, retry after 30 s
             self.failed_groups += 1
             metrics.GROUP_FAILURES.inc()

@@ -44,11 +44,35 @@ def _v1_descriptor() -> None:
     pool.AddSerializedFile(proto.SerializeToString())
 
 
+def _pool_of(service_names: Iterable[str]) -> descriptor_pool.DescriptorPool:
+    """A pool holding only the files that define `service_names` and what they import: reflection answers
+    from it, so a listener's reflection describes its own services and nothing else the process loaded
+    (the partner port must not hand out admin.proto to a `file_containing_symbol` query; issue 14)."""
+    default = descriptor_pool.Default()
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file) -> None:
+        if file.name in added:
+            return
+        for dep in file.dependencies:
+            add(dep)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for name in service_names:
+        add(default.FindServiceByName(name).file)
+    return pool
+
+
 def enable(server: grpc.aio.Server, service_names: Iterable[str]) -> list[str]:
-    """Serve reflection v1 and v1alpha for `service_names` (plus both reflection services); returns the names."""
+    """Serve reflection v1 and v1alpha for `service_names` (plus both reflection services), describing
+    only the files of these services; returns the names."""
     _v1_descriptor()
     names = list(dict.fromkeys([*service_names, V1_SERVICE, V1ALPHA_SERVICE]))
-    servicer = alpha.aio.ReflectionServicer(names)
+    servicer = alpha.aio.ReflectionServicer(names, pool=_pool_of(names))
     alpha_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
