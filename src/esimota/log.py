@@ -28,6 +28,7 @@ _INLINE = [
 #: The id of the HTTP or gRPC call being served (X-Request-Id), on every log line written meanwhile.
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("esimota_request_id", default=None)
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps with options builds one per call
 
 
 def redact_text(text: str) -> str:
@@ -90,7 +91,7 @@ class JsonFormatter(logging.Formatter):
                 out[k] = redact(v, k)
         if record.exc_info:
             out["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)
 
 
 class LineWriter(logging.Handler):

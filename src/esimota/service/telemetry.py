@@ -18,6 +18,7 @@ from .. import metrics
 log = logging.getLogger("esimota.bip")
 
 _GROUP: contextvars.ContextVar[tuple[float, list] | None] = contextvars.ContextVar("esimota_group", default=None)
+_WRITES: dict = {}  # result -> its child counter (labels() takes a lock per call)
 RESULT_NAMES = {"success": "success", "chip fault": "chip_fault", "data error": "data_error"}
 
 
@@ -42,6 +43,9 @@ def group_committed(events: list, committed: Any) -> None:
         metrics.GROUP_LATENCY.observe(time.perf_counter() - group[0])
     finished = [(chip, "success") for chip, _ in committed.successes] + (group[1] if group else [])
     for chip, result in finished:
-        metrics.WRITES.labels(result).inc()
+        counter = _WRITES.get(result)
+        if counter is None:
+            counter = _WRITES[result] = metrics.WRITES.labels(result)
+        counter.inc()
         log.info("write outcome", extra={"task_id": chip["task_id"], "eid": chip["eid"], "result": result,
                                           "client": chip["client_ref"]})

@@ -30,6 +30,8 @@ class ChannelTelemetry:
         self._sent = {t: metrics.BIP_FRAMES.labels("sent", name) for t, name in metrics.FRAME_TYPES.items()}
         self._received = [metrics.BIP_FRAMES.labels("received", metrics.FRAME_TYPES.get(t, "other"))
                           for t in range(6)]
+        self._closes: dict = {}  # reason -> its child counter (labels() takes a lock per call)
+        self._sessions: dict = {}  # how a session ended -> its child counter
 
     def drained(self, mux, out: list, events: list) -> None:
         """Count what one drain wrote and read; remember why channels are closing."""
@@ -39,7 +41,10 @@ class ChannelTelemetry:
             sent[ftype] = sent.get(ftype, 0) + 1
             if ftype == _T_CLOSE and len(frame) > 3:
                 reason = metrics.close_reason_name(frame[3])
-                metrics.BIP_CLOSES.labels(reason).inc()
+                counter = self._closes.get(reason)
+                if counter is None:
+                    counter = self._closes[reason] = metrics.BIP_CLOSES.labels(reason)
+                counter.inc()
                 self.ending.setdefault(cid, reason)
         for ftype, n in sent.items():
             counter = self._sent.get(ftype)
@@ -61,7 +66,10 @@ class ChannelTelemetry:
     def lost(self, cid, channel, now: float) -> None:
         """The channel's end: one INFO line (task, EID, duration, frames, bytes, CLOSE reason) and counters."""
         end = self.ending.pop(cid, "dropped")
-        metrics.BIP_SESSIONS.labels(end).inc()
+        counter = self._sessions.get(end)
+        if counter is None:
+            counter = self._sessions[end] = metrics.BIP_SESSIONS.labels(end)
+        counter.inc()
         if channel is None:
             return
         metrics.BIP_SESSION_BYTES.inc(channel.nbytes)
