@@ -10,6 +10,11 @@ import os
 import sys
 from typing import Sequence
 
+# Before grpc is imported (below): the platform never forks a process that goes on using gRPC (it only
+# runs other programs: pg_ctl, pg_dump), so gRPC's fork handlers are not wanted; with them on, stopping
+# the embedded PostgreSQL printed grpc's non-JSON "skipping fork() handlers" lines into the log.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from ..errors import EsimotaError
 from . import api, backup, chips, client, db, decode, find, keys, monitor, project, report, serve, sim, staff
 from .common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, emit, fail, run_async, staff_flags
