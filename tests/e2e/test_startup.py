@@ -3,17 +3,22 @@ before anything is served — a platform that started anyway reported itself hea
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from esimota.sim.launch import free_port
-from esimota.store import crypto, migrate
+from esimota.store import crypto, embedded, migrate
 
 
 def _serve(home, db_url: str | None, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -129,3 +134,34 @@ async def test_a_wrong_password_is_refused_as_such(tmp_path, db_url):
     wrong = urlunsplit(parts._replace(netloc=f"{user}:not-the-password@{parts.netloc.rsplit('@', 1)[1]}"))
     line = _one_line(_serve(tmp_path / "home", wrong), "refused the connection", "password authentication failed")
     assert "not-the-password" not in line and "unreachable" not in line
+
+
+def test_the_embedded_platform_logs_json_lines_only_from_start_to_stop():
+    """`make run`'s platform (no DATABASE_URL: the embedded PostgreSQL, started and stopped by serve) writes
+    nothing but JSON lines: stopping the cluster forks pg_ctl, and gRPC's fork handlers used to print their
+    own "skipping fork() handlers" lines into the log."""
+    base = Path(tempfile.mkdtemp(prefix="esimota-serve-"))  # outside pytest's root (see test_embedded)
+    e = dict(os.environ, ESIMOTA_HOME=str(base / "home"), ESIMOTA_ADMIN_PORT=str(free_port()),
+             ESIMOTA_ADMIN_HTTP_PORT=str(free_port()))
+    for k in ("DATABASE_URL", "ESIMOTA_MASTER_KEY", "GRPC_ENABLE_FORK_SUPPORT"):
+        e.pop(k, None)
+    argv = [sys.executable, "-m", "esimota.cli", "serve", "--no-tls", "--http-port", str(free_port()),
+            "--grpc-port", str(free_port()), "--bip-port", str(free_port())]
+    proc = subprocess.Popen(argv, env=e, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    try:
+        for line in proc.stderr:  # until the worker is serving
+            lines.append(line)
+            if '"worker ready"' in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        lines += proc.stderr.readlines()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        embedded.Cluster(base / "home").stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any(r["msg"] == "worker ready" for r in records)
+    assert records[-1]["msg"] == "stopped"
