@@ -70,8 +70,8 @@ class Platform:
     tasks: list[asyncio.Task] = field(default_factory=list)
     api: Api | None = None
     bip_driver: Driver | None = None
-    ops_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
-    ops_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
+    admin_grpc: grpc.aio.Server | None = None             # the operations listener (DESIGN §6): staff
+    admin_runner: web.AppRunner | None = None             # gRPC services, and /metrics over HTTPS
     readiness: Readiness | None = None                  # database up and not draining (api.health)
     job_runner: JobRunner | None = None                 # worker 0: the leased background jobs (issue 18)
 
@@ -145,24 +145,24 @@ async def _start_listeners(p: Platform) -> None:
     await p.grpc.start()
     p.bip = await endpoint.start(settings.bip_host, settings.bip_port, p.bip_driver.protocol)
     p.ports["bip"] = p.bip.sockets[0].getsockname()[1]
-    await _start_ops_listener(p, ssl_ctx, creds)
+    await _start_admin_listener(p, ssl_ctx, creds)
 
 
-async def _start_ops_listener(p: Platform, ssl_ctx, creds) -> None:
+async def _start_admin_listener(p: Platform, ssl_ctx, creds) -> None:
     """Staff surfaces, never on the partner ports (DESIGN §6): AdminService and IngestService over gRPC on
     ESIMOTA_ADMIN_PORT, /metrics and the console (/console/) on ESIMOTA_ADMIN_HTTP_PORT, both on ESIMOTA_ADMIN_HOST
     (127.0.0.1), with the same TLS as the partner listeners. Its reflection lists the staff services only."""
     s = p.settings
-    p.ops_grpc, p.ports["admin"], _ = await grpc_server.create_server(
+    p.admin_grpc, p.ports["admin"], _ = await grpc_server.create_server(
         f"{s.admin_host}:{s.admin_port}", registrars=(servicers.register_staff,), credentials=creds, context=p.api,
         readiness=p.readiness)
-    await p.ops_grpc.start()
-    ops_app = http_app.create_ops_app(p.pool, p.readiness)  # /readyz knows the worker drains
+    await p.admin_grpc.start()
+    admin_app = http_app.create_admin_app(p.pool, p.readiness)  # /readyz knows the worker drains
     # the operator console (R28): staff sessions on this listener only, never on a partner port
-    console_app.mount(ops_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
-    p.ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
-    await p.ops_runner.setup()
-    site = GuardedTCPSite(p.ops_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
+    console_app.mount(admin_app, console_app.create_app(p.pool, p.api.addresses, console_pages.register))
+    p.admin_runner = web.AppRunner(admin_app, access_log=None, handle_signals=False)
+    await p.admin_runner.setup()
+    site = GuardedTCPSite(p.admin_runner, s.admin_host, s.admin_http_port, ssl_context=ssl_ctx, reuse_port=True,
                           head_timeout=s.http_head_timeout)
     await site.start()
     p.ports["admin_http"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -186,10 +186,10 @@ async def stop_worker(p: Platform, grace: float = 8.0) -> None:
     if p.job_runner is not None:  # the leases go back at once: another node takes the jobs without waiting
         await asyncio.wait([asyncio.ensure_future(p.job_runner.release())], timeout=grace)
     stops = []
-    for server in (p.grpc, p.ops_grpc):
+    for server in (p.grpc, p.admin_grpc):
         if server is not None:
             stops.append(asyncio.ensure_future(server.stop(grace)))
-    for runner in (p.http_runner, p.ops_runner):
+    for runner in (p.http_runner, p.admin_runner):
         if runner is not None:
             stops.append(asyncio.ensure_future(runner.cleanup()))
     waiting = stops + list(p.tasks)

@@ -84,8 +84,8 @@ async def stop(r: Running) -> None:
     for t in p.tasks:
         t.cancel()
     steps = [("jobs", asyncio.gather(*p.tasks, return_exceptions=True)), ("grpc", p.grpc.stop(1.0)),
-             ("ops grpc", p.ops_grpc.stop(1.0)), ("http", p.http_runner.cleanup()),
-             ("ops http", p.ops_runner.cleanup()), ("api", p.api.stop()), ("pool", p.pool.close())]
+             ("admin grpc", p.admin_grpc.stop(1.0)), ("http", p.http_runner.cleanup()),
+             ("admin http", p.admin_runner.cleanup()), ("api", p.api.stop()), ("pool", p.pool.close())]
     hung = []
     for name, step in steps:
         try:

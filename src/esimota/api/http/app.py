@@ -107,7 +107,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ctype})
 
 
-def create_ops_app(pool: object, readiness: Readiness) -> web.Application:
+def create_admin_app(pool: object, readiness: Readiness) -> web.Application:
     """The HTTPS side of the operations listener (DESIGN §6): /metrics, /healthz and /readyz, never on a partner port."""
     app = web.Application(middlewares=[_json_errors], client_max_size=64 * 1024)
     app[POOL], app[READINESS] = pool, readiness
