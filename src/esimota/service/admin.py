@@ -148,7 +148,8 @@ async def allocate_numbers(db: Any, client_id: str, iccids: list[str], *, actor:
                            lines: list[int] | None = None, source: str = "allocation") -> list[str]:
     """划拨: numbers to one client for designated writes (R5); any unknown or taken ICCID → nothing done, every
     bad one listed (by `lines`, the file's line numbers of `source`, when the ICCIDs come from a file).
-    A number allocated to this client already changes nothing; the ICCIDs newly allocated are returned."""
+    A number allocated to this client already stays so, in use or not (listed, as chips allocate lists its
+    chips); the ICCIDs now allocated to the client are returned."""
     problems: list[tuple[int, str, str]] = []
     wanted_lines: list[tuple[int, str]] = []
     for line, raw in zip(lines or range(1, len(iccids) + 1), iccids):

@@ -50,8 +50,8 @@ _MINE = f"""
 MINE_BY_MSISDN = "SELECT n.* FROM numbers n WHERE n.msisdn = $1" + _MINE
 MINE_BY_ICCID = "SELECT n.* FROM numbers n WHERE n.iccid = $1" + _MINE
 ALLOCATE = """
-UPDATE numbers SET client_id = $1, allocated_at = now()
-WHERE iccid = ANY($2::text[]) AND client_id IS NULL AND status = 'available'
+UPDATE numbers SET client_id = $1, allocated_at = coalesce(allocated_at, now())
+WHERE iccid = ANY($2::text[]) AND ((client_id IS NULL AND status = 'available') OR client_id = $1)
 RETURNING iccid"""
 ALLOCATION_STATE = "SELECT iccid, client_id, status FROM numbers WHERE iccid = ANY($1::text[])"
 
