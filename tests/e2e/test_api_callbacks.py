@@ -117,11 +117,11 @@ async def test_a_redirect_is_not_followed_and_is_a_failed_attempt(tmp_path, monk
         await inside.stop()
 
 
-async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkeypatch, db_url, pool):
-    """SSRF: a target resolving to 127.0.0.1 is refused at delivery, after resolution, and recorded failed;
-    ESIMOTA_CALLBACK_ALLOW is what lets a chosen internal range through."""
+async def _refused_attempt(tmp_path, monkeypatch, db_url, pool, host: str) -> str:
+    """A write whose callback URL names the receiver by `host`: the one attempt must be recorded failed,
+    refused before any request reached the receiver; returns the attempt's detail."""
     rx = Receiver(failures=0)
-    url = (await rx.start()).replace("127.0.0.1", "localhost")  # a name: refused after resolution
+    url = (await rx.start()).replace("127.0.0.1", host)
     r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
                     env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
     try:
@@ -129,30 +129,25 @@ async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkey
         await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
         attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
         assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
-        assert attempt["detail"].startswith("refused: target ") and "internal address" in attempt["detail"]
         assert rx.bodies == []
+        return attempt["detail"]
     finally:
         await stop(r)
         await rx.stop()
+
+
+async def test_a_callback_to_loopback_is_refused_unless_allowed(tmp_path, monkeypatch, db_url, pool):
+    """SSRF: a target resolving to 127.0.0.1 is refused at delivery, after resolution, and recorded failed;
+    ESIMOTA_CALLBACK_ALLOW is what lets a chosen internal range through."""
+    detail = await _refused_attempt(tmp_path, monkeypatch, db_url, pool, "localhost")  # a name: after resolution
+    assert detail.startswith("refused: target ") and "internal address" in detail
 
 
 async def test_a_full_width_loopback_host_is_refused_before_any_connection(tmp_path, monkeypatch, db_url, pool):
     """R25, issue 14's attack run: 'http://１２７.0.0.1:PORT/cb' is 127.0.0.1 to the HTTP client (IDNA folds
     the full-width digits) though not to urllib; the platform must not POST the signed body there."""
-    rx = Receiver(failures=0)
-    url = (await rx.start()).replace("127.0.0.1", "\uff11\uff12\uff17.0.0.1")
-    r = await start(tmp_path, monkeypatch, db_url, pool, chips=1, callback_url=url,
-                    env={"ESIMOTA_CALLBACK_DELAY_SCALE": "100", "ESIMOTA_ALLOW_HTTP_CALLBACKS": "1"})
-    try:
-        await _write(r, pool)
-        await until_query(pool, "SELECT count(*) = 1 FROM callback_attempts", limit=20)
-        attempt = await pool.fetchrow("SELECT http_status, outcome, detail FROM callback_attempts")
-        assert (attempt["http_status"], attempt["outcome"]) == (None, "failed")
-        assert attempt["detail"] == "refused: target 127.0.0.1 is an internal address (not in ESIMOTA_CALLBACK_ALLOW)"
-        assert rx.bodies == []
-    finally:
-        await stop(r)
-        await rx.stop()
+    detail = await _refused_attempt(tmp_path, monkeypatch, db_url, pool, "\uff11\uff12\uff17.0.0.1")
+    assert detail == "refused: target 127.0.0.1 is an internal address (not in ESIMOTA_CALLBACK_ALLOW)"
 
 
 async def test_an_http_callback_url_is_refused_at_creation(pool, monkeypatch):
